@@ -1,0 +1,381 @@
+# SPDX-License-Identifier: Apache-2.0
+"""KubeArmor policies as Kadapter reads them: the model, and validation that refuses what it cannot enforce.
+
+Kadapter takes KubeArmor policy files unchanged. Whatever it would otherwise
+skip without a word (a section it does not enforce yet, a path the kernel
+never reports) is refused with an InputError instead, so a policy is either
+enforced as written or not loaded at all. Loading a directory is all or
+nothing for the same reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapter.errors import Field, read_documents, read_text, yaml_files
+
+API_VERSION = "security.kubearmor.com/v1"
+DEFAULT_NAMESPACE = "default"
+CONTAINER_NAME_LABEL = "kubearmor.io/container.name"
+# guest_agent/bpf_types.PATH_MAX is 256: paths live in the BPF maps with their trailing NUL.
+MAX_PATH_BYTES = 255
+
+TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
+SPEC_FIELDS = (
+    "selector",
+    "process",
+    "file",
+    "network",
+    "capabilities",
+    "syscalls",
+    "severity",
+    "tags",
+    "message",
+    "action",
+    "presets",
+    "apparmor",
+)
+PROCESS_FIELDS = ("matchPaths", "matchDirectories", "matchPatterns", "severity", "tags", "message", "action")
+RULE_FIELDS = ("path", "ownerOnly", "fromSource", "severity", "tags", "message", "action")
+
+# What KubeArmor offers and Kadapter does not enforce yet, as (where, field, YAML type).
+# A field listed here is refused when it holds a non-empty (truthy) value; drop an
+# entry once the guest agent enforces it.
+NOT_ENFORCED: tuple[tuple[str, str, type], ...] = (
+    ("spec", "file", dict),
+    ("spec", "network", dict),
+    ("spec", "capabilities", dict),
+    ("spec", "syscalls", dict),
+    ("spec", "presets", list),
+    ("spec", "apparmor", str),
+    ("spec.process", "matchDirectories", list),
+    ("spec.process", "matchPatterns", list),
+    ("spec.process.matchPaths[]", "fromSource", list),
+    ("spec.process.matchPaths[]", "ownerOnly", bool),
+)
+NOT_ENFORCED_REASON = (
+    "not enforced by Kadapter yet; remove it or wait for support "
+    "(refusing rather than silently not enforcing it)"
+)
+
+
+class Action(enum.Enum):
+    """What happens when a rule matches."""
+
+    ALLOW = "Allow"
+    AUDIT = "Audit"
+    BLOCK = "Block"
+
+
+class PolicyKind(enum.Enum):
+    """The KubeArmor policy kinds that can select pods, and so Kata pods."""
+
+    POLICY = "KubeArmorPolicy"
+    CLUSTER_POLICY = "KubeArmorClusterPolicy"
+
+
+_ACTIONS = {action.value: action for action in Action} | {action.value.lower(): action for action in Action}
+
+
+@dataclass(frozen=True)
+class ProcessRule:
+    """One executable path and what to do when it is run, after inheritance."""
+
+    path: str
+    action: Action
+    severity: int
+    tags: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True)
+class LabelExpression:
+    """One matchExpressions entry: key "label" (values "k=v") or "namespace" (cluster policies)."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Selector:
+    """The pods a policy selects; container_names narrows it to some containers of those pods."""
+
+    match_labels: tuple[tuple[str, str], ...]
+    container_names: tuple[str, ...]
+    match_expressions: tuple[LabelExpression, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated KubeArmor policy, reduced to what Kadapter enforces."""
+
+    kind: PolicyKind
+    name: str
+    namespace: str | None
+    selector: Selector
+    process_rules: tuple[ProcessRule, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class _Inherited:
+    """The action, severity, tags and message a rule gets unless it sets its own."""
+
+    action: Action = Action.BLOCK
+    severity: int = 1
+    tags: tuple[str, ...] = ()
+    message: str = ""
+
+    def override(self, fields: Mapping[str, Field]) -> _Inherited:
+        """Apply what one level (spec, section or rule) sets; empty or missing values inherit."""
+        changes = {
+            "action": _action(fields.get("action")),
+            "severity": _severity(fields.get("severity")),
+            "tags": _tags(fields.get("tags")),
+            "message": _message(fields.get("message")),
+        }
+        return dataclasses.replace(
+            self, **{key: value for key, value in changes.items() if value is not None}
+        )
+
+
+def parse_policies(text: str, *, source: str) -> list[Policy]:
+    """Parse and validate every policy of one YAML stream."""
+    return _parse(text, source=source, seen={})
+
+
+def load_policy_file(path: Path) -> list[Policy]:
+    """Load and validate the policies of one file."""
+    return parse_policies(read_text(path), source=str(path))
+
+
+def load_policy_dir(directory: Path) -> list[Policy]:
+    """Load every *.yaml and *.yml file of a directory, failing on the first invalid one."""
+    seen: dict[tuple[PolicyKind, str | None, str], str] = {}
+    policies: list[Policy] = []
+    for path in yaml_files(directory):
+        policies.extend(_parse(read_text(path), source=str(path), seen=seen))
+    return policies
+
+
+def _parse(text: str, *, source: str, seen: dict[tuple[PolicyKind, str | None, str], str]) -> list[Policy]:
+    """Parse one stream, refusing a policy whose kind, namespace and name are already in ``seen``."""
+    policies = []
+    for doc in read_documents(text, source=source):
+        policy = _policy(doc, source)
+        key = (policy.kind, policy.namespace, policy.name)
+        if key in seen:
+            scope = f" in namespace {policy.namespace!r}" if policy.namespace else ""
+            raise (
+                doc.child("metadata")
+                .child("name")
+                .error(
+                    f"{policy.kind.value} {policy.name!r}{scope} is defined twice; "
+                    f"the other definition is in {seen[key]}"
+                )
+            )
+        seen[key] = source
+        policies.append(policy)
+    return policies
+
+
+def _policy(doc: Field, source: str) -> Policy:
+    """Validate one document as a policy."""
+    if not isinstance(doc.value, dict):
+        raise doc.expected("a mapping (a KubeArmor policy object)")
+    doc.mapping(allowed=TOP_FIELDS)
+    kind = _kind(doc.child("kind"))
+    api_version = doc.child("apiVersion")
+    if api_version.string() != API_VERSION:
+        raise api_version.error(f"expected {API_VERSION!r}, got {api_version.value!r}")
+    metadata = doc.child("metadata")
+    metadata.mapping()
+    name = metadata.child("name").dns_subdomain()
+    namespace = None
+    if kind is PolicyKind.POLICY:
+        given = metadata.child("namespace")
+        namespace = DEFAULT_NAMESPACE if given.missing else given.dns_label()
+    spec = doc.child("spec")
+    spec_fields = spec.mapping(allowed=SPEC_FIELDS)
+    selector = _selector(spec.child("selector"), kind)
+    _refuse_not_enforced(spec_fields, "spec")
+    rules = _process_rules(spec.child("process"), _Inherited().override(spec_fields))
+    return Policy(
+        kind=kind, name=name, namespace=namespace, selector=selector, process_rules=rules, source=source
+    )
+
+
+def _kind(field: Field) -> PolicyKind:
+    """Read the kind, explaining why host and other policies are refused."""
+    text = field.string()
+    if text == "KubeArmorHostPolicy":
+        raise field.error(
+            "host policies are not for Kata pods; Kadapter reads KubeArmorPolicy and KubeArmorClusterPolicy"
+        )
+    try:
+        return PolicyKind(text)
+    except ValueError:
+        raise field.error(
+            f"unknown kind {text!r}; expected KubeArmorPolicy or KubeArmorClusterPolicy"
+        ) from None
+
+
+def _selector(field: Field, kind: PolicyKind) -> Selector:
+    """Read spec.selector for either policy kind."""
+    if field.missing:
+        raise field.error("required: a selector naming the pods the policy applies to")
+    if kind is PolicyKind.CLUSTER_POLICY:
+        field.mapping(allowed=("matchExpressions",))
+        expressions = field.child("matchExpressions")
+        if expressions.missing:
+            raise expressions.error("required: cluster policies select pods by namespace or label here")
+        return Selector((), (), _expressions(expressions, keys=("namespace", "label")))
+    field.mapping(allowed=("matchLabels", "matchExpressions"))
+    labels, expressions = field.child("matchLabels"), field.child("matchExpressions")
+    if labels.missing and expressions.missing:
+        raise field.error(
+            "expected matchLabels or matchExpressions, found neither "
+            "(write 'matchLabels: {}' to select every pod in the namespace)"
+        )
+    match_labels, container_names = ((), ()) if labels.missing else _match_labels(labels)
+    match_expressions = () if expressions.missing else _expressions(expressions, keys=("label",))
+    return Selector(match_labels, container_names, match_expressions)
+
+
+def _match_labels(field: Field) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """Split matchLabels into ordinary labels and the container-name pseudo label."""
+    pairs = field.string_map()
+    labels = tuple(pair for pair in pairs if pair[0] != CONTAINER_NAME_LABEL)
+    containers: tuple[str, ...] = ()
+    if len(labels) < len(pairs):
+        text = dict(pairs)[CONTAINER_NAME_LABEL]
+        names = (name.strip() for name in text.strip().removeprefix("[").removesuffix("]").split(","))
+        containers = tuple(dict.fromkeys(name for name in names if name))
+        if not containers:
+            raise field.child(CONTAINER_NAME_LABEL).error(
+                f"expected one or more container names, such as '[nginx, sidecar]', got {text!r}"
+            )
+    return labels, containers
+
+
+def _expressions(field: Field, *, keys: tuple[str, ...]) -> tuple[LabelExpression, ...]:
+    """Read matchExpressions whose keys are among ``keys``."""
+    expressions = []
+    for item in field.items():
+        item.mapping(allowed=("key", "operator", "values"))
+        key_field, operator_field, values_field = (item.child(name) for name in ("key", "operator", "values"))
+        key = key_field.string()
+        if key not in keys:
+            raise key_field.error(f"expected {' or '.join(repr(k) for k in keys)}, got {key!r}")
+        operator = operator_field.string()
+        if operator not in ("In", "NotIn"):
+            raise operator_field.error(f"expected 'In' or 'NotIn', got {operator!r}")
+        values = values_field.strings()
+        if not values:
+            raise values_field.error("expected at least one value, got an empty list")
+        for value_field, value in zip(values_field.items(), values, strict=True):
+            if key == "label" and not value.partition("=")[0]:
+                raise value_field.error(f"expected a label as 'key=value', got {value!r}")
+        expressions.append(LabelExpression(key=key, operator=operator, values=values))
+    return tuple(expressions)
+
+
+def _process_rules(process: Field, inherited: _Inherited) -> tuple[ProcessRule, ...]:
+    """Read spec.process into rules with their inherited action, severity, tags and message."""
+    no_rules = "no rules: Kadapter enforces spec.process.matchPaths and this policy has none"
+    if process.missing:
+        raise process.error(no_rules)
+    fields = process.mapping(allowed=PROCESS_FIELDS)
+    _refuse_not_enforced(fields, "spec.process")
+    section = inherited.override(fields)
+    match_paths = process.child("matchPaths")
+    if match_paths.missing:
+        raise process.error(no_rules)
+    items = match_paths.items()
+    if not items:
+        raise match_paths.error("expected a non-empty list of rules, got an empty list")
+    return tuple(_rule(item, section) for item in items)
+
+
+def _rule(item: Field, section: _Inherited) -> ProcessRule:
+    """Read one matchPaths entry."""
+    fields = item.mapping(allowed=RULE_FIELDS)
+    _refuse_not_enforced(fields, "spec.process.matchPaths[]")
+    path = _executable_path(item.child("path"))
+    final = section.override(fields)
+    return ProcessRule(
+        path=path, action=final.action, severity=final.severity, tags=final.tags, message=final.message
+    )
+
+
+def _refuse_not_enforced(fields: Mapping[str, Field], scope: str) -> None:
+    """Refuse any field NOT_ENFORCED lists for this scope that holds a non-empty value."""
+    for where, key, kind in NOT_ENFORCED:
+        field = fields.get(key)
+        if where == scope and field is not None and not field.missing and field.of_type(kind):
+            raise field.error(NOT_ENFORCED_REASON)
+
+
+def _executable_path(field: Field) -> str:
+    """Read an absolute, normalised executable path that fits the guest's BPF maps."""
+    path = field.string()
+    if "\0" in path:
+        raise field.error("the path contains a NUL byte")
+    if not path.startswith("/"):
+        raise field.error(f"expected an absolute path starting with '/', got {path!r}")
+    if path.endswith("/"):
+        raise field.error(f"expected an executable's path, got a directory path ending in '/': {path!r}")
+    if any(segment in ("", ".", "..") for segment in path[1:].split("/")):
+        normal = "/" + posixpath.normpath(path).lstrip("/")
+        hint = f"; write {normal!r}" if normal != "/" else ""
+        raise field.error(
+            f"path {path!r} is not normalised: the kernel reports executables without '//', '.' or '..' "
+            f"segments, so this rule would never match{hint}"
+        )
+    size = len(path.encode())
+    if size > MAX_PATH_BYTES:
+        raise field.error(
+            f"path is {size} bytes of UTF-8; Kadapter's limit is {MAX_PATH_BYTES} bytes "
+            "(the guest's BPF maps hold a path and its trailing NUL in 256 bytes)"
+        )
+    return path
+
+
+def _action(field: Field | None) -> Action | None:
+    """Read an action; empty or missing means inherit."""
+    if field is None or field.missing or field.value == "":
+        return None
+    text = field.string()
+    if text not in _ACTIONS:
+        raise field.error(f"expected one of Allow, Audit, Block (or allow, audit, block), got {text!r}")
+    return _ACTIONS[text]
+
+
+def _severity(field: Field | None) -> int | None:
+    """Read a severity from 1 to 10; missing means inherit."""
+    if field is None or field.missing:
+        return None
+    severity = field.integer()
+    if not 1 <= severity <= 10:
+        raise field.error(f"expected an integer from 1 to 10, got {severity}")
+    return severity
+
+
+def _tags(field: Field | None) -> tuple[str, ...] | None:
+    """Read a list of tags; empty or missing means inherit."""
+    if field is None or field.missing:
+        return None
+    return field.strings() or None
+
+
+def _message(field: Field | None) -> str | None:
+    """Read a message; empty or missing means inherit."""
+    if field is None or field.missing:
+        return None
+    return field.string() or None

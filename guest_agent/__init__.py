@@ -1,0 +1,1 @@
+"""Kadapter's agent inside a Kata VM: hook listener, gRPC service, BPF-LSM enforcer."""

@@ -1,0 +1,192 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The agent's state: desired policies per pod, live containers, and what binds them.
+
+Two things change it: the host applying a pod's policy set (gRPC) and
+kata-agent creating or removing a container (the hook, via the Listener).
+Either way every affected container is recompiled and handed to the
+Enforcer, so a container registered after a policy arrived is covered
+before its first exec, and one registered before gets the policy when it
+arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from guest_agent import bpf_types
+from guest_agent.alerts import AlertHub
+from guest_agent.enforcer import Enforcer
+from guest_agent.rules import CompiledRules, ContainerKey, check_policies, compile_rules
+from kadapter_api import agent_pb2
+
+log = logging.getLogger(__name__)
+
+RULESETS_REMEMBERED = 1024  # alerts in flight may name a ruleset already replaced
+
+
+class StaleGeneration(ValueError):
+    """The host sent an older generation than the one in force."""
+
+
+@dataclass(frozen=True)
+class PodKey:
+    """A pod as both sides can name it: namespace and name (uid when known)."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Container:
+    """A workload container of a pod, as the hook registered it."""
+
+    id: str
+    name: str
+    pod: PodKey
+    pod_uid: str
+    key: ContainerKey
+    rootfs: Path | None
+    pid: int
+
+
+class Agent:
+    """Keep the kernel's maps equal to desired policies times live containers."""
+
+    def __init__(self, enforcer: Enforcer, alerts: AlertHub) -> None:
+        self._enforcer = enforcer
+        self._alerts = alerts
+        self._pods: dict[PodKey, agent_pb2.ApplyPoliciesRequest] = {}
+        self._containers: dict[str, Container] = {}
+        self._compiled: dict[str, CompiledRules] = {}
+        self._rulesets: OrderedDict[int, tuple[Container, CompiledRules]] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def register(self, container: Container) -> int:
+        """Start enforcing the pod's policies on a new container; return its rule count."""
+        with self._lock:
+            self._containers[container.id] = container
+            try:
+                return self._enforce(container, self._pods.get(container.pod))
+            except Exception:
+                del self._containers[container.id]
+                raise
+
+    def unregister(self, container_id: str) -> bool:
+        """Drop a stopped container's kernel state; return False if it was unknown."""
+        with self._lock:
+            container = self._containers.pop(container_id, None)
+            if container is None:
+                return False
+            self._compiled.pop(container_id, None)
+            self._enforcer.release(container.key)
+            return True
+
+    def apply(self, request: agent_pb2.ApplyPoliciesRequest) -> agent_pb2.ApplyPoliciesResponse:
+        """Make a pod's desired policy set the one in force, for all its containers or none."""
+        check_policies(request.policies)
+        pod = PodKey(request.pod.namespace, request.pod.name)
+        with self._lock:
+            current = self._pods.get(pod)
+            if current and request.generation < current.generation:
+                raise StaleGeneration(f"generation {request.generation} is older than {current.generation}")
+            targets = [c for c in self._containers.values() if c.pod == pod]
+            if current == request:
+                return agent_pb2.ApplyPoliciesResponse(
+                    generation=request.generation, containers_enforced=len(targets)
+                )
+            done: list[Container] = []
+            try:
+                for container in targets:
+                    self._enforce(container, request)
+                    done.append(container)
+            except Exception:
+                for container in done:
+                    self._enforce(container, current)
+                raise
+            self._pods[pod] = request
+            log.info(
+                "pod %s/%s: generation %d, %d policies, %d containers",
+                pod.namespace, pod.name, request.generation, len(request.policies), len(targets),
+            )  # fmt: skip
+            return agent_pb2.ApplyPoliciesResponse(generation=request.generation, containers_enforced=len(targets))
+
+    def _enforce(self, container: Container, request: agent_pb2.ApplyPoliciesRequest | None) -> int:
+        compiled = compile_rules(
+            request.policies if request else (),
+            container_name=container.name,
+            posture=request.process_posture if request else agent_pb2.POSTURE_BLOCK,
+            rootfs=container.rootfs,
+        )
+        ruleset = self._enforcer.enforce(container.key, compiled)
+        self._compiled[container.id] = compiled
+        self._rulesets[ruleset] = (container, compiled)
+        while len(self._rulesets) > RULESETS_REMEMBERED:
+            self._rulesets.popitem(last=False)
+        return len(compiled.entries)
+
+    def on_exec_event(self, event: bpf_types.ExecEvent) -> None:
+        """Turn a kernel event into an alert naming pod, container and policy."""
+        with self._lock:
+            container, compiled = self._rulesets.get(event.ruleset, (None, None))
+        rule = compiled.rule(event.rule) if compiled else None
+        blocked = event.retval != 0
+        alert = agent_pb2.Alert(
+            timestamp_ns=event.timestamp_ns,
+            pid=event.pid,
+            ppid=event.ppid,
+            uid=event.uid,
+            process_name=event.comm.decode(errors="replace"),
+            operation="Process",
+            resource=event.path.decode(errors="replace"),
+            action=agent_pb2.ACTION_BLOCK if event.action == bpf_types.ACTION_BLOCK else agent_pb2.ACTION_AUDIT,
+            result=os.strerror(-event.retval) if blocked else "Passed",
+            enforcer="BPFLSM",
+            policy_name=rule.policy_name if rule else "DefaultPosture",
+        )
+        if rule:
+            alert.severity, alert.message = rule.severity, rule.message
+            alert.tags.extend(rule.tags)
+        if container:
+            alert.namespace_name, alert.pod_name = container.pod.namespace, container.pod.name
+            alert.container_id, alert.container_name = container.id, container.name
+        self._alerts.publish(alert)
+
+    def status(self) -> agent_pb2.AgentStatus:
+        """Report desired pods and live containers with what the maps hold for each."""
+        with self._lock:
+            reply = agent_pb2.AgentStatus(
+                bpf_lsm_active=bpf_lsm_active(),
+                kernel_release=os.uname().release,
+                alerts_dropped=self._alerts.dropped,
+            )
+            for pod in sorted(self._pods, key=lambda key: (key.namespace, key.name)):
+                desired = self._pods[pod]
+                reply.pods.add(
+                    pod=desired.pod, generation=desired.generation, policies=[p.name for p in desired.policies]
+                )
+            for container in self._containers.values():
+                reply.containers.add(
+                    id=container.id,
+                    name=container.name,
+                    pod=agent_pb2.PodRef(
+                        namespace=container.pod.namespace, name=container.pod.name, uid=container.pod_uid
+                    ),
+                    pid_ns=container.key.pid_ns,
+                    mnt_ns=container.key.mnt_ns,
+                    process_rules=self._enforcer.installed_rules(container.key),
+                    process_allowlist=self._compiled[container.id].allowlist,
+                )
+            return reply
+
+
+def bpf_lsm_active() -> bool:
+    """Tell whether the guest kernel runs the BPF LSM (a pod annotation can drop it from lsm=)."""
+    try:
+        return "bpf" in Path("/sys/kernel/security/lsm").read_text().split(",")
+    except OSError:
+        return False

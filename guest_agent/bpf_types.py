@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: Apache-2.0
+"""ctypes mirrors of bpf/lsm/exec.h, the structs the agent shares with the kernel side.
+
+tests/guest_agent/test_bpf_layout.py compares every field's size and offset
+with the BTF of the compiled object, so a change on one side fails the build
+instead of corrupting maps.
+"""
+
+import ctypes
+
+PATH_MAX = 256
+COMM_LEN = 16
+
+ACTION_BLOCK = 1
+ACTION_AUDIT = 2
+ACTION_ALLOW = 4
+
+PROCESS_ALLOWLIST = 1
+POSTURE_AUDIT = 2
+
+
+class NsKey(ctypes.Structure):
+    """A container's identity in the kernel: (pid namespace id, mount namespace id)."""
+
+    _fields_ = (("pid_ns", ctypes.c_uint32), ("mnt_ns", ctypes.c_uint32))
+
+
+class ContainerPolicy(ctypes.Structure):
+    """Which ruleset a container uses, and its allow-list and posture flags."""
+
+    _fields_ = (("ruleset", ctypes.c_uint32), ("flags", ctypes.c_uint32))
+
+
+class ExecRuleKey(ctypes.Structure):
+    """One executable path of one ruleset."""
+
+    _fields_ = (("ruleset", ctypes.c_uint32), ("path", ctypes.c_char * PATH_MAX))
+
+
+class ExecRule(ctypes.Structure):
+    """The actions policies give one path, with the rule id behind each."""
+
+    _fields_ = (
+        ("actions", ctypes.c_uint32),
+        ("block_rule", ctypes.c_uint32),
+        ("audit_rule", ctypes.c_uint32),
+        ("allow_rule", ctypes.c_uint32),
+    )
+
+
+class ExecEvent(ctypes.Structure):
+    """A blocked or audited exec, as the kernel reports it on the ring buffer."""
+
+    _fields_ = (
+        ("timestamp_ns", ctypes.c_uint64),
+        ("pid_ns", ctypes.c_uint32),
+        ("mnt_ns", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),
+        ("ppid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("ruleset", ctypes.c_uint32),
+        ("rule", ctypes.c_uint32),
+        ("action", ctypes.c_uint32),
+        ("retval", ctypes.c_int32),
+        ("comm", ctypes.c_char * COMM_LEN),
+        ("path", ctypes.c_char * PATH_MAX),
+        ("reserved", ctypes.c_uint32),
+    )

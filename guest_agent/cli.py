@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: Apache-2.0
+"""kadapter-agent: the daemon a Kata guest image starts next to kata-agent."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from guest_agent.agent import Agent, bpf_lsm_active
+from guest_agent.alerts import AlertHub
+from guest_agent.enforcer import Enforcer
+from guest_agent.listener import HookListener
+from guest_agent.registration import DEFAULT_SOCKET
+from guest_agent.relay import HOST_CID, VsockRelay
+from guest_agent.service import GuestAgentService, serve
+
+log = logging.getLogger("kadapter-agent")
+
+DEFAULT_VSOCK_PORT = 10240  # kata-agent owns 1024-1027
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(prog="kadapter-agent", description=__doc__)
+    parser.add_argument("--bpf-object", type=Path, default=Path("/usr/lib/kadapter/exec.bpf.o"))
+    parser.add_argument("--hook-socket", type=Path, default=Path(DEFAULT_SOCKET))
+    parser.add_argument("--grpc-socket", type=Path, default=Path("/run/kadapter/grpc.sock"))
+    parser.add_argument("--vsock-port", type=int, default=DEFAULT_VSOCK_PORT, help="0 disables vsock")
+    parser.add_argument(
+        "--allow-cid", type=int, action="append", help=f"vsock peer allowed to connect (default {HOST_CID})"
+    )
+    parser.add_argument("--tcp-listen", metavar="HOST:PORT", help="also serve gRPC on TCP (test guests only)")
+    parser.add_argument("--max-containers", type=int, default=1024)
+    parser.add_argument("--max-rules", type=int, default=65536, help="exec rule entries, all containers")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the enforcer, then serve hooks, gRPC and vsock until SIGTERM."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not bpf_lsm_active():
+        log.error("the BPF LSM is not active in this kernel (see /sys/kernel/security/lsm): cannot enforce")
+        return 1
+    enforcer = Enforcer(args.bpf_object, max_containers=args.max_containers, max_rules=args.max_rules)
+    alerts = AlertHub()
+    agent = Agent(enforcer, alerts)
+    stop = threading.Event()
+    threading.Thread(target=enforcer.watch_events, args=(agent.on_exec_event, stop), daemon=True).start()
+
+    server = serve(GuestAgentService(agent, alerts), unix_socket=args.grpc_socket, tcp_address=args.tcp_listen)
+    relay = None
+    if args.vsock_port:
+        relay = VsockRelay(port=args.vsock_port, target=args.grpc_socket, allowed_cids=args.allow_cid or [HOST_CID])
+        threading.Thread(target=relay.serve_forever, daemon=True).start()
+    listener = HookListener(args.hook_socket, agent)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    log.info("serving: hooks %s, gRPC %s, vsock port %s", args.hook_socket, args.grpc_socket, args.vsock_port)
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    listener.shutdown()
+    if relay:
+        relay.close()
+    server.stop(grace=2).wait()
+    enforcer.close()
+    return 0

@@ -1,0 +1,185 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The slice of libbpf the agent uses, bound with ctypes to Debian's libbpf.so.1.
+
+The BPF objects are compiled at build time (CO-RE), so the guest needs only
+this shared library: no compiler, no kernel headers. This is the one module
+that touches libbpf; everything above it deals in map names and bytes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+_LIBBPF_WARN, _LIBBPF_INFO = 0, 1
+
+
+class BpfError(OSError):
+    """A libbpf call failed; carries errno and what was being done."""
+
+
+def _load_library() -> ctypes.CDLL:
+    """Open libbpf.so.1 and declare the signatures used here."""
+    lib = ctypes.CDLL(ctypes.util.find_library("bpf") or "libbpf.so.1", use_errno=True)
+    p, i, u32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32
+    signatures = {
+        "libbpf_set_print": (p, [_PRINT_FN]),
+        "bpf_object__open_file": (p, [ctypes.c_char_p, p]),
+        "bpf_object__load": (i, [p]),
+        "bpf_object__close": (None, [p]),
+        "bpf_object__find_map_by_name": (p, [p, ctypes.c_char_p]),
+        "bpf_object__next_program": (p, [p, p]),
+        "bpf_program__name": (ctypes.c_char_p, [p]),
+        "bpf_program__attach": (p, [p]),
+        "bpf_link__destroy": (i, [p]),
+        "bpf_map__fd": (i, [p]),
+        "bpf_map__set_max_entries": (i, [p, u32]),
+        "bpf_map_update_elem": (i, [i, p, p, ctypes.c_uint64]),
+        "bpf_map_delete_elem": (i, [i, p]),
+        "bpf_map_lookup_elem": (i, [i, p, p]),
+        "ring_buffer__new": (p, [i, _SAMPLE_FN, p, p]),
+        "ring_buffer__poll": (i, [p, i]),
+        "ring_buffer__free": (None, [p]),
+    }
+    for name, (restype, argtypes) in signatures.items():
+        function = getattr(lib, name)
+        function.restype, function.argtypes = restype, argtypes
+    return lib
+
+
+_lib = _load_library()
+_libc = ctypes.CDLL(None)
+
+
+@_PRINT_FN
+def _forward_libbpf_log(level: int, fmt: bytes, args: int) -> int:
+    """Route libbpf's own messages (verifier logs included) to Python logging."""
+    buffer = ctypes.create_string_buffer(4096)
+    _libc.vsnprintf(buffer, ctypes.c_size_t(len(buffer)), ctypes.c_char_p(fmt), ctypes.c_void_p(args))
+    text = buffer.value.decode(errors="replace").rstrip()
+    log.log(logging.WARNING if level == _LIBBPF_WARN else logging.DEBUG, "libbpf: %s", text)
+    return 0
+
+
+_lib.libbpf_set_print(_forward_libbpf_log)
+
+
+def _check(result: int, doing: str) -> int:
+    """Raise BpfError for libbpf's negative-errno convention."""
+    if result < 0:
+        raise BpfError(-result, f"{doing}: {os.strerror(-result)}")
+    return result
+
+
+def _check_pointer(pointer: int | None, doing: str) -> int:
+    """Raise BpfError when libbpf returned NULL (errno says why)."""
+    if not pointer:
+        code = ctypes.get_errno() or errno.EINVAL
+        raise BpfError(code, f"{doing}: {os.strerror(code)}")
+    return pointer
+
+
+class BpfMap:
+    """A map of a loaded object, used with fixed-size keys and values as bytes."""
+
+    def __init__(self, name: str, fd: int) -> None:
+        self.name = name
+        self.fd = fd
+
+    def update(self, key: ctypes.Structure, value: ctypes.Structure) -> None:
+        """Insert or replace one element."""
+        result = _lib.bpf_map_update_elem(self.fd, ctypes.byref(key), ctypes.byref(value), 0)
+        _check(result, f"update map {self.name}")
+
+    def delete(self, key: ctypes.Structure) -> bool:
+        """Delete one element; return False when it was not there."""
+        result = _lib.bpf_map_delete_elem(self.fd, ctypes.byref(key))
+        if result == -errno.ENOENT:
+            return False
+        _check(result, f"delete from map {self.name}")
+        return True
+
+    def lookup(self, key: ctypes.Structure, value: ctypes.Structure) -> bool:
+        """Fill value with the element at key; return False when absent."""
+        result = _lib.bpf_map_lookup_elem(self.fd, ctypes.byref(key), ctypes.byref(value))
+        if result == -errno.ENOENT:
+            return False
+        _check(result, f"look up map {self.name}")
+        return True
+
+
+class RingBuffer:
+    """Consume a BPF ring buffer, handing each record's bytes to a callback."""
+
+    def __init__(self, ring: BpfMap, on_record: Callable[[bytes], None]) -> None:
+        def sample(_ctx: int, data: int, size: int) -> int:
+            on_record(ctypes.string_at(data, size))
+            return 0
+
+        self._callback = _SAMPLE_FN(sample)  # kept alive as long as the ring buffer
+        self._ring = _check_pointer(
+            _lib.ring_buffer__new(ring.fd, self._callback, None, None), f"open ring buffer {ring.name}"
+        )
+
+    def poll(self, timeout_ms: int) -> int:
+        """Wait up to timeout_ms for records and consume them; return how many."""
+        result = _lib.ring_buffer__poll(self._ring, timeout_ms)
+        if result == -errno.EINTR:
+            return 0
+        return _check(result, "poll ring buffer")
+
+    def close(self) -> None:
+        """Free the ring buffer."""
+        if self._ring:
+            _lib.ring_buffer__free(self._ring)
+            self._ring = 0
+
+
+class BpfObject:
+    """An opened, loaded and attached BPF object file."""
+
+    def __init__(self, path: Path, *, max_entries: dict[str, int] | None = None) -> None:
+        self.path = path
+        self._obj = _check_pointer(_lib.bpf_object__open_file(str(path).encode(), None), f"open {path}")
+        self._links: list[int] = []
+        try:
+            for name, entries in (max_entries or {}).items():
+                _check(_lib.bpf_map__set_max_entries(self._map_pointer(name), entries), f"resize map {name}")
+            _check(_lib.bpf_object__load(self._obj), f"load {path} (the libbpf log above says why)")
+            self._attach_all()
+        except BpfError:
+            self.close()
+            raise
+
+    def _map_pointer(self, name: str) -> int:
+        return _check_pointer(_lib.bpf_object__find_map_by_name(self._obj, name.encode()), f"find map {name}")
+
+    def _attach_all(self) -> None:
+        """Attach every program by its section name (lsm/<hook>)."""
+        program = _lib.bpf_object__next_program(self._obj, None)
+        while program:
+            name = _lib.bpf_program__name(program).decode()
+            self._links.append(_check_pointer(_lib.bpf_program__attach(program), f"attach program {name}"))
+            program = _lib.bpf_object__next_program(self._obj, program)
+
+    def map(self, name: str) -> BpfMap:
+        """Return the named map of the loaded object."""
+        return BpfMap(name, _check(_lib.bpf_map__fd(self._map_pointer(name)), f"fd of map {name}"))
+
+    def close(self) -> None:
+        """Detach all programs and free the object (the kernel drops the maps)."""
+        for link in self._links:
+            _lib.bpf_link__destroy(link)
+        self._links.clear()
+        if self._obj:
+            _lib.bpf_object__close(self._obj)
+            self._obj = 0

@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Listener: takes kadapter-hook's registrations on a root-only Unix socket.
+
+This is how the agent learns each container's init PID without forking
+kata-agent. The container's kernel identity is derived here, from the
+namespaces of that PID, not taken from the message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import socketserver
+import struct
+from pathlib import Path
+
+from guest_agent.agent import Agent, Container, PodKey
+from guest_agent.registration import Registration
+from guest_agent.rules import ContainerKey
+
+log = logging.getLogger(__name__)
+
+_UCRED = struct.Struct("3i")
+
+
+def container_key(pid: int, proc: Path = Path("/proc")) -> ContainerKey:
+    """Return the (pid ns, mnt ns) ids of a process: the inode numbers of its ns links."""
+    return ContainerKey(
+        pid_ns=os.stat(proc / str(pid) / "ns" / "pid").st_ino,
+        mnt_ns=os.stat(proc / str(pid) / "ns" / "mnt").st_ino,
+    )
+
+
+class _RegistrationHandler(socketserver.StreamRequestHandler):
+    server: HookListener
+
+    def handle(self) -> None:
+        _, uid, _ = _UCRED.unpack(self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+        try:
+            if uid != 0:
+                raise PermissionError(f"uid {uid} may not register containers")
+            self.server.dispatch(Registration.decode(self.rfile.readline()))
+            reply = {"ok": True}
+        except Exception as error:  # the hook gets the reason; the agent keeps serving
+            log.warning("registration refused: %s", error)
+            reply = {"ok": False, "error": str(error)}
+        self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+
+class HookListener(socketserver.ThreadingUnixStreamServer):
+    """Serve registrations until shut down."""
+
+    daemon_threads = True
+
+    def __init__(self, path: Path, agent: Agent) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.unlink(missing_ok=True)
+        self.agent = agent
+        super().__init__(str(path), _RegistrationHandler)
+        os.chmod(path, 0o600)
+
+    def dispatch(self, registration: Registration) -> None:
+        """Apply one registration to the agent."""
+        if registration.operation == "unregister":
+            self.agent.unregister(registration.container_id)
+            log.info("container %s removed", registration.container_id)
+            return
+        container = Container(
+            id=registration.container_id,
+            name=registration.container_name,
+            pod=PodKey(registration.pod_namespace, registration.pod_name),
+            pod_uid=registration.pod_uid,
+            key=container_key(registration.pid),
+            rootfs=Path(registration.rootfs) if registration.rootfs else None,
+            pid=registration.pid,
+        )
+        rules = self.agent.register(container)
+        log.info(
+            "container %s (%s of %s/%s) registered: pid %d, key %s, %d exec rules",
+            container.id, container.name, container.pod.namespace, container.pod.name,
+            container.pid, container.key, rules,
+        )  # fmt: skip

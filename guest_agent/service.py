@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The agent's gRPC API (kadapter_api/agent.proto), served on a private Unix socket.
+
+The host reaches it through the vsock relay (guest_agent/relay.py); a TCP
+port is opened only when asked for, as the test guest does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from guest_agent.agent import Agent, StaleGeneration
+from guest_agent.alerts import AlertHub
+from guest_agent.rules import InvalidPolicy
+from kadapter_api import agent_pb2, agent_pb2_grpc
+
+
+class GuestAgentService(agent_pb2_grpc.GuestAgentServicer):
+    """Map gRPC calls onto the Agent, and its refusals onto gRPC status codes."""
+
+    def __init__(self, agent: Agent, alerts: AlertHub) -> None:
+        self._agent = agent
+        self._alerts = alerts
+
+    def ApplyPolicies(  # noqa: N802 (generated name)
+        self, request: agent_pb2.ApplyPoliciesRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.ApplyPoliciesResponse:
+        """Apply a pod's policy set; refuse invalid or stale input without changing anything."""
+        try:
+            return self._agent.apply(request)
+        except InvalidPolicy as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except StaleGeneration as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:  # a map update failed; the previous rules stay in force
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"kernel maps: {error}")
+
+    def GetStatus(  # noqa: N802 (generated name)
+        self, request: agent_pb2.GetStatusRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.AgentStatus:
+        """Report what is enforced."""
+        return self._agent.status()
+
+    def StreamAlerts(  # noqa: N802 (generated name)
+        self, request: agent_pb2.StreamAlertsRequest, context: grpc.ServicerContext
+    ) -> Iterator[agent_pb2.Alert]:
+        """Stream alerts until the host hangs up."""
+        stopped = threading.Event()
+        context.add_callback(stopped.set)
+        yield from self._alerts.subscribe(stopped)
+
+
+def serve(
+    service: GuestAgentService, *, unix_socket: Path, tcp_address: str | None, max_streams: int = 16
+) -> grpc.Server:
+    """Start the gRPC server on the private socket (and TCP if asked) and return it."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_streams + 4))
+    agent_pb2_grpc.add_GuestAgentServicer_to_server(service, server)
+    unix_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    unix_socket.unlink(missing_ok=True)
+    server.add_insecure_port(f"unix:{unix_socket}")
+    if tcp_address:
+        server.add_insecure_port(tcp_address)
+    server.start()
+    return server

@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Boot and drive the Kata-like test guest under QEMU.
+
+The guest is what a Kata VM is to Kadapter: its own kernel (Debian's, with
+BTF and BPF-LSM), its own PID 1, containers started by an OCI runtime with
+guest hooks. The host's root is its userland (9p, read-only), so the repo's
+own Python runs inside without an image build. Host-side code reaches the
+agent and the test command service through QEMU user-mode port forwards.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+AGENT_GUEST_PORT = 50051
+TESTCTL_GUEST_PORT = 50052
+READY_LINE = "testguest: ready"
+
+
+@dataclass(frozen=True)
+class GuestResult:
+    """What a command run in the guest returned."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def free_local_port() -> int:
+    """Ask the host kernel for an unused loopback TCP port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class TestGuest:
+    """One running QEMU test guest; use as a context manager."""
+
+    def __init__(self, *, repo: Path, image_dir: Path, console_log: Path, memory_mb: int = 1024) -> None:
+        self.repo = repo.resolve()
+        self.image_dir = image_dir
+        self.console_log = console_log
+        self.memory_mb = memory_mb
+        self.agent_port = free_local_port()
+        self.testctl_port = free_local_port()
+        self._qemu: subprocess.Popen[bytes] | None = None
+
+    @property
+    def agent_target(self) -> str:
+        """Return the gRPC target of the guest agent as seen from the host."""
+        return f"127.0.0.1:{self.agent_port}"
+
+    def command_line(self) -> list[str]:
+        """Return the QEMU command line that boots this guest."""
+        forwards = (
+            f"hostfwd=tcp:127.0.0.1:{self.agent_port}-:{AGENT_GUEST_PORT},"
+            f"hostfwd=tcp:127.0.0.1:{self.testctl_port}-:{TESTCTL_GUEST_PORT}"
+        )
+        return [
+            shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
+            "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", str(self.memory_mb),
+            "-nographic", "-no-reboot",
+            "-kernel", str(self.image_dir / "vmlinuz"),
+            "-initrd", str(self.image_dir / "initramfs.cpio.gz"),
+            "-append", f"console=ttyS0 quiet panic=-1 kadapter.repo={self.repo}",
+            "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+            "-netdev", f"user,id=net0,{forwards}",
+            "-device", "virtio-net-pci,netdev=net0",
+        ]  # fmt: skip
+
+    def start(self, *, timeout: float = 180.0) -> None:
+        """Boot the guest and wait until its services answer."""
+        self.console_log.parent.mkdir(parents=True, exist_ok=True)
+        with self.console_log.open("wb") as console:
+            self._qemu = subprocess.Popen(
+                self.command_line(), stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self._qemu.poll() is not None:
+                raise RuntimeError(f"test guest exited during boot:\n{self.console()[-4000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"test guest not ready after {timeout} s:\n{self.console()[-4000:]}")
+            time.sleep(0.5)
+
+    def _answers(self) -> bool:
+        """Tell whether the guest has finished booting and its services answer."""
+        if READY_LINE not in self.console():
+            return False
+        try:
+            return self.run(["true"], timeout=10).returncode == 0
+        except OSError:  # slirp accepts on the host side before the guest listens
+            return False
+
+    def console(self) -> str:
+        """Return everything the guest printed on its serial console so far."""
+        return self.console_log.read_text(errors="replace") if self.console_log.exists() else ""
+
+    def run(self, argv: list[str], *, stdin: str = "", timeout: float = 120.0) -> GuestResult:
+        """Run a command in the guest (as root, in the guest's root namespaces)."""
+        request = json.dumps({"argv": argv, "stdin": stdin, "timeout": timeout}).encode() + b"\n"
+        with socket.create_connection(("127.0.0.1", self.testctl_port), timeout=timeout + 30) as conn:
+            conn.sendall(request)
+            reply = conn.makefile("rb").readline()
+        if not reply:
+            raise ConnectionError("test guest command service closed the connection")
+        return GuestResult(**json.loads(reply))
+
+    def stop(self) -> None:
+        """Power the guest off."""
+        if self._qemu and self._qemu.poll() is None:
+            self._qemu.kill()
+            self._qemu.wait()
+
+    def __enter__(self) -> TestGuest:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
