@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 RULESETS_REMEMBERED = 1024  # alerts in flight may name a ruleset already replaced
 
 
-class StaleGeneration(ValueError):
+class StaleGenerationError(ValueError):
     """The host sent an older generation than the one in force."""
 
 
@@ -93,12 +93,10 @@ class Agent:
         with self._lock:
             current = self._pods.get(pod)
             if current and request.generation < current.generation:
-                raise StaleGeneration(f"generation {request.generation} is older than {current.generation}")
+                raise StaleGenerationError(f"generation {request.generation} is older than {current.generation}")
             targets = [c for c in self._containers.values() if c.pod == pod]
             if current == request:
-                return agent_pb2.ApplyPoliciesResponse(
-                    generation=request.generation, containers_enforced=len(targets)
-                )
+                return agent_pb2.ApplyPoliciesResponse(generation=request.generation, containers_enforced=len(targets))
             done: list[Container] = []
             try:
                 for container in targets:

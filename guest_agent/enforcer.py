@@ -35,9 +35,7 @@ class Enforcer:
     """Load the exec enforcer and keep its maps in step with the containers' rules."""
 
     def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int) -> None:
-        self._object = BpfObject(
-            bpf_object, max_entries={"containers": max_containers, "exec_rules": max_rules}
-        )
+        self._object = BpfObject(bpf_object, max_entries={"containers": max_containers, "exec_rules": max_rules})
         self._containers = self._object.map("containers")
         self._exec_rules = self._object.map("exec_rules")
         self._installed: dict[ContainerKey, _Installed] = {}

@@ -14,33 +14,11 @@ import threading
 from collections.abc import Collection
 from pathlib import Path
 
+from kadapter_api.splice import splice
+
 log = logging.getLogger(__name__)
 
 HOST_CID = 2
-CHUNK = 65536
-
-
-def splice(a: socket.socket, b: socket.socket) -> None:
-    """Copy bytes both ways until both sides are done, then close both."""
-
-    def one_way(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(CHUNK):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                sink.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-    backwards = threading.Thread(target=one_way, args=(b, a), daemon=True)
-    backwards.start()
-    one_way(a, b)
-    backwards.join()
-    a.close()
-    b.close()
 
 
 class VsockRelay:

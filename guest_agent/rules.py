@@ -32,7 +32,7 @@ class ContainerKey(NamedTuple):
     mnt_ns: int
 
 
-class InvalidPolicy(ValueError):
+class InvalidPolicyError(ValueError):
     """A policy from the host that the agent refuses to enforce, with the field at fault."""
 
 
@@ -85,24 +85,24 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
     for index, policy in enumerate(policies):
         where = f"policies[{index}]"
         if not policy.name:
-            raise InvalidPolicy(f"{where}.name: empty")
+            raise InvalidPolicyError(f"{where}.name: empty")
         if (policy.namespace, policy.name) in names:
-            raise InvalidPolicy(f"{where}.name: {policy.name!r} appears twice")
+            raise InvalidPolicyError(f"{where}.name: {policy.name!r} appears twice")
         names.add((policy.namespace, policy.name))
         for number, rule in enumerate(policy.process_rules):
             _check_path(f"{where}.process_rules[{number}].path", rule.path)
             if rule.action not in _ACTION_BITS:
-                raise InvalidPolicy(f"{where}.process_rules[{number}].action: unspecified")
+                raise InvalidPolicyError(f"{where}.process_rules[{number}].action: unspecified")
 
 
 def _check_path(field: str, path: str) -> None:
     encoded = path.encode()
     if not path.startswith("/") or path.endswith("/"):
-        raise InvalidPolicy(f"{field}: {path!r} is not an absolute path to a file")
+        raise InvalidPolicyError(f"{field}: {path!r} is not an absolute path to a file")
     if len(encoded) >= PATH_MAX or b"\0" in encoded:
-        raise InvalidPolicy(f"{field}: longer than {PATH_MAX - 1} bytes or contains NUL")
+        raise InvalidPolicyError(f"{field}: longer than {PATH_MAX - 1} bytes or contains NUL")
     if any(part in ("", ".", "..") for part in path[1:].split("/")):
-        raise InvalidPolicy(f"{field}: {path!r} is not normalised")
+        raise InvalidPolicyError(f"{field}: {path!r} is not normalised")
 
 
 def compile_rules(

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import grpc
 
-from guest_agent.agent import Agent, StaleGeneration
+from guest_agent.agent import Agent, StaleGenerationError
 from guest_agent.alerts import AlertHub
-from guest_agent.rules import InvalidPolicy
+from guest_agent.rules import InvalidPolicyError
 from kadapter_api import agent_pb2, agent_pb2_grpc
 
 
@@ -33,9 +33,9 @@ class GuestAgentService(agent_pb2_grpc.GuestAgentServicer):
         """Apply a pod's policy set; refuse invalid or stale input without changing anything."""
         try:
             return self._agent.apply(request)
-        except InvalidPolicy as error:
+        except InvalidPolicyError as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        except StaleGeneration as error:
+        except StaleGenerationError as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:  # a map update failed; the previous rules stay in force
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"kernel maps: {error}")

@@ -1,0 +1,1 @@
+"""The host-guest contract: agent.proto and the code generated from it, plus the byte relay both ends use."""

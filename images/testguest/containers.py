@@ -87,10 +87,7 @@ class GuestContainers:
     def _prepare_bundle(self, container_id: str, owner: PodContainer, args: list[str]) -> str:
         bundle = BUNDLES / container_id
         config = oci_config(args=args, hook=self.hook, annotations=owner.annotations(container_id))
-        script = (
-            f"mkdir -p {bundle}/rootfs && mount --bind / {bundle}/rootfs && "
-            f"cat > {bundle}/config.json"
-        )
+        script = f"mkdir -p {bundle}/rootfs && mount --bind / {bundle}/rootfs && cat > {bundle}/config.json"
         self._check(self.guest.run(["sh", "-c", script], stdin=json.dumps(config)), "prepare bundle")
         return str(bundle)
 

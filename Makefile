@@ -1,0 +1,54 @@
+# SPDX-License-Identifier: Apache-2.0
+# make demo   set up everything, boot the test guest, enforce policies/ in a Kata-like pod
+# make test   set up everything, then lint and run every test (the guest tests included)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BPF_OBJECT := bpf/lsm/.output/exec.bpf.o
+GUEST := build/testguest
+PROTO_OUT := kadapter_api/agent_pb2.py kadapter_api/agent_pb2_grpc.py
+
+.PHONY: all deps venv proto bpf guest build demo test lint clean
+.DELETE_ON_ERROR:
+
+all: build
+
+deps:
+	scripts/install-deps.sh
+
+$(VENV)/.installed: pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(PROTO_OUT) &: kadapter_api/agent.proto $(VENV)/.installed
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. $<
+
+proto: $(PROTO_OUT)
+
+bpf: deps
+	$(MAKE) -C bpf/lsm
+
+$(GUEST)/vmlinuz: images/testguest/build.sh images/testguest/init images/testguest/modules.order | deps
+	rm -rf $(GUEST)
+	images/testguest/build.sh $(GUEST)
+
+guest: $(GUEST)/vmlinuz
+
+build: venv proto bpf guest
+
+demo: build
+	$(PY) -m images.testguest.demo
+
+lint: venv proto
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: build lint
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf build $(VENV) bpf/lsm/.output $(PROTO_OUT) kadapter_api/agent_pb2.pyi

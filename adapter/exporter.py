@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Exporter: sends each Kata pod's desired policy set to the agent in its VM.
+
+It turns the Manager's decision (adapter/selection.py) into the wire
+message of kadapter_api/agent.proto and delivers it with retries, because
+an agent may still be starting when its pod appears. It is the only
+host-side module that speaks gRPC.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+import grpc
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from adapter.pods import Pod
+from adapter.policy import Action
+from adapter.selection import PodPolicy
+from adapter.transport import AgentAddress, grpc_target
+from kadapter_api import agent_pb2, agent_pb2_grpc
+
+RPC_TIMEOUT = 30.0  # seconds; the guest may be a slow emulated VM
+RETRY_FOR = 60.0  # seconds an agent may take to come up
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+_ACTIONS = {
+    Action.ALLOW: agent_pb2.ACTION_ALLOW,
+    Action.AUDIT: agent_pb2.ACTION_AUDIT,
+    Action.BLOCK: agent_pb2.ACTION_BLOCK,
+}
+POSTURES = {"block": agent_pb2.POSTURE_BLOCK, "audit": agent_pb2.POSTURE_AUDIT}
+
+
+def apply_request(
+    pod: Pod, pod_policies: Iterable[PodPolicy], *, generation: int, posture: str = "block"
+) -> agent_pb2.ApplyPoliciesRequest:
+    """Build the ApplyPolicies message for one pod."""
+    request = agent_pb2.ApplyPoliciesRequest(
+        pod=agent_pb2.PodRef(namespace=pod.namespace, name=pod.name, uid=pod.uid),
+        generation=generation,
+        process_posture=POSTURES[posture],
+    )
+    for item in pod_policies:
+        policy = request.policies.add(
+            name=item.policy.name, namespace=item.policy.namespace or "", containers=item.containers
+        )
+        for rule in item.policy.process_rules:
+            policy.process_rules.add(
+                path=rule.path,
+                action=_ACTIONS[rule.action],
+                severity=rule.severity,
+                tags=rule.tags,
+                message=rule.message,
+            )
+    return request
+
+
+def new_generation() -> int:
+    """Return a generation number later than any this host issued before (wall clock, ns)."""
+    return time.time_ns()
+
+
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, grpc.RpcError) and error.code() in _RETRYABLE
+
+
+class AgentClient:
+    """A connection to one guest agent."""
+
+    def __init__(self, address: AgentAddress, *, retry_for: float = RETRY_FOR) -> None:
+        self.address = address
+        target, self._dialer = grpc_target(address)
+        self._channel = grpc.insecure_channel(target)
+        self._stub = agent_pb2_grpc.GuestAgentStub(self._channel)
+        self._streams: list[grpc.RpcContext] = []
+        self._retrying = Retrying(
+            retry=retry_if_exception(_transient),
+            stop=stop_after_delay(retry_for),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            reraise=True,
+        )
+
+    def apply(self, request: agent_pb2.ApplyPoliciesRequest) -> agent_pb2.ApplyPoliciesResponse:
+        """Deliver a pod's policy set, retrying while the agent is unreachable."""
+        return self._retrying(self._stub.ApplyPolicies, request, timeout=RPC_TIMEOUT)
+
+    def status(self) -> agent_pb2.AgentStatus:
+        """Ask the agent what it enforces."""
+        return self._retrying(self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout=RPC_TIMEOUT)
+
+    def alerts(self) -> Iterator[agent_pb2.Alert]:
+        """Stream the agent's alerts; the iterator ends when the stream does."""
+        stream = self._stub.StreamAlerts(agent_pb2.StreamAlertsRequest(), wait_for_ready=True)
+        self._streams.append(stream)
+        yield from stream
+
+    def close(self) -> None:
+        """Cancel open streams and close the channel."""
+        for stream in self._streams:
+            stream.cancel()
+        self._channel.close()
+        if self._dialer:
+            self._dialer.close()
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

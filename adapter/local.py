@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Local mode: policies and pods from files instead of a Kubernetes API server.
+
+The embedded default when there is no cluster (and the demo): KubeArmor
+policy YAML from one directory, Pod / RuntimeClass / Namespace manifests
+from another. Loading is all or nothing, so one bad file leaves every
+agent with the policy set it already had.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapter.errors import InputError
+from adapter.exporter import POSTURES, AgentClient, apply_request, new_generation
+from adapter.pods import Inventory, Pod, kata_pods, load_manifest_dir
+from adapter.policy import load_policy_dir
+from adapter.selection import PodPolicy, desired_state
+from adapter.transport import AgentAddress, parse_agent_url
+from kadapter_api import agent_pb2
+
+POSTURE_ANNOTATION = "kubearmor-file-posture"  # KubeArmor's process rules follow the file posture
+ANY_POD = "*"
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """What one Kata pod should enforce, and where its agent is."""
+
+    pod: Pod
+    policies: tuple[PodPolicy, ...]
+    posture: str
+    agent: AgentAddress
+
+
+def parse_agent_option(value: str) -> tuple[str, AgentAddress]:
+    """Parse --agent [NAMESPACE/POD=]URL into (pod ref or "*", address)."""
+    pod, sep, url = value.partition("=")
+    if not sep:
+        pod, url = ANY_POD, value
+    return pod, parse_agent_url(url)
+
+
+def _posture(pod: Pod, inventory: Inventory, default: str) -> str:
+    for namespace in inventory.namespaces:
+        if namespace.name == pod.namespace:
+            value = dict(namespace.annotations).get(POSTURE_ANNOTATION, default)
+            if value not in POSTURES:
+                raise InputError(
+                    file=f"Namespace {namespace.name}",
+                    field=f"metadata.annotations.{POSTURE_ANNOTATION}",
+                    reason=f"expected one of {sorted(POSTURES)}, got {value!r}",
+                )
+            return value
+    return default
+
+
+def plan(
+    *, policies_dir: Path, manifests_dir: Path, agents: Mapping[str, AgentAddress], default_posture: str
+) -> list[PodPlan]:
+    """Decide every Kata pod's policy set, or raise InputError and decide nothing."""
+    policies = load_policy_dir(policies_dir)
+    inventory = load_manifest_dir(manifests_dir)
+    pods = kata_pods(inventory)
+    desired = desired_state(pods, policies)
+    plans = []
+    for pod in pods:
+        agent = agents.get(pod.ref) or agents.get(ANY_POD)
+        if agent is None:
+            raise InputError(
+                file=str(manifests_dir), field=pod.ref, reason="Kata pod has no agent (use --agent NS/POD=URL)"
+            )
+        posture = _posture(pod, inventory, default_posture)
+        plans.append(PodPlan(pod=pod, policies=desired[pod.ref], posture=posture, agent=agent))
+    return plans
+
+
+def export(plans: list[PodPlan]) -> list[tuple[PodPlan, agent_pb2.ApplyPoliciesResponse]]:
+    """Send each pod its policy set; the first agent error propagates."""
+    generation = new_generation()
+    results = []
+    for pod_plan in plans:
+        request = apply_request(pod_plan.pod, pod_plan.policies, generation=generation, posture=pod_plan.posture)
+        with AgentClient(pod_plan.agent) as client:
+            results.append((pod_plan, client.apply(request)))
+    return results

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Install the Debian packages Kadapter builds and tests with, when missing.
+# clang/llvm/libbpf/bpftool build the BPF-LSM object; qemu, busybox and cpio
+# build and boot the test guest; runc starts containers inside it.
+set -euo pipefail
+packages=(clang llvm libbpf-dev libbpf1 bpftool qemu-system-x86 busybox-static cpio runc make)
+missing=()
+for package in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+	echo "installing: ${missing[*]}"
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,45 @@
+"""Fixtures for tests that need the Kata-like test guest: one VM per session, real containers inside."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from images.testguest.containers import GuestContainers
+from images.testguest.vm import TestGuest
+from tests.guest.support import BUSYBOX, NGINX, PolicyApplier
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = REPO / "build" / "testguest"
+
+
+@pytest.fixture(scope="session")
+def guest() -> Iterator[TestGuest]:
+    """Boot the test guest once; `make test` builds its image first."""
+    if not (IMAGE / "vmlinuz").exists():
+        pytest.fail(f"no test guest image in {IMAGE}: run `make test` (it builds one)")
+    with TestGuest(repo=REPO, image_dir=IMAGE, console_log=REPO / "build" / "test-console.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def containers(guest: TestGuest) -> GuestContainers:
+    """Drive containers in the guest."""
+    return GuestContainers(guest)
+
+
+@pytest.fixture(scope="session")
+def pods(containers: GuestContainers) -> dict[str, str]:
+    """Start one long-running container in each demo pod; return container ids by pod name."""
+    ids = {"nginx-1": "nginx-main", "busybox-1": "busybox-main"}
+    containers.start(ids["nginx-1"], NGINX)
+    containers.start(ids["busybox-1"], BUSYBOX)
+    return ids
+
+
+@pytest.fixture
+def policies(guest: TestGuest, tmp_path: Path) -> PolicyApplier:
+    """Apply policy files to the guest's pods."""
+    return PolicyApplier(guest, tmp_path / "policies")

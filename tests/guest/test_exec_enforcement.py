@@ -1,0 +1,172 @@
+"""Process rules enforced by BPF-LSM in the guest kernel, on real programs in real namespaced containers."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+
+import pytest
+
+from adapter.exporter import AgentClient
+from adapter.transport import parse_agent_url
+from images.testguest.containers import GuestContainers
+from images.testguest.vm import TestGuest
+from tests.guest.support import NGINX, PolicyApplier, kadapter, paths, process_policy
+
+pytestmark = pytest.mark.guest
+
+DENIED = "Permission denied"
+BLOCK_APT = process_policy(name="block-apt", rules=paths("/usr/bin/apt"))
+
+
+def assert_denied(result, what: str) -> None:
+    """Check that a command failed because exec was refused."""
+    assert result.returncode != 0, f"{what} ran: {result}"
+    assert DENIED.lower() in (result.stdout + result.stderr).lower(), f"{what}: {result}"
+
+
+def test_apt_is_denied_in_selected_pod_and_other_programs_run(
+    policies: PolicyApplier, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """The use case: apt fails with Permission denied in the nginx pod; ls and cat still run."""
+    policies.apply(BLOCK_APT)
+    nginx = pods["nginx-1"]
+    assert_denied(containers.exec(nginx, ["/usr/bin/apt", "--version"]), "apt")
+    listing = containers.exec(nginx, ["/bin/ls", "/usr/bin/apt"])
+    assert listing.returncode == 0 and listing.stdout.strip() == "/usr/bin/apt", listing
+    cat = containers.exec(nginx, ["/bin/cat", "/etc/debian_version"])
+    assert cat.returncode == 0 and cat.stdout.strip(), cat
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param("ln -s /usr/bin/apt /tmp/pkg && /tmp/pkg --version", id="symlink"),
+        pytest.param("cd /usr/bin && ./apt --version", id="relative-path"),
+        pytest.param("cd /usr/share && ../bin/apt --version", id="dot-dot-path"),
+        pytest.param("exec 3</usr/bin/apt && /proc/self/fd/3 --version", id="proc-self-fd"),
+        pytest.param("/usr/bin/env apt --version", id="via-env-PATH"),
+        pytest.param("/bin/sh -c '/usr/bin/apt --version'", id="nested-shell"),
+    ],
+)
+def test_bypasses_of_a_blocked_path_are_denied(
+    policies: PolicyApplier, containers: GuestContainers, pods: dict[str, str], script: str
+) -> None:
+    """Other names for the blocked file reach the same file object and are denied too."""
+    policies.apply(BLOCK_APT)
+    assert_denied(containers.shell(pods["nginx-1"], script), script)
+
+
+def test_apt_runs_outside_the_container_and_in_an_unselected_pod(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """The policy is scoped by namespace key: the guest root and the busybox pod are untouched."""
+    policies.apply(BLOCK_APT)
+    assert_denied(containers.exec(pods["nginx-1"], ["/usr/bin/apt", "--version"]), "apt in nginx")
+    outside = guest.run(["/usr/bin/apt", "--version"])
+    assert outside.returncode == 0 and outside.stdout.startswith("apt "), outside
+    other = containers.exec(pods["busybox-1"], ["/usr/bin/apt", "--version"])
+    assert other.returncode == 0 and other.stdout.startswith("apt "), other
+
+
+def test_audit_lets_apt_run_and_the_host_gets_an_alert(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """With action Audit apt runs, and an alert naming pod, container, policy and binary reaches the host."""
+    policies.apply(process_policy(name="audit-apt", rules=paths("/usr/bin/apt"), action="Audit"))
+    alerts: queue.Queue = queue.Queue()
+    client = AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"))
+    listening = threading.Thread(target=lambda: [alerts.put(a) for a in client.alerts()], daemon=True)
+    listening.start()
+    try:
+        guest.run(["sleep", "1"])  # let the stream subscribe before the event
+        ran = containers.exec(pods["nginx-1"], ["/usr/bin/apt", "--version"])
+        assert ran.returncode == 0 and ran.stdout.startswith("apt "), ran
+        alert = alerts.get(timeout=60)
+    finally:
+        client.close()
+    assert (alert.namespace_name, alert.pod_name, alert.container_name) == ("default", "nginx-1", "nginx")
+    assert alert.container_id == pods["nginx-1"]
+    assert alert.policy_name == "audit-apt"
+    assert alert.resource == "/usr/bin/apt"
+    assert alert.result == "Passed" and alert.enforcer == "BPFLSM" and alert.operation == "Process"
+    assert alert.severity == 7 and list(alert.tags) == ["test"]
+
+
+def test_block_alert_reaches_the_host(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """A denied exec is reported as Permission denied with the policy that blocked it."""
+    policies.apply(BLOCK_APT)
+    alerts: queue.Queue = queue.Queue()
+    threading.Thread(
+        target=lambda: alerts.put(kadapter("alerts", "--agent", f"tcp://{guest.agent_target}", "--count", "1")),
+        daemon=True,
+    ).start()
+    guest.run(["sleep", "3"])  # the CLI starts and subscribes
+    assert_denied(containers.exec(pods["nginx-1"], ["/usr/bin/apt", "--version"]), "apt")
+    printed = alerts.get(timeout=90)
+    assert printed.returncode == 0, printed.stderr
+    alert = json.loads(printed.stdout)
+    assert alert["policy_name"] == "block-apt" and alert["result"] == DENIED
+    assert alert["resource"] == "/usr/bin/apt" and alert["action"] == "ACTION_BLOCK"
+
+
+def test_allow_list_denies_everything_else(
+    policies: PolicyApplier, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """Allowing only /bin/ls and the shell turns process rules into an allow list for that container."""
+    policies.apply(process_policy(name="only-ls", rules=paths("/bin/ls", "/bin/sh"), action="Allow"))
+    nginx = pods["nginx-1"]
+    listing = containers.shell(nginx, "/bin/ls /usr/bin/apt")
+    assert listing.returncode == 0 and "/usr/bin/apt" in listing.stdout, listing
+    assert_denied(containers.exec(nginx, ["/bin/cat", "/etc/hostname"]), "cat")
+    assert_denied(containers.shell(nginx, "/usr/bin/id"), "id via sh")
+    assert_denied(containers.exec(nginx, ["/usr/bin/apt", "--version"]), "apt")
+    other = containers.exec(pods["busybox-1"], ["/bin/cat", "/etc/debian_version"])
+    assert other.returncode == 0, other
+
+
+def test_empty_policy_set_restores_exec(
+    policies: PolicyApplier, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """Pushing an empty set (the policy file removed) lifts enforcement."""
+    policies.apply(BLOCK_APT)
+    assert_denied(containers.exec(pods["nginx-1"], ["/usr/bin/apt", "--version"]), "apt")
+    policies.apply()
+    ran = containers.exec(pods["nginx-1"], ["/usr/bin/apt", "--version"])
+    assert ran.returncode == 0 and ran.stdout.startswith("apt "), ran
+
+
+def test_container_created_after_the_policy_is_denied_from_its_first_exec(
+    policies: PolicyApplier, containers: GuestContainers
+) -> None:
+    """The prestart hook registers the container before its workload's first exec."""
+    policies.apply(BLOCK_APT)
+    first = containers.run_once("nginx-late", NGINX, ["/usr/bin/apt", "--version"])
+    assert_denied(first, "apt as the container's first exec")
+    allowed = containers.run_once("nginx-late-ls", NGINX, ["/bin/ls", "/usr/bin/apt"])
+    assert allowed.returncode == 0 and "/usr/bin/apt" in allowed.stdout, allowed
+
+
+def test_poststop_removes_the_containers_map_entries(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers
+) -> None:
+    """After the container is deleted, its key is gone from the kernel map and from the agent's status."""
+    policies.apply(BLOCK_APT)
+    containers.start("nginx-short", NGINX)
+    with AgentClient(parse_agent_url(f"tcp://{guest.agent_target}")) as client:
+        entry = next(c for c in client.status().containers if c.id == "nginx-short")
+        assert entry.process_rules >= 1
+        assert _kernel_has_container(guest, entry.pid_ns, entry.mnt_ns)
+        containers.delete("nginx-short")
+        assert "nginx-short" not in {c.id for c in client.status().containers}
+    assert not _kernel_has_container(guest, entry.pid_ns, entry.mnt_ns)
+
+
+def _kernel_has_container(guest: TestGuest, pid_ns: int, mnt_ns: int) -> bool:
+    """Read the live `containers` BPF map with bpftool."""
+    dump = guest.run(["bpftool", "-j", "map", "dump", "name", "containers"])
+    assert dump.returncode == 0, dump
+    return any(item["formatted"]["key"] == {"pid_ns": pid_ns, "mnt_ns": mnt_ns} for item in json.loads(dump.stdout))

@@ -1,0 +1,49 @@
+"""The vsock leg: the agent's relay checks the peer CID; the adapter's dialer carries gRPC over AF_VSOCK."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from images.testguest.vm import TestGuest
+
+pytestmark = pytest.mark.guest
+
+AGENT_VSOCK_PORT = 10240
+LOOPBACK_CID = 1
+
+
+def test_relay_refuses_peers_other_than_the_host(guest: TestGuest) -> None:
+    """A connection from inside the guest (CID 1, not the host's CID 2) is closed unanswered."""
+    probe = textwrap.dedent(f"""
+        import socket
+        s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(({LOOPBACK_CID}, {AGENT_VSOCK_PORT}))
+        s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n")
+        print(repr(s.recv(100)))
+    """)
+    result = guest.run([str(guest.repo / ".venv/bin/python"), "-c", probe])
+    assert result.returncode == 0, result
+    assert result.stdout.strip() == "b''", result
+    log = guest.run(["cat", "/run/kadapter/agent.log"]).stdout
+    assert f"vsock connection from CID {LOOPBACK_CID}" in log and "refused" in log
+
+
+def test_adapter_reaches_an_agent_over_vsock(guest: TestGuest) -> None:
+    """`kadapter status --agent vsock://CID:PORT` gets the agent's answer through both relays."""
+    python = str(guest.repo / ".venv/bin/python")
+    relay = (
+        "from pathlib import Path; from guest_agent.relay import VsockRelay; "
+        "VsockRelay(port=10241, target=Path('/run/kadapter/grpc.sock'), allowed_cids=[1]).serve_forever()"
+    )
+    started = guest.run(["sh", "-c", f'cd {guest.repo} && {python} -c "{relay}" </dev/null >/tmp/relay.log 2>&1 &'])
+    assert started.returncode == 0, started
+    status = guest.run(
+        ["sh", "-c", f"sleep 8; cd {guest.repo} && {python} -m adapter.cli status --agent vsock://1:10241"],
+        timeout=180,
+    )
+    assert status.returncode == 0, status
+    assert json.loads(status.stdout)["bpf_lsm_active"] is True
