@@ -94,7 +94,11 @@ class AgentClient:
         """Stream the agent's alerts; the iterator ends when the stream does."""
         stream = self._stub.StreamAlerts(agent_pb2.StreamAlertsRequest(), wait_for_ready=True)
         self._streams.append(stream)
-        yield from stream
+        try:
+            yield from stream
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:  # cancelled: close() was called
+                raise
 
     def close(self) -> None:
         """Cancel open streams and close the channel."""

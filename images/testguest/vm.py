@@ -42,6 +42,8 @@ def free_local_port() -> int:
 class TestGuest:
     """One running QEMU test guest; use as a context manager."""
 
+    __test__ = False  # a fixture, not a pytest test class
+
     def __init__(self, *, repo: Path, image_dir: Path, console_log: Path, memory_mb: int = 1024) -> None:
         self.repo = repo.resolve()
         self.image_dir = image_dir

@@ -1,0 +1,41 @@
+"""The ctypes mirrors in guest_agent/bpf_types.py match the structs compiled into exec.bpf.o."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from guest_agent import bpf_types
+
+OBJECT = Path(__file__).resolve().parents[2] / "bpf" / "lsm" / ".output" / "exec.bpf.o"
+MIRRORS = {
+    "ns_key": bpf_types.NsKey,
+    "container_policy": bpf_types.ContainerPolicy,
+    "exec_rule_key": bpf_types.ExecRuleKey,
+    "exec_rule": bpf_types.ExecRule,
+    "exec_event": bpf_types.ExecEvent,
+}
+
+
+@pytest.fixture(scope="module")
+def btf_structs() -> dict[str, dict]:
+    """Read struct layouts from the object's BTF with bpftool."""
+    dump = subprocess.run(
+        ["bpftool", "-j", "btf", "dump", "file", str(OBJECT)], capture_output=True, text=True, check=True
+    )
+    return {t["name"]: t for t in json.loads(dump.stdout)["types"] if t["kind"] == "STRUCT"}
+
+
+@pytest.mark.parametrize("name", sorted(MIRRORS))
+def test_mirror_matches_btf(btf_structs: dict[str, dict], name: str) -> None:
+    """Same size, same field names in the same order at the same offsets."""
+    mirror = MIRRORS[name]
+    compiled = btf_structs[name]
+    assert ctypes.sizeof(mirror) == compiled["size"]
+    btf_fields = [(m["name"], m["bits_offset"] // 8) for m in compiled["members"]]
+    mirror_fields = [(field, getattr(mirror, field).offset) for field, _ in mirror._fields_]
+    assert mirror_fields == btf_fields

@@ -1,0 +1,134 @@
+"""kadapter-hook reads the OCI state the way Kata's guest hooks deliver it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from guest_agent.hook import HookInputError, parse_state, registration_for
+from guest_agent.registration import Registration
+
+ANNOTATIONS = {
+    "io.kubernetes.cri.container-type": "container",
+    "io.kubernetes.cri.container-name": "nginx",
+    "io.kubernetes.cri.sandbox-namespace": "default",
+    "io.kubernetes.cri.sandbox-name": "nginx-1",
+    "io.kubernetes.cri.sandbox-uid": "0b3c",
+}
+STATE = {
+    "ociVersion": "1.0.2-dev",
+    "id": "ctr1",
+    "status": "creating",
+    "pid": 122,
+    "bundle": "/run/kata-containers/ctr1",
+    "annotations": ANNOTATIONS,
+}
+
+
+def test_prestart_registers_the_container_with_its_pod() -> None:
+    """Container and pod names come from the CRI annotations; the rootfs from config.json."""
+    config = {"root": {"path": "/run/kata-containers/shared/ctr1/rootfs"}}
+    assert registration_for("prestart", parse_state(json.dumps(STATE)), config) == Registration(
+        operation="register",
+        container_id="ctr1",
+        container_name="nginx",
+        pod_namespace="default",
+        pod_name="nginx-1",
+        pod_uid="0b3c",
+        pid=122,
+        rootfs="/run/kata-containers/shared/ctr1/rootfs",
+    )
+
+
+def test_relative_rootfs_is_taken_from_the_bundle() -> None:
+    """A relative root.path is relative to the bundle directory, as the runtime spec says."""
+    registration = registration_for("prestart", STATE, {"root": {"path": "rootfs"}})
+    assert registration is not None and registration.rootfs == "/run/kata-containers/ctr1/rootfs"
+
+
+def test_cri_o_annotations_are_understood() -> None:
+    """CRI-O names the same facts with its own keys."""
+    state = {
+        **STATE,
+        "annotations": {
+            "io.kubernetes.container.name": "web",
+            "io.kubernetes.pod.namespace": "shop",
+            "io.kubernetes.pod.name": "web-7",
+        },
+    }
+    registration = registration_for("prestart", state, {})
+    assert registration is not None
+    assert (registration.container_name, registration.pod_namespace, registration.pod_name) == ("web", "shop", "web-7")
+
+
+def test_annotations_fall_back_to_config_json() -> None:
+    """Runtimes that leave annotations out of the state still have them in the bundle."""
+    state = {key: value for key, value in STATE.items() if key != "annotations"}
+    registration = registration_for("prestart", state, {"annotations": ANNOTATIONS})
+    assert registration is not None and registration.pod_name == "nginx-1"
+
+
+@pytest.mark.parametrize("hook_type", ["prestart", "poststop"])
+def test_pause_container_is_skipped(hook_type: str) -> None:
+    """The sandbox (pause) container runs no workload and is never registered."""
+    state = {**STATE, "annotations": {**ANNOTATIONS, "io.kubernetes.cri.container-type": "sandbox"}}
+    assert registration_for(hook_type, state, {}) is None
+
+
+def test_poststop_unregisters_by_id() -> None:
+    """At poststop the process is gone; the container id is enough."""
+    assert registration_for("poststop", {**STATE, "pid": 0}, {}) == Registration(
+        operation="unregister", container_id="ctr1"
+    )
+
+
+def test_other_hook_types_do_nothing() -> None:
+    """poststart needs no action: prestart already covered the container."""
+    assert registration_for("poststart", STATE, {}) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        pytest.param("not json", "not JSON", id="not-json"),
+        pytest.param("[]", "JSON object", id="array"),
+        pytest.param(json.dumps({**STATE, "id": ""}), "'id'", id="empty-id"),
+        pytest.param(json.dumps({k: v for k, v in STATE.items() if k != "bundle"}), "'bundle'", id="no-bundle"),
+        pytest.param(json.dumps({**STATE, "pid": "122"}), "'pid'", id="pid-string"),
+        pytest.param(json.dumps({**STATE, "pid": True}), "'pid'", id="pid-bool"),
+        pytest.param(json.dumps({**STATE, "annotations": []}), "'annotations'", id="annotations-list"),
+    ],
+)
+def test_malformed_state_is_refused(text: str, reason: str) -> None:
+    """A state that breaks the runtime spec is an error naming the field."""
+    with pytest.raises(HookInputError, match=reason):
+        parse_state(text)
+
+
+def test_prestart_without_pid_is_refused() -> None:
+    """Without the init pid there is no namespace to key the container by."""
+    with pytest.raises(HookInputError, match="pid"):
+        registration_for("prestart", {**STATE, "pid": 0}, {})
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(b'{"operation": "register"}', id="no-id"),
+        pytest.param(b'{"operation": "explode", "container_id": "c"}', id="bad-op"),
+        pytest.param(b'{"operation": "register", "container_id": "c", "pid": "1"}', id="pid-type"),
+        pytest.param(b'{"operation": "register", "container_id": "c", "extra": 1}', id="unknown-field"),
+        pytest.param(b"[1]", id="not-object"),
+    ],
+)
+def test_bad_registration_lines_are_refused(line: bytes) -> None:
+    """The agent's listener refuses malformed messages instead of half-registering."""
+    with pytest.raises((ValueError, TypeError)):
+        Registration.decode(line)
+
+
+def test_registration_round_trips() -> None:
+    """What the hook encodes is what the listener decodes."""
+    registration = Registration(operation="register", container_id="c", pid=5, rootfs="/r")
+    assert Registration.decode(registration.encode()) == registration

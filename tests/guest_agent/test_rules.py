@@ -1,0 +1,138 @@
+"""What the agent decides to write into the kernel for one container, before any kernel is involved."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from guest_agent.bpf_types import ACTION_ALLOW, ACTION_AUDIT, ACTION_BLOCK
+from guest_agent.rules import ExecEntry, InvalidPolicyError, check_policies, compile_rules, resolve_in_root
+from kadapter_api import agent_pb2
+
+
+def policy(name: str, *rules: tuple[str, int], containers: tuple[str, ...] = ()) -> agent_pb2.Policy:
+    """Build a wire policy with (path, action) process rules."""
+    return agent_pb2.Policy(
+        name=name,
+        namespace="default",
+        containers=containers,
+        process_rules=[agent_pb2.ProcessRule(path=p, action=a, severity=3) for p, a in rules],
+    )
+
+
+@pytest.fixture
+def merged_usr(tmp_path: Path) -> Path:
+    """A rootfs laid out like Debian's: /bin -> usr/bin, /bin/sh -> dash."""
+    (tmp_path / "usr" / "bin").mkdir(parents=True)
+    for name in ("ls", "dash", "apt"):
+        (tmp_path / "usr" / "bin" / name).touch()
+    os.symlink("usr/bin", tmp_path / "bin")
+    os.symlink("dash", tmp_path / "usr" / "bin" / "sh")
+    os.symlink("/etc/../usr/bin/apt", tmp_path / "usr" / "bin" / "apt-abs")
+    os.symlink("loop-b", tmp_path / "loop-a")
+    os.symlink("loop-a", tmp_path / "loop-b")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("/bin/ls", "/usr/bin/ls", id="merged-usr-dir"),
+        pytest.param("/bin/sh", "/usr/bin/dash", id="two-links"),
+        pytest.param("/usr/bin/apt-abs", "/usr/bin/apt", id="absolute-target-stays-in-root"),
+        pytest.param("/usr/bin/apt", "/usr/bin/apt", id="plain-file"),
+        pytest.param("/opt/tool", "/opt/tool", id="missing-kept"),
+        pytest.param("/loop-a", None, id="loop"),
+    ],
+)
+def test_resolve_in_root(merged_usr: Path, path: str, expected: str | None) -> None:
+    """Symlinks resolve inside the container's rootfs, never on the agent's own root."""
+    assert resolve_in_root(merged_usr, path) == expected
+
+
+def test_absolute_symlink_cannot_escape_the_rootfs(tmp_path: Path) -> None:
+    """A link to /etc resolves to the rootfs's /etc, however many .. it uses."""
+    os.symlink("/../../../../etc/passwd", tmp_path / "escape")
+    assert resolve_in_root(tmp_path, "/escape") == "/etc/passwd"
+    assert not (tmp_path / "etc").exists()
+
+
+def test_rules_match_both_the_written_and_the_resolved_path(merged_usr: Path) -> None:
+    """Blocking /bin/sh also blocks the file the kernel will see executed."""
+    compiled = compile_rules(
+        [policy("p", ("/bin/sh", agent_pb2.ACTION_BLOCK))],
+        container_name="c",
+        posture=agent_pb2.POSTURE_BLOCK,
+        rootfs=merged_usr,
+    )
+    assert set(compiled.entries) == {"/bin/sh", "/usr/bin/dash"}
+    assert compiled.entries["/usr/bin/dash"] == ExecEntry(actions=ACTION_BLOCK, block_rule=1)
+
+
+def test_policies_on_the_same_path_merge_their_actions() -> None:
+    """Block, Audit and Allow on one path keep each rule id, so alerts name the right policy."""
+    compiled = compile_rules(
+        [
+            policy("audit", ("/usr/bin/apt", agent_pb2.ACTION_AUDIT)),
+            policy("block", ("/usr/bin/apt", agent_pb2.ACTION_BLOCK)),
+            policy("allow", ("/usr/bin/apt", agent_pb2.ACTION_ALLOW)),
+        ],
+        container_name="c",
+        posture=agent_pb2.POSTURE_BLOCK,
+        rootfs=None,
+    )
+    assert compiled.entries == {
+        "/usr/bin/apt": ExecEntry(
+            actions=ACTION_AUDIT | ACTION_BLOCK | ACTION_ALLOW, audit_rule=1, block_rule=2, allow_rule=3
+        )
+    }
+    assert [compiled.rule(n).policy_name for n in (1, 2, 3)] == ["audit", "block", "allow"]
+    assert compiled.rule(0) is None
+    assert compiled.allowlist
+
+
+def test_container_names_narrow_a_policy() -> None:
+    """A policy limited to container "web" gives container "sidecar" nothing."""
+    policies = [policy("p", ("/usr/bin/apt", agent_pb2.ACTION_BLOCK), containers=("web",))]
+    web = compile_rules(policies, container_name="web", posture=agent_pb2.POSTURE_BLOCK, rootfs=None)
+    sidecar = compile_rules(policies, container_name="sidecar", posture=agent_pb2.POSTURE_BLOCK, rootfs=None)
+    assert list(web.entries) == ["/usr/bin/apt"]
+    assert not sidecar.entries and not sidecar.allowlist
+
+
+@pytest.mark.parametrize(
+    ("posture", "audit"), [(agent_pb2.POSTURE_BLOCK, False), (agent_pb2.POSTURE_AUDIT, True)]
+)
+def test_posture_is_carried(posture: int, audit: bool) -> None:
+    """The pod's posture decides whether unmatched execs in allow-list mode are blocked or audited."""
+    compiled = compile_rules(
+        [policy("p", ("/bin/ls", agent_pb2.ACTION_ALLOW))], container_name="c", posture=posture, rootfs=None
+    )
+    assert compiled.allowlist and compiled.posture_audit is audit
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        pytest.param([("usr/bin/apt", agent_pb2.ACTION_BLOCK)], "absolute", id="relative"),
+        pytest.param([("/usr/bin/", agent_pb2.ACTION_BLOCK)], "absolute path to a file", id="directory"),
+        pytest.param([("/usr/../bin/apt", agent_pb2.ACTION_BLOCK)], "normalised", id="dot-dot"),
+        pytest.param([("/usr//bin/apt", agent_pb2.ACTION_BLOCK)], "normalised", id="double-slash"),
+        pytest.param([("/" + "a" * 255, agent_pb2.ACTION_BLOCK)], "255 bytes", id="too-long"),
+        pytest.param([("/usr/bin/a\0pt", agent_pb2.ACTION_BLOCK)], "NUL", id="nul"),
+        pytest.param([("/usr/bin/apt", agent_pb2.ACTION_UNSPECIFIED)], "unspecified", id="no-action"),
+    ],
+)
+def test_agent_refuses_malformed_rules(rules: list[tuple[str, int]], message: str) -> None:
+    """The agent validates what the host sends; the error names the field."""
+    with pytest.raises(InvalidPolicyError, match=message) as error:
+        check_policies([policy("ok", ("/bin/ls", agent_pb2.ACTION_BLOCK)), policy("bad", *rules)])
+    assert str(error.value).startswith("policies[1].process_rules[0]")
+
+
+def test_agent_refuses_duplicate_policy_names() -> None:
+    """Two policies with one name would make alerts ambiguous."""
+    with pytest.raises(InvalidPolicyError, match="twice"):
+        check_policies([policy("p"), policy("p")])
