@@ -105,9 +105,7 @@ class _Collector:
             self._remember(kind, pod.ref, metadata)
             self.pods.append(pod)
         elif kind == "RuntimeClass":
-            runtime_class = RuntimeClass(
-                metadata.child("name").dns_subdomain(), obj.child("handler").dns_label()
-            )
+            runtime_class = RuntimeClass(metadata.child("name").dns_subdomain(), obj.child("handler").dns_label())
             self._remember(kind, runtime_class.name, metadata)
             self.runtime_classes.append(runtime_class)
         else:
@@ -154,8 +152,7 @@ def kata_pods(inventory: Inventory) -> tuple[Pod, ...]:
     return tuple(
         pod
         for pod in inventory.pods
-        if pod.runtime_class is not None
-        and is_kata_handler(handlers.get(pod.runtime_class, pod.runtime_class))
+        if pod.runtime_class is not None and is_kata_handler(handlers.get(pod.runtime_class, pod.runtime_class))
     )
 
 

@@ -59,8 +59,7 @@ NOT_ENFORCED: tuple[tuple[str, str, type], ...] = (
     ("spec.process.matchPaths[]", "ownerOnly", bool),
 )
 NOT_ENFORCED_REASON = (
-    "not enforced by Kadapter yet; remove it or wait for support "
-    "(refusing rather than silently not enforcing it)"
+    "not enforced by Kadapter yet; remove it or wait for support (refusing rather than silently not enforcing it)"
 )
 
 
@@ -140,9 +139,7 @@ class _Inherited:
             "tags": _tags(fields.get("tags")),
             "message": _message(fields.get("message")),
         }
-        return dataclasses.replace(
-            self, **{key: value for key, value in changes.items() if value is not None}
-        )
+        return dataclasses.replace(self, **{key: value for key, value in changes.items() if value is not None})
 
 
 def parse_policies(text: str, *, source: str) -> list[Policy]:
@@ -206,9 +203,7 @@ def _policy(doc: Field, source: str) -> Policy:
     selector = _selector(spec.child("selector"), kind)
     _refuse_not_enforced(spec_fields, "spec")
     rules = _process_rules(spec.child("process"), _Inherited().override(spec_fields))
-    return Policy(
-        kind=kind, name=name, namespace=namespace, selector=selector, process_rules=rules, source=source
-    )
+    return Policy(kind=kind, name=name, namespace=namespace, selector=selector, process_rules=rules, source=source)
 
 
 def _kind(field: Field) -> PolicyKind:
@@ -221,9 +216,7 @@ def _kind(field: Field) -> PolicyKind:
     try:
         return PolicyKind(text)
     except ValueError:
-        raise field.error(
-            f"unknown kind {text!r}; expected KubeArmorPolicy or KubeArmorClusterPolicy"
-        ) from None
+        raise field.error(f"unknown kind {text!r}; expected KubeArmorPolicy or KubeArmorClusterPolicy") from None
 
 
 def _selector(field: Field, kind: PolicyKind) -> Selector:
@@ -280,7 +273,8 @@ def _expressions(field: Field, *, keys: tuple[str, ...]) -> tuple[LabelExpressio
         if not values:
             raise values_field.error("expected at least one value, got an empty list")
         for value_field, value in zip(values_field.items(), values, strict=True):
-            if key == "label" and not value.partition("=")[0]:
+            label, equals, _ = value.partition("=")
+            if key == "label" and not (label and equals):
                 raise value_field.error(f"expected a label as 'key=value', got {value!r}")
         expressions.append(LabelExpression(key=key, operator=operator, values=values))
     return tuple(expressions)
@@ -309,9 +303,7 @@ def _rule(item: Field, section: _Inherited) -> ProcessRule:
     _refuse_not_enforced(fields, "spec.process.matchPaths[]")
     path = _executable_path(item.child("path"))
     final = section.override(fields)
-    return ProcessRule(
-        path=path, action=final.action, severity=final.severity, tags=final.tags, message=final.message
-    )
+    return ProcessRule(path=path, action=final.action, severity=final.severity, tags=final.tags, message=final.message)
 
 
 def _refuse_not_enforced(fields: Mapping[str, Field], scope: str) -> None:

@@ -63,7 +63,7 @@ _libc = ctypes.CDLL(None)
 @_PRINT_FN
 def _forward_libbpf_log(level: int, fmt: bytes, args: int) -> int:
     """Route libbpf's own messages (verifier logs included) to Python logging."""
-    buffer = ctypes.create_string_buffer(4096)
+    buffer = ctypes.create_string_buffer(1 << 16)  # verifier logs arrive as one message
     _libc.vsnprintf(buffer, ctypes.c_size_t(len(buffer)), ctypes.c_char_p(fmt), ctypes.c_void_p(args))
     text = buffer.value.decode(errors="replace").rstrip()
     log.log(logging.WARNING if level == _LIBBPF_WARN else logging.DEBUG, "libbpf: %s", text)

@@ -15,6 +15,7 @@
 #include "exec.h"
 
 #define EACCES 13
+#define PROT_EXEC 0x4
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -85,53 +86,94 @@ static __always_inline void emit(const struct ns_key *ns, const struct exec_rule
 	bpf_ringbuf_submit(e, 0);
 }
 
-SEC("lsm/bprm_check_security")
-int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
+/* What the caller's container and its rules say about one file. */
+struct verdict_input {
+	struct ns_key ns;
 	struct container_policy *policy;
-	struct exec_scratch *scratch_space;
 	struct exec_rule_key *key;
 	struct exec_rule *rule;
-	struct ns_key ns;
+};
+
+/* Fill in; return 0 when the caller is not in a container under policy. */
+static __always_inline int lookup_file(struct file *file, struct verdict_input *in)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct exec_scratch *space;
 	__u32 zero = 0;
 	long len;
 
-	if (ret)
-		return ret;
-
-	ns.pid_ns = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
-	ns.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	policy = bpf_map_lookup_elem(&containers, &ns);
-	if (!policy)
+	in->ns.pid_ns = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
+	in->ns.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	in->policy = bpf_map_lookup_elem(&containers, &in->ns);
+	if (!in->policy)
 		return 0;
-
-	scratch_space = bpf_map_lookup_elem(&scratch, &zero);
-	if (!scratch_space)
+	space = bpf_map_lookup_elem(&scratch, &zero);
+	if (!space)
 		return 0;
-	key = &scratch_space->key;
-	__builtin_memset(key, 0, sizeof(*key));
-	key->ruleset = policy->ruleset;
+	in->key = &space->key;
+	__builtin_memset(in->key, 0, sizeof(*in->key));
+	in->key->ruleset = in->policy->ruleset;
 	/* A path longer than any rule cannot match one; the key's path stays empty.
 	 * f_path became const in 6.12; the helper still takes it non-const. */
-	len = bpf_d_path((struct path *)&bprm->file->f_path, scratch_space->d_path, sizeof(scratch_space->d_path));
+	len = bpf_d_path((struct path *)&file->f_path, space->d_path, sizeof(space->d_path));
 	if (len > 0)
-		bpf_probe_read_kernel_str(key->path, sizeof(key->path), scratch_space->d_path);
-	rule = len > 0 ? bpf_map_lookup_elem(&exec_rules, key) : NULL;
+		bpf_probe_read_kernel_str(in->key->path, sizeof(in->key->path), space->d_path);
+	in->rule = len > 0 ? bpf_map_lookup_elem(&exec_rules, in->key) : NULL;
+	return 1;
+}
 
-	if (rule && (rule->actions & KADAPTER_ACTION_BLOCK)) {
-		emit(&ns, key, rule->block_rule, KADAPTER_ACTION_BLOCK, -EACCES);
+static __always_inline int blocked(const struct verdict_input *in)
+{
+	if (in->rule && (in->rule->actions & KADAPTER_ACTION_BLOCK)) {
+		emit(&in->ns, in->key, in->rule->block_rule, KADAPTER_ACTION_BLOCK, -EACCES);
 		return -EACCES;
 	}
-	if ((policy->flags & KADAPTER_PROCESS_ALLOWLIST) && !(rule && (rule->actions & KADAPTER_ACTION_ALLOW))) {
-		if (policy->flags & KADAPTER_POSTURE_AUDIT) {
-			emit(&ns, key, 0, KADAPTER_ACTION_AUDIT, 0);
+	return 0;
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
+{
+	struct verdict_input in;
+	__u32 flags;
+
+	if (ret)
+		return ret;
+	if (!lookup_file(bprm->file, &in))
+		return 0;
+	if (blocked(&in))
+		return -EACCES;
+
+	flags = in.policy->flags;
+	if ((flags & KADAPTER_PROCESS_ALLOWLIST) && !(in.rule && (in.rule->actions & KADAPTER_ACTION_ALLOW))) {
+		if (flags & KADAPTER_POSTURE_AUDIT) {
+			emit(&in.ns, in.key, 0, KADAPTER_ACTION_AUDIT, 0);
 			return 0;
 		}
-		emit(&ns, key, 0, KADAPTER_ACTION_BLOCK, -EACCES);
+		emit(&in.ns, in.key, 0, KADAPTER_ACTION_BLOCK, -EACCES);
 		return -EACCES;
 	}
-	if (rule && (rule->actions & KADAPTER_ACTION_AUDIT))
-		emit(&ns, key, rule->audit_rule, KADAPTER_ACTION_AUDIT, 0);
+	if (in.rule && (in.rule->actions & KADAPTER_ACTION_AUDIT))
+		emit(&in.ns, in.key, in.rule->audit_rule, KADAPTER_ACTION_AUDIT, 0);
 	return 0;
+}
+
+/*
+ * Running a blocked binary without exec: the dynamic loader invoked as a
+ * program (ld.so /usr/bin/apt) maps it with PROT_EXEC itself, as would any
+ * user-space loader. Only Block rules apply here: allow lists cover what may
+ * be exec'd, not every library mapped. (file_mprotect would cover mapping
+ * first and adding PROT_EXEC later, but 6.1 refuses bpf_d_path() there.)
+ */
+SEC("lsm/mmap_file")
+int BPF_PROG(kadapter_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags, int ret)
+{
+	struct verdict_input in;
+
+	if (ret)
+		return ret;
+	if (!file || !(prot & PROT_EXEC) || !lookup_file(file, &in))
+		return 0;
+	return blocked(&in);
 }

@@ -1,0 +1,1 @@
+"""The Kata-like test guest: image build, QEMU launcher, containers, demo."""

@@ -27,7 +27,10 @@ while read -r mod; do
 	[[ -s $root/modules/$mod.ko ]] || { echo "build.sh: module $mod not in $pkg" >&2; exit 1; }
 done <"$here/modules.order"
 
+python3 "$here/../../guest_kernel/check_config.py" --allow-modules "$work"/pkg/boot/config-*
+
 mkdir -p "$out"
+cp "$work"/pkg/boot/config-* "$out/config"
 cp "$work"/pkg/boot/vmlinuz-* "$out/vmlinuz.tmp"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz.tmp"
 echo "$pkg" >"$out/kernel-package"

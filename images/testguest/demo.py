@@ -49,9 +49,8 @@ def main() -> int:
     with TestGuest(
         repo=REPO, image_dir=REPO / "build" / "testguest", console_log=REPO / "build" / "demo-console.log"
     ) as guest:
-        say(
-            f"guest up in {time.monotonic() - started:.0f} s; kernel LSMs: {guest.run(['cat', '/sys/kernel/security/lsm']).stdout}"
-        )
+        lsm = guest.run(["cat", "/sys/kernel/security/lsm"]).stdout
+        say(f"guest up in {time.monotonic() - started:.0f} s; kernel LSMs: {lsm}")
         containers = GuestContainers(guest)
         for pod, owner in PODS.items():
             containers.start(f"{pod}-ctr", owner)

@@ -17,6 +17,7 @@ class CommandHandler(socketserver.StreamRequestHandler):
     """Run the requested argv and answer with its exit code and output."""
 
     def handle(self) -> None:
+        """Serve one request."""
         request = json.loads(self.rfile.readline())
         try:
             done = subprocess.run(
@@ -34,6 +35,8 @@ class CommandHandler(socketserver.StreamRequestHandler):
 
 
 class Server(socketserver.ThreadingTCPServer):
+    """A threaded server that can be restarted on the same port at once."""
+
     allow_reuse_address = True
     daemon_threads = True
 

@@ -39,7 +39,7 @@ def test_agent_urls_parse(url: str, expected: AgentAddress) -> None:
 )
 def test_bad_agent_urls_are_refused(url: str) -> None:
     """An unusable agent URL is an error naming the URL."""
-    with pytest.raises(AddressError, match="expected|number|absolute"):
+    with pytest.raises(AddressError, match=r"expected|number|absolute"):
         parse_agent_url(url)
 
 
@@ -50,7 +50,7 @@ class _StatusOnly(agent_pb2_grpc.GuestAgentServicer):
 
 @pytest.fixture
 def grpc_socket(tmp_path: Path) -> Iterator[Path]:
-    """A real gRPC server on a Unix socket, standing in for the guest agent."""
+    """Serve real gRPC on a Unix socket, standing in for the guest agent."""
     path = tmp_path / "grpc.sock"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     agent_pb2_grpc.add_GuestAgentServicer_to_server(_StatusOnly(), server)
@@ -104,9 +104,9 @@ def test_refused_hybrid_vsock_handshake_is_unavailable(tmp_path: Path, grpc_sock
     """When the VMM refuses the port, the call fails as UNAVAILABLE instead of hanging."""
     vmm = _fake_vmm(tmp_path / "fc.sock", grpc_socket, b"ERR no listener\n", [])
     try:
-        with AgentClient(parse_agent_url(f"hvsock://{tmp_path / 'fc.sock'}:10240"), retry_for=1) as client:
-            with pytest.raises(grpc.RpcError) as failure:
-                client.status()
+        url = f"hvsock://{tmp_path / 'fc.sock'}:10240"
+        with AgentClient(parse_agent_url(url), retry_for=1) as client, pytest.raises(grpc.RpcError) as failure:
+            client.status()
     finally:
         vmm.close()
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -18,7 +18,7 @@ BUSYBOX = PodContainer("default", "busybox-1", "busybox")
 def kadapter(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the host CLI as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "adapter.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "adapter.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=180, check=False
     )
 
 

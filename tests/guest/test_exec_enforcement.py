@@ -48,6 +48,7 @@ def test_apt_is_denied_in_selected_pod_and_other_programs_run(
         pytest.param("exec 3</usr/bin/apt && /proc/self/fd/3 --version", id="proc-self-fd"),
         pytest.param("/usr/bin/env apt --version", id="via-env-PATH"),
         pytest.param("/bin/sh -c '/usr/bin/apt --version'", id="nested-shell"),
+        pytest.param("printf '#!/usr/bin/apt\\n' >/tmp/s && chmod +x /tmp/s && /tmp/s", id="as-script-interpreter"),
     ],
 )
 def test_bypasses_of_a_blocked_path_are_denied(
@@ -56,6 +57,23 @@ def test_bypasses_of_a_blocked_path_are_denied(
     """Other names for the blocked file reach the same file object and are denied too."""
     policies.apply(BLOCK_APT)
     assert_denied(containers.shell(pods["nginx-1"], script), script)
+
+
+def test_loaders_cannot_map_a_blocked_binary_executable(
+    policies: PolicyApplier, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """ld.so run as a program, or any PROT_EXEC mapping, cannot load the blocked file; other files still load."""
+    policies.apply(BLOCK_APT)
+    nginx = pods["nginx-1"]
+    via_loader = containers.exec(nginx, ["/lib64/ld-linux-x86-64.so.2", "/usr/bin/apt", "--version"])
+    assert via_loader.returncode != 0 and "failed to map segment" in via_loader.stderr, via_loader
+    assert "apt 2" not in via_loader.stdout
+    other = containers.exec(nginx, ["/lib64/ld-linux-x86-64.so.2", "/bin/ls", "/usr/bin/apt"])
+    assert other.returncode == 0 and "/usr/bin/apt" in other.stdout, other
+    mapping = (
+        "import mmap; f = open('/usr/bin/apt', 'rb'); mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ | mmap.PROT_EXEC)"
+    )
+    assert_denied(containers.exec(nginx, ["/usr/bin/python3", "-c", mapping]), "mmap PROT_EXEC")
 
 
 def test_apt_runs_outside_the_container_and_in_an_unselected_pod(

@@ -24,7 +24,7 @@ def policy(name: str, *rules: tuple[str, int], containers: tuple[str, ...] = ())
 
 @pytest.fixture
 def merged_usr(tmp_path: Path) -> Path:
-    """A rootfs laid out like Debian's: /bin -> usr/bin, /bin/sh -> dash."""
+    """Lay out a rootfs like Debian's: /bin -> usr/bin, /bin/sh -> dash."""
     (tmp_path / "usr" / "bin").mkdir(parents=True)
     for name in ("ls", "dash", "apt"):
         (tmp_path / "usr" / "bin" / name).touch()
@@ -102,9 +102,7 @@ def test_container_names_narrow_a_policy() -> None:
     assert not sidecar.entries and not sidecar.allowlist
 
 
-@pytest.mark.parametrize(
-    ("posture", "audit"), [(agent_pb2.POSTURE_BLOCK, False), (agent_pb2.POSTURE_AUDIT, True)]
-)
+@pytest.mark.parametrize(("posture", "audit"), [(agent_pb2.POSTURE_BLOCK, False), (agent_pb2.POSTURE_AUDIT, True)])
 def test_posture_is_carried(posture: int, audit: bool) -> None:
     """The pod's posture decides whether unmatched execs in allow-list mode are blocked or audited."""
     compiled = compile_rules(

@@ -1,0 +1,747 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Reading KubeArmor policies: the model they become, and every way a file is refused."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from adapter.errors import InputError
+from adapter.policy import (
+    MAX_PATH_BYTES,
+    Action,
+    LabelExpression,
+    Policy,
+    PolicyKind,
+    ProcessRule,
+    Selector,
+    load_policy_dir,
+    load_policy_file,
+    parse_policies,
+)
+from guest_agent.bpf_types import PATH_MAX
+
+USE_CASE_FILE = Path(__file__).resolve().parents[2] / "policies" / "ksp-nginx-block-apt.yaml"
+
+USE_CASE = """\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: ksp-nginx-block-apt
+  namespace: default
+spec:
+  severity: 5
+  message: "a package manager was run in an nginx pod"
+  tags: ["MITRE", "T1072"]
+  selector:
+    matchLabels:
+      app: nginx
+  process:
+    matchPaths:
+    - path: /usr/bin/apt
+  action: Block
+"""
+
+
+def ksp(spec: str, *, kind: str = "KubeArmorPolicy", metadata: str = "name: test") -> str:
+    """Build a policy document from a one-line metadata body and an unindented spec body."""
+    header = f"apiVersion: security.kubearmor.com/v1\nkind: {kind}\nmetadata:\n  {metadata}\nspec:\n"
+    return header + textwrap.indent(textwrap.dedent(spec), "  ")
+
+
+SELECT_NGINX = """\
+selector:
+  matchLabels:
+    app: nginx
+"""
+BLOCK_APT = """\
+process:
+  matchPaths:
+  - path: /usr/bin/apt
+"""
+
+
+def parse_one(text: str) -> Policy:
+    """Parse a stream that must hold exactly one policy."""
+    (policy,) = parse_policies(text, source="p.yaml")
+    return policy
+
+
+def rejection(text: str, *, source: str = "p.yaml") -> InputError:
+    """Parse a stream that must be refused, and return the error."""
+    with pytest.raises(InputError) as caught:
+        parse_policies(text, source=source)
+    return caught.value
+
+
+# --- the use case ---------------------------------------------------------------------------------
+
+
+def test_use_case_policy_parses_to_expected_model() -> None:
+    """The nginx/apt policy becomes one Block rule with the spec's severity, tags and message."""
+    assert parse_one(USE_CASE) == Policy(
+        kind=PolicyKind.POLICY,
+        name="ksp-nginx-block-apt",
+        namespace="default",
+        selector=Selector(match_labels=(("app", "nginx"),), container_names=(), match_expressions=()),
+        process_rules=(
+            ProcessRule(
+                path="/usr/bin/apt",
+                action=Action.BLOCK,
+                severity=5,
+                tags=("MITRE", "T1072"),
+                message="a package manager was run in an nginx pod",
+            ),
+        ),
+        source="p.yaml",
+    )
+
+
+def test_use_case_file_in_repository_matches_the_documented_policy() -> None:
+    """policies/ksp-nginx-block-apt.yaml holds the use-case policy byte for byte."""
+    assert USE_CASE_FILE.read_text(encoding="utf-8") == USE_CASE
+    (policy,) = load_policy_file(USE_CASE_FILE)
+    assert policy.source == str(USE_CASE_FILE)
+    assert policy.process_rules == parse_one(USE_CASE).process_rules
+
+
+# --- inheritance ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec_extra", "process_extra", "rule_extra", "expected"),
+    [
+        pytest.param("", "", "", (Action.BLOCK, 1, (), ""), id="defaults"),
+        pytest.param(
+            "action: Audit\nseverity: 3\ntags: [a]\nmessage: spec\n",
+            "",
+            "",
+            (Action.AUDIT, 3, ("a",), "spec"),
+            id="from-spec",
+        ),
+        pytest.param(
+            "action: Audit\nseverity: 3\ntags: [a]\nmessage: spec\n",
+            "  action: Allow\n  severity: 4\n  tags: [b]\n  message: section\n",
+            "",
+            (Action.ALLOW, 4, ("b",), "section"),
+            id="section-over-spec",
+        ),
+        pytest.param(
+            "action: Audit\nseverity: 3\ntags: [a]\nmessage: spec\n",
+            "  action: Allow\n  severity: 4\n  tags: [b]\n  message: section\n",
+            "    action: Block\n    severity: 9\n    tags: [c, d]\n    message: rule\n",
+            (Action.BLOCK, 9, ("c", "d"), "rule"),
+            id="rule-over-section",
+        ),
+        pytest.param(
+            "action: Audit\nseverity: 3\ntags: [a]\nmessage: spec\n",
+            "",
+            "    action: ''\n    tags: []\n    message: ''\n",
+            (Action.AUDIT, 3, ("a",), "spec"),
+            id="empty-values-inherit",
+        ),
+        pytest.param("action: allow\n", "", "", (Action.ALLOW, 1, (), ""), id="lowercase-action"),
+        pytest.param("", "", "    action: audit\n", (Action.AUDIT, 1, (), ""), id="lowercase-rule-action"),
+        pytest.param("severity: 10\n", "", "", (Action.BLOCK, 10, (), ""), id="severity-upper-bound"),
+    ],
+)
+def test_rule_inherits_action_severity_tags_message(
+    spec_extra: str, process_extra: str, rule_extra: str, expected: tuple[Action, int, tuple[str, ...], str]
+) -> None:
+    """A rule takes each of action, severity, tags and message from the nearest level that sets it."""
+    spec = SELECT_NGINX + spec_extra + "process:\n" + process_extra + "  matchPaths:\n  - path: /bin/sh\n"
+    (rule,) = parse_one(ksp(spec + rule_extra)).process_rules
+    assert (rule.action, rule.severity, rule.tags, rule.message) == expected
+
+
+def test_rules_of_one_policy_inherit_independently() -> None:
+    """Each matchPaths entry overrides only for itself; its siblings keep the inherited values."""
+    spec = SELECT_NGINX + "action: Audit\nprocess:\n  matchPaths:\n  - path: /a\n    action: Block\n  - path: /b\n"
+    rules = parse_one(ksp(spec)).process_rules
+    assert [(rule.path, rule.action) for rule in rules] == [("/a", Action.BLOCK), ("/b", Action.AUDIT)]
+
+
+# --- accepted shapes ------------------------------------------------------------------------------
+
+
+def test_namespace_defaults_to_default_for_namespaced_policy() -> None:
+    """A KubeArmorPolicy without metadata.namespace lives in 'default'."""
+    assert parse_one(ksp(SELECT_NGINX + BLOCK_APT)).namespace == "default"
+
+
+def test_cluster_policy_ignores_namespace_and_reads_expressions() -> None:
+    """A KubeArmorClusterPolicy has no namespace and selects by namespace/label expressions."""
+    spec = """\
+    selector:
+      matchExpressions:
+      - key: namespace
+        operator: NotIn
+        values: [kube-system]
+      - key: label
+        operator: In
+        values: ["app=nginx", "tier=web"]
+    """
+    policy = parse_one(
+        ksp(textwrap.dedent(spec) + BLOCK_APT, kind="KubeArmorClusterPolicy", metadata="{name: c, namespace: x}")
+    )
+    assert policy.kind is PolicyKind.CLUSTER_POLICY
+    assert policy.namespace is None
+    assert policy.selector.match_expressions == (
+        LabelExpression(key="namespace", operator="NotIn", values=("kube-system",)),
+        LabelExpression(key="label", operator="In", values=("app=nginx", "tier=web")),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param('"[nginx, sidecar]"', ("nginx", "sidecar"), id="bracketed-list"),
+        pytest.param("nginx", ("nginx",), id="single-name"),
+        pytest.param('"[ nginx ,, nginx, b ]"', ("nginx", "b"), id="spaces-empties-repeats"),
+    ],
+)
+def test_container_name_label_becomes_container_names(value: str, expected: tuple[str, ...]) -> None:
+    """The kubearmor.io/container.name pseudo label lists containers and is not a pod label."""
+    spec = f"selector:\n  matchLabels:\n    app: nginx\n    kubearmor.io/container.name: {value}\n"
+    selector = parse_one(ksp(spec + BLOCK_APT)).selector
+    assert selector.container_names == expected
+    assert selector.match_labels == (("app", "nginx"),)
+
+
+def test_match_labels_are_sorted_pairs() -> None:
+    """matchLabels become sorted (key, value) pairs whatever the file order."""
+    spec = "selector:\n  matchLabels:\n    z: '1'\n    a: '2'\n"
+    assert parse_one(ksp(spec + BLOCK_APT)).selector.match_labels == (("a", "2"), ("z", "1"))
+
+
+def test_empty_match_labels_selects_whole_namespace() -> None:
+    """An explicit 'matchLabels: {}' is accepted as selecting every pod of the namespace."""
+    selector = parse_one(ksp("selector:\n  matchLabels: {}\n" + BLOCK_APT)).selector
+    assert selector == Selector(match_labels=(), container_names=(), match_expressions=())
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param("file: {}\nnetwork: {}\ncapabilities: {}\nsyscalls: {}\n", id="empty-sections"),
+        pytest.param("presets: []\napparmor: ''\n", id="empty-presets-apparmor"),
+        pytest.param("process:\n  matchDirectories: []\n  matchPatterns: []\n", id="empty-process-lists"),
+    ],
+)
+def test_empty_unenforced_sections_are_accepted(extra: str) -> None:
+    """Sections Kadapter does not enforce are fine while they are empty."""
+    spec = SELECT_NGINX + extra
+    spec += (
+        "  matchPaths:\n  - path: /bin/sh\n" if "process:" in extra else "process:\n  matchPaths:\n  - path: /bin/sh\n"
+    )
+    assert len(parse_one(ksp(spec)).process_rules) == 1
+
+
+def test_rule_with_owner_only_false_and_empty_from_source_is_accepted() -> None:
+    """ownerOnly: false and fromSource: [] change nothing, so they are allowed."""
+    spec = SELECT_NGINX + "process:\n  matchPaths:\n  - path: /bin/sh\n    ownerOnly: false\n    fromSource: []\n"
+    assert parse_one(ksp(spec)).process_rules[0].path == "/bin/sh"
+
+
+def test_path_of_exactly_the_limit_is_accepted() -> None:
+    """A path of MAX_PATH_BYTES bytes fits the guest's maps and is accepted."""
+    path = "/" + "a" * (MAX_PATH_BYTES - 1)
+    spec = SELECT_NGINX + f"process:\n  matchPaths:\n  - path: {path}\n"
+    assert parse_one(ksp(spec)).process_rules[0].path == path
+
+
+def test_path_limit_matches_guest_bpf_maps() -> None:
+    """The host's path limit leaves room for the NUL in the guest's PATH_MAX-byte map keys."""
+    assert MAX_PATH_BYTES == PATH_MAX - 1
+
+
+def test_multi_document_stream_skips_empty_documents_and_keeps_order() -> None:
+    """Empty documents are skipped; the rest come back in file order."""
+    second = ksp(SELECT_NGINX + BLOCK_APT, metadata="name: second")
+    text = "---\n# nothing here\n---\n" + ksp(SELECT_NGINX + BLOCK_APT, metadata="name: first") + "---\n" + second
+    assert [policy.name for policy in parse_policies(text, source="p.yaml")] == ["first", "second"]
+
+
+def test_empty_stream_has_no_policies() -> None:
+    """A file of comments only holds no policies and is not an error."""
+    assert parse_policies("# nothing\n", source="p.yaml") == []
+
+
+def test_status_from_kubectl_output_is_ignored() -> None:
+    """A policy exported by kubectl, with its status, still loads."""
+    assert parse_one(USE_CASE + "status:\n  PolicyStatus: OK\n").name == "ksp-nginx-block-apt"
+
+
+# --- rejections -----------------------------------------------------------------------------------
+
+NOT_ENFORCED = "not enforced by Kadapter yet"
+
+
+def _rule(extra: str) -> str:
+    """Build a spec whose single rule carries extra lines (already indented under the rule)."""
+    return SELECT_NGINX + "process:\n  matchPaths:\n  - path: /bin/sh\n" + extra
+
+
+def _path(path: str) -> str:
+    """Build a spec whose single rule has the given YAML path scalar."""
+    return SELECT_NGINX + f"process:\n  matchPaths:\n  - path: {path}\n"
+
+
+REJECTIONS = [
+    # document and header
+    pytest.param("- a\n- b\n", "", "expected a mapping (a KubeArmor policy object), got a list", id="not-a-mapping"),
+    pytest.param(
+        USE_CASE.replace("security.kubearmor.com/v1", "security.kubearmor.com/v2"),
+        "apiVersion",
+        "expected 'security.kubearmor.com/v1', got 'security.kubearmor.com/v2'",
+        id="wrong-api-version",
+    ),
+    pytest.param(
+        USE_CASE.replace("apiVersion: security.kubearmor.com/v1\n", ""),
+        "apiVersion",
+        "required: expected a string",
+        id="missing-api-version",
+    ),
+    pytest.param(
+        USE_CASE.replace("KubeArmorPolicy", "KubeArmorHostPolicy"),
+        "kind",
+        "host policies are not for Kata pods",
+        id="host-policy",
+    ),
+    pytest.param(USE_CASE.replace("KubeArmorPolicy", "Pod"), "kind", "unknown kind 'Pod'", id="unknown-kind"),
+    pytest.param(USE_CASE.replace("kind: KubeArmorPolicy\n", ""), "kind", "required", id="missing-kind"),
+    pytest.param(USE_CASE + "extra: 1\n", "extra", "unknown field", id="unknown-top-level-field"),
+    pytest.param(ksp(SELECT_NGINX + BLOCK_APT, metadata="{}"), "metadata.name", "required", id="missing-name"),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT, metadata="name: Bad_Name"),
+        "metadata.name",
+        "expected a DNS-1123 subdomain",
+        id="name-not-dns",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT, metadata="name: " + "a" * 254),
+        "metadata.name",
+        "at most 253",
+        id="name-too-long",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT, metadata="{name: ok, namespace: Prod.x}"),
+        "metadata.namespace",
+        "expected a DNS-1123 label",
+        id="namespace-not-dns",
+    ),
+    pytest.param(USE_CASE.split("spec:", maxsplit=1)[0], "spec", "required: expected a mapping", id="missing-spec"),
+    pytest.param(ksp(SELECT_NGINX + BLOCK_APT + "proces: {}\n"), "spec.proces", "unknown field", id="unknown-spec"),
+    # selector
+    pytest.param(ksp(BLOCK_APT), "spec.selector", "required", id="missing-selector"),
+    pytest.param(ksp("selector: {}\n" + BLOCK_APT), "spec.selector", "found neither", id="empty-selector"),
+    pytest.param(
+        ksp("selector:\n  matchLabel: {app: x}\n" + BLOCK_APT),
+        "spec.selector.matchLabel",
+        "unknown field",
+        id="selector-unknown-key",
+    ),
+    pytest.param(
+        ksp("selector:\n  matchLabels: [app]\n" + BLOCK_APT),
+        "spec.selector.matchLabels",
+        "expected a mapping, got a list",
+        id="match-labels-not-mapping",
+    ),
+    pytest.param(
+        ksp("selector:\n  matchLabels:\n    version: 2\n" + BLOCK_APT),
+        "spec.selector.matchLabels.version",
+        "expected a string (quote the value in YAML), got an integer",
+        id="label-value-not-string",
+    ),
+    pytest.param(
+        ksp('selector:\n  matchLabels:\n    kubearmor.io/container.name: "[ , ]"\n' + BLOCK_APT),
+        'spec.selector.matchLabels["kubearmor.io/container.name"]',
+        "expected one or more container names",
+        id="empty-container-names",
+    ),
+    pytest.param(
+        ksp("selector:\n  matchExpressions:\n  - {key: namespace, operator: In, values: [a]}\n" + BLOCK_APT),
+        "spec.selector.matchExpressions[0].key",
+        "expected 'label', got 'namespace'",
+        id="namespaced-policy-namespace-key",
+    ),
+    pytest.param(
+        ksp("selector:\n  matchExpressions:\n  - {key: label, operator: Exists, values: [a=b]}\n" + BLOCK_APT),
+        "spec.selector.matchExpressions[0].operator",
+        "expected 'In' or 'NotIn', got 'Exists'",
+        id="bad-operator",
+    ),
+    pytest.param(
+        ksp("selector:\n  matchExpressions:\n  - {key: label, operator: In, values: []}\n" + BLOCK_APT),
+        "spec.selector.matchExpressions[0].values",
+        "expected at least one value",
+        id="no-values",
+    ),
+    pytest.param(
+        ksp("selector:\n  matchExpressions:\n  - {key: label, operator: In, values: [a=b, nginx]}\n" + BLOCK_APT),
+        "spec.selector.matchExpressions[0].values[1]",
+        "expected a label as 'key=value', got 'nginx'",
+        id="label-value-without-equals",
+    ),
+    pytest.param(
+        ksp("selector:\n  matchExpressions:\n  - {key: label, operator: In, values: [a=b], x: 1}\n" + BLOCK_APT),
+        "spec.selector.matchExpressions[0].x",
+        "unknown field",
+        id="expression-unknown-key",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT, kind="KubeArmorClusterPolicy"),
+        "spec.selector.matchLabels",
+        "unknown field; expected one of: matchExpressions",
+        id="cluster-policy-match-labels",
+    ),
+    pytest.param(
+        ksp("selector: {matchExpressions: null}\n" + BLOCK_APT, kind="KubeArmorClusterPolicy"),
+        "spec.selector.matchExpressions",
+        "required",
+        id="cluster-policy-without-expressions",
+    ),
+    pytest.param(
+        ksp(
+            "selector:\n  matchExpressions:\n  - {key: pod, operator: In, values: [a]}\n" + BLOCK_APT,
+            kind="KubeArmorClusterPolicy",
+        ),
+        "spec.selector.matchExpressions[0].key",
+        "expected 'namespace' or 'label', got 'pod'",
+        id="cluster-policy-bad-key",
+    ),
+    # process section
+    pytest.param(ksp(SELECT_NGINX), "spec.process", "no rules", id="missing-process"),
+    pytest.param(ksp(SELECT_NGINX + "process: {}\n"), "spec.process", "no rules", id="empty-process"),
+    pytest.param(
+        ksp(SELECT_NGINX + "process: [a]\n"), "spec.process", "expected a mapping, got a list", id="process-not-mapping"
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchPaths: []\n"),
+        "spec.process.matchPaths",
+        "expected a non-empty list",
+        id="empty-match-paths",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchPaths: /bin/sh\n"),
+        "spec.process.matchPaths",
+        "expected a list, got a string",
+        id="match-paths-not-list",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchPath: []\n"),
+        "spec.process.matchPath",
+        "unknown field",
+        id="process-unknown-key",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchPaths:\n  - /bin/sh\n"),
+        "spec.process.matchPaths[0]",
+        "expected a mapping, got a string",
+        id="rule-not-mapping",
+    ),
+    pytest.param(
+        ksp(_rule("    readOnly: true\n")), "spec.process.matchPaths[0].readOnly", "unknown field", id="rule-unknown"
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchPaths:\n  - action: Block\n"),
+        "spec.process.matchPaths[0].path",
+        "required: expected a string",
+        id="missing-path",
+    ),
+    # paths
+    pytest.param(
+        ksp(_path("usr/bin/apt")), "spec.process.matchPaths[0].path", "expected an absolute path", id="relative"
+    ),
+    pytest.param(ksp(_path("42")), "spec.process.matchPaths[0].path", "expected a string", id="path-not-string"),
+    pytest.param(
+        ksp(_path("/usr/bin/")), "spec.process.matchPaths[0].path", "directory path ending in '/'", id="trailing-slash"
+    ),
+    pytest.param(
+        ksp(_path("/usr/lib/../bin/apt")),
+        "spec.process.matchPaths[0].path",
+        "not normalised: the kernel reports executables without '//', '.' or '..' segments, so this rule would "
+        "never match; write '/usr/bin/apt'",
+        id="dot-dot-segment",
+    ),
+    pytest.param(
+        ksp(_path("/usr/./bin/apt")), "spec.process.matchPaths[0].path", "write '/usr/bin/apt'", id="dot-segment"
+    ),
+    pytest.param(
+        ksp(_path("//usr/bin/apt")), "spec.process.matchPaths[0].path", "write '/usr/bin/apt'", id="double-lead"
+    ),
+    pytest.param(
+        ksp(_path("/usr//bin/apt")), "spec.process.matchPaths[0].path", "write '/usr/bin/apt'", id="double-mid"
+    ),
+    pytest.param(ksp(_path("/usr/bin/.")), "spec.process.matchPaths[0].path", "write '/usr/bin'", id="trailing-dot"),
+    pytest.param(ksp(_path("/usr/bin/..")), "spec.process.matchPaths[0].path", "write '/usr'", id="trailing-dot-dot"),
+    pytest.param(ksp(_path('"/bin/s\\0h"')), "spec.process.matchPaths[0].path", "NUL byte", id="nul"),
+    pytest.param(
+        ksp(_path("/" + "a" * MAX_PATH_BYTES)),
+        "spec.process.matchPaths[0].path",
+        "path is 256 bytes of UTF-8; Kadapter's limit is 255 bytes",
+        id="too-long",
+    ),
+    pytest.param(
+        ksp(_path("/" + "é" * 128)),
+        "spec.process.matchPaths[0].path",
+        "path is 257 bytes of UTF-8",
+        id="too-long-in-bytes-not-characters",
+    ),
+    # action, severity, tags, message
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "action: Deny\n"),
+        "spec.action",
+        "expected one of Allow, Audit, Block (or allow, audit, block), got 'Deny'",
+        id="unknown-action",
+    ),
+    pytest.param(ksp(SELECT_NGINX + BLOCK_APT + "action: BLOCK\n"), "spec.action", "got 'BLOCK'", id="upper-action"),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "action: [Block]\n"),
+        "spec.action",
+        "expected a string, got a list",
+        id="action-not-string",
+    ),
+    pytest.param(
+        ksp(_rule("    action: Permit\n")), "spec.process.matchPaths[0].action", "got 'Permit'", id="rule-action"
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "severity: 0\n"), "spec.severity", "from 1 to 10, got 0", id="severity-zero"
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "severity: 11\n"), "spec.severity", "from 1 to 10, got 11", id="severity-11"
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "severity: true\n"),
+        "spec.severity",
+        "expected an integer, got a boolean",
+        id="severity-bool",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "severity: '5'\n"),
+        "spec.severity",
+        "expected an integer, got a string",
+        id="severity-string",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  severity: 2.5\n  matchPaths:\n  - path: /bin/sh\n"),
+        "spec.process.severity",
+        "expected an integer, got a number",
+        id="section-severity-float",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "tags: MITRE\n"), "spec.tags", "expected a list, got a string", id="tags-str"
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "tags: [MITRE, 1072]\n"),
+        "spec.tags[1]",
+        "expected a string (quote the value in YAML), got an integer",
+        id="tag-not-string",
+    ),
+    pytest.param(
+        ksp(_rule("    message: [a]\n")),
+        "spec.process.matchPaths[0].message",
+        "expected a string, got a list",
+        id="message-not-string",
+    ),
+    # sections Kadapter does not enforce
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "file:\n  matchPaths:\n  - path: /etc/shadow\n"),
+        "spec.file",
+        NOT_ENFORCED + "; remove it or wait for support (refusing rather than silently not enforcing it)",
+        id="file",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "network:\n  matchProtocols:\n  - protocol: raw\n"),
+        "spec.network",
+        NOT_ENFORCED,
+        id="network",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "capabilities:\n  matchCapabilities:\n  - capability: net_raw\n"),
+        "spec.capabilities",
+        NOT_ENFORCED,
+        id="capabilities",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "syscalls:\n  matchSyscalls:\n  - syscall: [unlink]\n"),
+        "spec.syscalls",
+        NOT_ENFORCED,
+        id="syscalls",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "presets: [filelessExec]\n"), "spec.presets", NOT_ENFORCED, id="presets"
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "apparmor: 'deny /x r,'\n"), "spec.apparmor", NOT_ENFORCED, id="apparmor"
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchDirectories:\n  - dir: /tmp/\n  matchPaths:\n  - path: /bin/sh\n"),
+        "spec.process.matchDirectories",
+        NOT_ENFORCED,
+        id="match-directories",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchPatterns:\n  - pattern: /tmp/*\n"),
+        "spec.process.matchPatterns",
+        NOT_ENFORCED,
+        id="match-patterns-without-paths",
+    ),
+    pytest.param(
+        ksp(_rule("    fromSource:\n    - path: /bin/bash\n")),
+        "spec.process.matchPaths[0].fromSource",
+        NOT_ENFORCED,
+        id="from-source",
+    ),
+    pytest.param(
+        ksp(_rule("    ownerOnly: true\n")), "spec.process.matchPaths[0].ownerOnly", NOT_ENFORCED, id="owner-only"
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "file: []\n"), "spec.file", "expected a mapping, got a list", id="file-shape"
+    ),
+    pytest.param(
+        ksp(_rule("    ownerOnly: 'no'\n")),
+        "spec.process.matchPaths[0].ownerOnly",
+        "expected a boolean, got a string",
+        id="owner-only-shape",
+    ),
+    # YAML structure
+    pytest.param(
+        ksp("selector:\n  matchLabels:\n    app: a\n    app: b\n" + BLOCK_APT),
+        "spec.selector.matchLabels.app",
+        "duplicate key; YAML would keep only the last one",
+        id="duplicate-key",
+    ),
+    pytest.param(
+        USE_CASE + "---\n" + ksp(BLOCK_APT, metadata="name: second"),
+        "document[1].spec.selector",
+        "required",
+        id="second-document",
+    ),
+    pytest.param(
+        "---\n---\n" + USE_CASE + "---\n" + ksp(BLOCK_APT, metadata="name: second"),
+        "document[2].spec.selector",
+        "required",
+        id="document-index-counts-empty-documents",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "field", "fragment"), REJECTIONS)
+def test_invalid_policy_is_rejected_with_file_field_and_reason(text: str, field: str, fragment: str) -> None:
+    """Each invalid policy raises InputError naming the file, the exact field and what was expected."""
+    error = rejection(text)
+    assert error.file == "p.yaml"
+    assert error.field == field
+    assert fragment in error.reason
+    prefix = f"p.yaml: {field}: " if field else "p.yaml: "
+    assert str(error).startswith(prefix + error.reason)
+
+
+def test_error_names_the_line_of_the_field() -> None:
+    """The error carries, and prints, the line of the offending value."""
+    error = rejection(USE_CASE.replace("/usr/bin/apt", "usr/bin/apt"))
+    assert error.line == 15
+    assert str(error).endswith("(line 15)")
+
+
+def test_bad_yaml_is_reported_with_its_line() -> None:
+    """A YAML syntax error names the file, says 'invalid YAML' and gives the line."""
+    error = rejection("apiVersion: security.kubearmor.com/v1\nkind: [KubeArmorPolicy\nmetadata: {}\n")
+    assert error.field == ""
+    assert "invalid YAML at line 3" in error.reason
+    assert str(error).startswith("p.yaml: invalid YAML at line 3")
+
+
+def test_python_tags_are_refused_as_invalid_yaml() -> None:
+    """Safe loading refuses object-constructing tags instead of running them."""
+    assert "invalid YAML at line 1" in rejection("!!python/object/apply:os.system ['true']\n").reason
+
+
+def test_duplicate_policy_in_one_file_is_rejected() -> None:
+    """Two policies with the same kind, namespace and name in one file are refused at the second."""
+    error = rejection(USE_CASE + "---\n" + USE_CASE)
+    assert error.field == "document[1].metadata.name"
+    assert "KubeArmorPolicy 'ksp-nginx-block-apt' in namespace 'default' is defined twice" in error.reason
+
+
+def test_same_name_in_other_namespace_or_kind_is_not_a_duplicate() -> None:
+    """Names only clash within the same kind and namespace."""
+    other_namespace = USE_CASE.replace("namespace: default", "namespace: web")
+    cluster = ksp(
+        "selector:\n  matchExpressions:\n  - {key: namespace, operator: In, values: [web]}\n" + BLOCK_APT,
+        kind="KubeArmorClusterPolicy",
+        metadata="name: ksp-nginx-block-apt",
+    )
+    policies = parse_policies(USE_CASE + "---\n" + other_namespace + "---\n" + cluster, source="p.yaml")
+    assert [(policy.kind, policy.namespace) for policy in policies] == [
+        (PolicyKind.POLICY, "default"),
+        (PolicyKind.POLICY, "web"),
+        (PolicyKind.CLUSTER_POLICY, None),
+    ]
+
+
+# --- directories and files ------------------------------------------------------------------------
+
+
+def test_load_policy_dir_reads_yaml_files_in_sorted_order(tmp_path: Path) -> None:
+    """Every *.yaml and *.yml file is read, sorted by name; other and hidden files are skipped."""
+    (tmp_path / "b.yml").write_text(ksp(SELECT_NGINX + BLOCK_APT, metadata="name: b"))
+    (tmp_path / "a.yaml").write_text(ksp(SELECT_NGINX + BLOCK_APT, metadata="name: a"))
+    (tmp_path / "notes.txt").write_text("not yaml: [")
+    (tmp_path / ".hidden.yaml").write_text("not yaml: [")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.yaml").write_text("not yaml: [")
+    policies = load_policy_dir(tmp_path)
+    assert [(policy.name, Path(policy.source).name) for policy in policies] == [("a", "a.yaml"), ("b", "b.yml")]
+
+
+def test_load_policy_dir_is_all_or_nothing(tmp_path: Path) -> None:
+    """One bad file makes the whole directory fail, and the error names that file."""
+    (tmp_path / "a-good.yaml").write_text(USE_CASE)
+    (tmp_path / "b-bad.yaml").write_text(USE_CASE.replace("/usr/bin/apt", "/usr/bin/"))
+    with pytest.raises(InputError) as caught:
+        load_policy_dir(tmp_path)
+    assert caught.value.file == str(tmp_path / "b-bad.yaml")
+    assert caught.value.field == "spec.process.matchPaths[0].path"
+
+
+def test_duplicate_names_across_files_are_rejected(tmp_path: Path) -> None:
+    """A policy defined in two files is refused at the second, naming the first."""
+    (tmp_path / "one.yaml").write_text(USE_CASE)
+    (tmp_path / "two.yaml").write_text(USE_CASE.replace("severity: 5", "severity: 6"))
+    with pytest.raises(InputError) as caught:
+        load_policy_dir(tmp_path)
+    assert caught.value.file == str(tmp_path / "two.yaml")
+    assert caught.value.field == "metadata.name"
+    assert f"the other definition is in {tmp_path / 'one.yaml'}" in caught.value.reason
+
+
+def test_empty_directory_has_no_policies(tmp_path: Path) -> None:
+    """A directory without YAML files loads as no policies."""
+    assert load_policy_dir(tmp_path) == []
+
+
+def test_missing_directory_is_an_input_error(tmp_path: Path) -> None:
+    """A policy directory that does not exist is reported, not crashed on."""
+    with pytest.raises(InputError, match="not a directory"):
+        load_policy_dir(tmp_path / "absent")
+
+
+def test_non_utf8_file_is_an_input_error(tmp_path: Path) -> None:
+    """A file that is not UTF-8 text is refused with its name."""
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"metadata: {name: caf\xe9}\n")
+    with pytest.raises(InputError) as caught:
+        load_policy_file(bad)
+    assert caught.value.file == str(bad)
+    assert "not UTF-8 text" in caught.value.reason
+
+
+def test_input_error_formats_file_field_and_reason() -> None:
+    """str(InputError) is 'file: field: reason', or 'file: reason' for whole-file problems."""
+    assert str(InputError(file="f.yaml", field="spec.x", reason="bad")) == "f.yaml: spec.x: bad"
+    assert str(InputError(file="f.yaml", field="", reason="bad")) == "f.yaml: bad"
+    assert str(InputError(file="f.yaml", field="spec", reason="bad", line=3)) == "f.yaml: spec: bad (line 3)"
