@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapter.errors import Field, read_documents, read_text, yaml_files
+from adapter.yaml_reader import Field, read_documents, read_text, yaml_files
 
 DEFAULT_NAMESPACE = "default"
 KATA_HANDLER = "kata"

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapter.errors import Field, read_documents, read_text, yaml_files
+from adapter.yaml_reader import Field, read_documents, read_text, yaml_files
 
 API_VERSION = "security.kubearmor.com/v1"
 DEFAULT_NAMESPACE = "default"

@@ -1,0 +1,56 @@
+"""The kadapter command line: validation output, and bad input refused before any agent is contacted."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from adapter.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "images" / "testguest" / "manifests"
+# Nothing listens here: reaching the agent at all would fail the command with exit 1, not 2.
+UNREACHABLE = "tcp://127.0.0.1:9"
+
+
+def test_validate_reports_each_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    """`kadapter validate policies` names every policy it accepted."""
+    assert main(["validate", str(REPO / "policies")]) == 0
+    assert "KubeArmorPolicy default/ksp-nginx-block-apt: ok" in capsys.readouterr().out
+
+
+def test_bad_policy_directory_stops_before_any_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One invalid file: exit 2 with file, field and reason, and no agent is called."""
+    shutil.copytree(REPO / "policies", tmp_path / "policies")
+    (tmp_path / "policies" / "zz-bad.yaml").write_text(
+        (REPO / "policies" / "ksp-nginx-block-apt.yaml")
+        .read_text()
+        .replace("ksp-nginx-block-apt", "other")
+        .replace("/usr/bin/apt", "apt")
+    )
+    code = main(
+        ["local", "--policies", str(tmp_path / "policies"), "--manifests", str(MANIFESTS), "--agent", UNREACHABLE]
+    )
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "zz-bad.yaml" in error and "spec.process.matchPaths[0].path" in error and "absolute" in error
+
+
+def test_kata_pod_without_an_agent_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every Kata pod needs an agent address; a missing one is named."""
+    code = main(
+        [
+            "local", "--policies", str(REPO / "policies"), "--manifests", str(MANIFESTS),
+            "--agent", f"default/nginx-1={UNREACHABLE}",
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert "default/busybox-1" in capsys.readouterr().err
+
+
+def test_bad_agent_url_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """An agent URL in an unknown scheme is refused with the URL named."""
+    assert main(["status", "--agent", "http://127.0.0.1:1"]) == 2
+    assert "http://127.0.0.1:1" in capsys.readouterr().err

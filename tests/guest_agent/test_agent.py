@@ -1,0 +1,139 @@
+"""The agent's bookkeeping between pods, containers and the Enforcer: generations, idempotence, rollback.
+
+The Enforcer is replaced by a recorder here: these tests are about which
+rules the agent asks for, not about the kernel (tests/guest covers that).
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from guest_agent.agent import Agent, Container, PodKey, StaleGenerationError
+from guest_agent.alerts import AlertHub
+from guest_agent.libbpf import BpfError
+from guest_agent.rules import CompiledRules, ContainerKey
+from kadapter_api import agent_pb2
+
+NGINX = PodKey("default", "nginx-1")
+
+
+class RecordingEnforcer:
+    """Remember the rules each container was last given; fail on request like a full map."""
+
+    def __init__(self) -> None:
+        self.rules: dict[ContainerKey, CompiledRules] = {}
+        self.calls = 0
+        self.fail_for: ContainerKey | None = None
+        self._ruleset = 0
+
+    def enforce(self, key: ContainerKey, rules: CompiledRules) -> int:
+        """Record, or raise ENOSPC for the chosen container."""
+        self.calls += 1
+        if key == self.fail_for:
+            raise BpfError(errno.ENOSPC, "update map exec_rules: No space left on device")
+        self.rules[key] = rules
+        self._ruleset += 1
+        return self._ruleset
+
+    def release(self, key: ContainerKey) -> None:
+        """Forget a container."""
+        self.rules.pop(key, None)
+
+    def installed_rules(self, key: ContainerKey) -> int:
+        """Count entries."""
+        return len(self.rules[key].entries) if key in self.rules else 0
+
+
+def container(number: int) -> Container:
+    """Return container N of the nginx pod."""
+    return Container(
+        id=f"c{number}", name="nginx", pod=NGINX, pod_uid="", key=ContainerKey(number, number), rootfs=None, pid=number
+    )
+
+
+def request(generation: int, *paths: str) -> agent_pb2.ApplyPoliciesRequest:
+    """Return an ApplyPolicies for the nginx pod blocking these paths."""
+    return agent_pb2.ApplyPoliciesRequest(
+        pod=agent_pb2.PodRef(namespace=NGINX.namespace, name=NGINX.name),
+        generation=generation,
+        policies=[
+            agent_pb2.Policy(
+                name="p", process_rules=[agent_pb2.ProcessRule(path=p, action=agent_pb2.ACTION_BLOCK) for p in paths]
+            )
+        ]
+        if paths
+        else [],
+    )
+
+
+@pytest.fixture
+def enforcer() -> RecordingEnforcer:
+    """Stand in for the BPF maps."""
+    return RecordingEnforcer()
+
+
+@pytest.fixture
+def agent(enforcer: RecordingEnforcer) -> Agent:
+    """Run an agent over the recorder."""
+    return Agent(enforcer, AlertHub())  # type: ignore[arg-type]
+
+
+def test_container_registered_after_the_policy_gets_it_at_once(agent: Agent, enforcer: RecordingEnforcer) -> None:
+    """Registration compiles the pod's stored policy before the hook returns."""
+    agent.apply(request(1, "/usr/bin/apt"))
+    assert agent.register(container(1)) == 1
+    assert list(enforcer.rules[ContainerKey(1, 1)].entries) == ["/usr/bin/apt"]
+
+
+def test_same_generation_twice_changes_nothing(agent: Agent, enforcer: RecordingEnforcer) -> None:
+    """Re-sending the same set (a reconcile) does not touch the maps."""
+    agent.register(container(1))
+    agent.apply(request(5, "/usr/bin/apt"))
+    calls = enforcer.calls
+    assert agent.apply(request(5, "/usr/bin/apt")).generation == 5
+    assert enforcer.calls == calls
+
+
+def test_older_generation_is_refused(agent: Agent, enforcer: RecordingEnforcer) -> None:
+    """A delayed older push cannot undo a newer one."""
+    agent.register(container(1))
+    agent.apply(request(5, "/usr/bin/apt"))
+    with pytest.raises(StaleGenerationError):
+        agent.apply(request(4))
+    assert list(enforcer.rules[ContainerKey(1, 1)].entries) == ["/usr/bin/apt"]
+
+
+def test_failure_on_one_container_rolls_the_others_back(agent: Agent, enforcer: RecordingEnforcer) -> None:
+    """If the maps refuse the new set for any container, every container keeps the old set."""
+    agent.register(container(1))
+    agent.register(container(2))
+    agent.apply(request(1, "/usr/bin/apt"))
+    enforcer.fail_for = ContainerKey(2, 2)
+    with pytest.raises(BpfError):
+        agent.apply(request(2, "/usr/bin/apt", "/usr/bin/curl"))
+    assert {key: list(rules.entries) for key, rules in enforcer.rules.items()} == {
+        ContainerKey(1, 1): ["/usr/bin/apt"],
+        ContainerKey(2, 2): ["/usr/bin/apt"],
+    }
+    assert agent.status().pods[0].generation == 1
+
+
+def test_unregister_releases_the_container(agent: Agent, enforcer: RecordingEnforcer) -> None:
+    """poststop removes the container from the maps and from the status."""
+    agent.apply(request(1, "/usr/bin/apt"))
+    agent.register(container(1))
+    assert agent.unregister("c1")
+    assert not enforcer.rules
+    assert not agent.status().containers
+    assert not agent.unregister("c1")
+
+
+def test_invalid_policy_changes_nothing(agent: Agent, enforcer: RecordingEnforcer) -> None:
+    """A malformed rule from the host is refused before any container is touched."""
+    agent.register(container(1))
+    calls = enforcer.calls
+    with pytest.raises(ValueError, match="absolute"):
+        agent.apply(request(1, "usr/bin/apt"))
+    assert enforcer.calls == calls
