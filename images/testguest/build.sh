@@ -9,9 +9,13 @@ out=$(realpath -m "${1:?usage: build.sh OUTDIR}")
 here=$(dirname "$(realpath "$0")")
 [[ -s $out/vmlinuz && -s $out/initramfs.cpio.gz ]] && exit 0
 
-# The kernel package that linux-image-amd64 points at today.
-pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n 1)
-[[ -n $pkg ]] || { echo "build.sh: cannot resolve linux-image-amd64 (run apt-get update)" >&2; exit 1; }
+# The kernel package that linux-image-amd64 points at today (a fresh machine's lists may be empty).
+kernel_package() {
+	apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n 1
+}
+pkg=$(kernel_package)
+[[ -n $pkg ]] || { apt-get update -q >/dev/null && pkg=$(kernel_package); }
+[[ -n $pkg ]] || { echo "build.sh: cannot resolve linux-image-amd64" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

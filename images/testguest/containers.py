@@ -19,7 +19,7 @@ from typing import Any
 from images.testguest.vm import GuestResult, TestGuest
 
 RUNC = ["runc", "--root", "/run/runc"]
-BUNDLES = PurePosixPath("/tmp/bundles")
+BUNDLES = PurePosixPath("/run/bundles")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

@@ -6,8 +6,8 @@
 set -u
 repo=$1
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/tmp PYTHONDONTWRITEBYTECODE=1
-cd /tmp
+export HOME=/run PYTHONDONTWRITEBYTECODE=1
+cd /run
 echo "testguest: lsm=$(cat /sys/kernel/security/lsm)"
 venv=$repo/.venv
 mkdir -p /run/kadapter

@@ -39,7 +39,7 @@ def test_adapter_reaches_an_agent_over_vsock(guest: TestGuest) -> None:
         "from pathlib import Path; from guest_agent.relay import VsockRelay; "
         "VsockRelay(port=10241, target=Path('/run/kadapter/grpc.sock'), allowed_cids=[1]).serve_forever()"
     )
-    started = guest.run(["sh", "-c", f'cd {guest.repo} && {python} -c "{relay}" </dev/null >/tmp/relay.log 2>&1 &'])
+    started = guest.run(["sh", "-c", f'cd {guest.repo} && {python} -c "{relay}" </dev/null >/run/relay.log 2>&1 &'])
     assert started.returncode == 0, started
     status = guest.run(
         ["sh", "-c", f"sleep 8; cd {guest.repo} && {python} -m adapter.cli status --agent vsock://1:10241"],
