@@ -6,7 +6,8 @@
 set -u
 repo=$1
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/run PYTHONDONTWRITEBYTECODE=1
+export HOME=/run TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1
+mkdir -p "$TMPDIR"
 cd /run
 echo "testguest: lsm=$(cat /sys/kernel/security/lsm)"
 venv=$repo/.venv
