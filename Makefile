@@ -46,6 +46,7 @@ demo: build
 lint: venv proto
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test: build lint
 	$(VENV)/bin/pytest

@@ -21,7 +21,7 @@ from pathlib import Path
 from guest_agent import bpf_types
 from guest_agent.alerts import AlertHub
 from guest_agent.enforcer import Enforcer
-from guest_agent.rules import CompiledRules, ContainerKey, check_policies, compile_rules
+from guest_agent.rules import CompiledRules, ContainerKey, InvalidPolicyError, check_policies, compile_rules
 from kadapter_api import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class StaleGenerationError(ValueError):
 
 @dataclass(frozen=True)
 class PodKey:
-    """A pod as both sides can name it: namespace and name (uid when known)."""
+    """A pod as both sides can name it: namespace and name (local manifests carry no uid to compare)."""
 
     namespace: str
     name: str
@@ -88,6 +88,8 @@ class Agent:
 
     def apply(self, request: agent_pb2.ApplyPoliciesRequest) -> agent_pb2.ApplyPoliciesResponse:
         """Make a pod's desired policy set the one in force, for all its containers or none."""
+        if not (request.pod.namespace and request.pod.name):
+            raise InvalidPolicyError("pod: namespace and name are required")  # else unannotated containers match
         check_policies(request.policies)
         pod = PodKey(request.pod.namespace, request.pod.name)
         with self._lock:

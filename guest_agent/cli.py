@@ -12,6 +12,7 @@ from pathlib import Path
 from guest_agent.agent import Agent, bpf_lsm_active
 from guest_agent.alerts import AlertHub
 from guest_agent.enforcer import Enforcer
+from guest_agent.libbpf import BpfError
 from guest_agent.listener import HookListener
 from guest_agent.registration import DEFAULT_SOCKET
 from guest_agent.relay import HOST_CID, VsockRelay
@@ -46,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     if not bpf_lsm_active():
         log.error("the BPF LSM is not active in this kernel (see /sys/kernel/security/lsm): cannot enforce")
         return 1
-    enforcer = Enforcer(args.bpf_object, max_containers=args.max_containers, max_rules=args.max_rules)
+    try:
+        enforcer = Enforcer(args.bpf_object, max_containers=args.max_containers, max_rules=args.max_rules)
+    except BpfError as error:
+        log.error("cannot load the enforcer: %s", error)
+        return 1
     alerts = AlertHub()
     agent = Agent(enforcer, alerts)
     stop = threading.Event()

@@ -45,7 +45,6 @@ def _load_library() -> ctypes.CDLL:
         "bpf_map__set_max_entries": (i, [p, u32]),
         "bpf_map_update_elem": (i, [i, p, p, ctypes.c_uint64]),
         "bpf_map_delete_elem": (i, [i, p]),
-        "bpf_map_lookup_elem": (i, [i, p, p]),
         "ring_buffer__new": (p, [i, _SAMPLE_FN, p, p]),
         "ring_buffer__poll": (i, [p, i]),
         "ring_buffer__free": (None, [p]),
@@ -106,14 +105,6 @@ class BpfMap:
         if result == -errno.ENOENT:
             return False
         _check(result, f"delete from map {self.name}")
-        return True
-
-    def lookup(self, key: ctypes.Structure, value: ctypes.Structure) -> bool:
-        """Fill value with the element at key; return False when absent."""
-        result = _lib.bpf_map_lookup_elem(self.fd, ctypes.byref(key), ctypes.byref(value))
-        if result == -errno.ENOENT:
-            return False
-        _check(result, f"look up map {self.name}")
         return True
 
 

@@ -88,6 +88,12 @@ def test_apt_runs_outside_the_container_and_in_an_unselected_pod(
     assert other.returncode == 0 and other.stdout.startswith("apt "), other
 
 
+def _collect(client: AgentClient, into: queue.Queue) -> None:
+    """Queue every alert the agent streams until the client is closed."""
+    for alert in client.alerts():
+        into.put(alert)
+
+
 def test_audit_lets_apt_run_and_the_host_gets_an_alert(
     policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
 ) -> None:
@@ -95,8 +101,7 @@ def test_audit_lets_apt_run_and_the_host_gets_an_alert(
     policies.apply(process_policy(name="audit-apt", rules=paths("/usr/bin/apt"), action="Audit"))
     alerts: queue.Queue = queue.Queue()
     client = AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"))
-    listening = threading.Thread(target=lambda: [alerts.put(a) for a in client.alerts()], daemon=True)
-    listening.start()
+    threading.Thread(target=_collect, args=(client, alerts), daemon=True).start()
     try:
         guest.run(["sleep", "1"])  # let the stream subscribe before the event
         ran = containers.exec(pods["nginx-1"], ["/usr/bin/apt", "--version"])

@@ -137,3 +137,16 @@ def test_invalid_policy_changes_nothing(agent: Agent, enforcer: RecordingEnforce
     with pytest.raises(ValueError, match="absolute"):
         agent.apply(request(1, "usr/bin/apt"))
     assert enforcer.calls == calls
+
+
+def test_request_without_a_pod_name_is_refused(agent: Agent, enforcer: RecordingEnforcer) -> None:
+    """An unnamed pod would otherwise match containers that carry no CRI annotations."""
+    unannotated = Container(
+        id="bare", name="", pod=PodKey("", ""), pod_uid="", key=ContainerKey(9, 9), rootfs=None, pid=9
+    )
+    agent.register(unannotated)
+    blank = request(1, "/usr/bin/apt")
+    blank.pod.Clear()
+    with pytest.raises(ValueError, match="pod"):
+        agent.apply(blank)
+    assert not enforcer.rules[ContainerKey(9, 9)].entries
