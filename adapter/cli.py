@@ -15,7 +15,8 @@ from google.protobuf import json_format
 
 from adapter import local
 from adapter.errors import InputError
-from adapter.exporter import POSTURES, AgentClient
+from adapter.exporter import AgentClient
+from adapter.pods import POSTURES
 from adapter.policy import load_policy_dir, load_policy_file
 from adapter.transport import AddressError, AgentAddress, parse_agent_url
 from kadapter_api import agent_pb2

@@ -30,7 +30,7 @@ _ACTIONS = {
     Action.AUDIT: agent_pb2.ACTION_AUDIT,
     Action.BLOCK: agent_pb2.ACTION_BLOCK,
 }
-POSTURES = {"block": agent_pb2.POSTURE_BLOCK, "audit": agent_pb2.POSTURE_AUDIT}
+_POSTURES = {"block": agent_pb2.POSTURE_BLOCK, "audit": agent_pb2.POSTURE_AUDIT}
 
 
 def apply_request(
@@ -40,7 +40,7 @@ def apply_request(
     request = agent_pb2.ApplyPoliciesRequest(
         pod=agent_pb2.PodRef(namespace=pod.namespace, name=pod.name, uid=pod.uid),
         generation=generation,
-        process_posture=POSTURES[posture],
+        process_posture=_POSTURES[posture],
     )
     for item in pod_policies:
         policy = request.policies.add(

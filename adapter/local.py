@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapter.errors import InputError
-from adapter.exporter import POSTURES, AgentClient, apply_request, new_generation
+from adapter.exporter import AgentClient, apply_request, new_generation
 from adapter.pods import Inventory, Pod, kata_pods, load_manifest_dir
 from adapter.policy import load_policy_dir
 from adapter.selection import PodPolicy, desired_state
 from adapter.transport import AgentAddress, parse_agent_url
 from kadapter_api import agent_pb2
 
-POSTURE_ANNOTATION = "kubearmor-file-posture"  # KubeArmor's process rules follow the file posture
 ANY_POD = "*"
 
 
@@ -44,17 +43,9 @@ def parse_agent_option(value: str) -> tuple[str, AgentAddress]:
 
 
 def _posture(pod: Pod, inventory: Inventory, default: str) -> str:
-    for namespace in inventory.namespaces:
-        if namespace.name == pod.namespace:
-            value = dict(namespace.annotations).get(POSTURE_ANNOTATION, default)
-            if value not in POSTURES:
-                raise InputError(
-                    file=f"Namespace {namespace.name}",
-                    field=f"metadata.annotations.{POSTURE_ANNOTATION}",
-                    reason=f"expected one of {sorted(POSTURES)}, got {value!r}",
-                )
-            return value
-    return default
+    """Return the pod's namespace posture, or the default when the namespace sets none."""
+    found = next((ns.posture for ns in inventory.namespaces if ns.name == pod.namespace), None)
+    return found or default
 
 
 def plan(

@@ -17,6 +17,9 @@ from adapter.yaml_reader import Field, read_documents, read_text, yaml_files
 DEFAULT_NAMESPACE = "default"
 KATA_HANDLER = "kata"
 API_VERSIONS = {"Pod": "v1", "Namespace": "v1", "RuntimeClass": "node.k8s.io/v1", "List": "v1"}
+# KubeArmor's per-namespace posture; its process rules follow the file posture.
+POSTURE_ANNOTATION = "kubearmor-file-posture"
+POSTURES = ("audit", "block")
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,12 @@ class RuntimeClass:
 
 @dataclass(frozen=True)
 class Namespace:
-    """A Namespace with its labels and annotations."""
+    """A Namespace with its labels, annotations and KubeArmor posture (None: the default)."""
 
     name: str
     labels: tuple[tuple[str, str], ...]
     annotations: tuple[tuple[str, str], ...]
+    posture: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,10 +113,12 @@ class _Collector:
             self._remember(kind, runtime_class.name, metadata)
             self.runtime_classes.append(runtime_class)
         else:
+            annotations = metadata.child("annotations")
             namespace = Namespace(
                 metadata.child("name").dns_label(),
                 _pairs(metadata.child("labels")),
-                _pairs(metadata.child("annotations")),
+                _pairs(annotations),
+                _posture(annotations.child(POSTURE_ANNOTATION)),
             )
             self._remember(kind, namespace.name, metadata)
             self.namespaces.append(namespace)
@@ -124,6 +130,16 @@ class _Collector:
                 f"{kind} {name!r} is defined twice; the other definition is in {self._seen[kind, name]}"
             )
         self._seen[kind, name] = metadata.doc.source
+
+
+def _posture(field: Field) -> str | None:
+    """Read a posture annotation: audit or block."""
+    if field.missing:
+        return None
+    posture = field.string()
+    if posture not in POSTURES:
+        raise field.error(f"expected one of {', '.join(POSTURES)}, got {posture!r}")
+    return posture
 
 
 def parse_manifests(text: str, *, source: str) -> Inventory:

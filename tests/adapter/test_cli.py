@@ -54,3 +54,16 @@ def test_bad_agent_url_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     """An agent URL in an unknown scheme is refused with the URL named."""
     assert main(["status", "--agent", "http://127.0.0.1:1"]) == 2
     assert "http://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_unknown_namespace_posture_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A posture annotation other than audit or block is an error naming the annotation."""
+    manifests = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, manifests)
+    (manifests / "namespace.yaml").write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n"
+        "  annotations:\n    kubearmor-file-posture: strict\n"
+    )
+    code = main(["local", "--policies", str(REPO / "policies"), "--manifests", str(manifests), "--agent", UNREACHABLE])
+    error = capsys.readouterr().err
+    assert code == 2 and "namespace.yaml" in error and "kubearmor-file-posture" in error and "'strict'" in error

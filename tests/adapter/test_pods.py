@@ -106,6 +106,13 @@ def test_runtime_class_and_namespace_parse() -> None:
     )
 
 
+def test_namespace_posture_annotation_is_read() -> None:
+    """kubearmor-file-posture: audit on a Namespace becomes its posture (process rules follow it)."""
+    text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n  annotations: {kubearmor-file-posture: audit}\n"
+    (namespace,) = parse_manifests(text, source="m.yaml").namespaces
+    assert namespace.posture == "audit"
+
+
 def test_list_items_are_read_like_documents() -> None:
     """A kind: List, as kubectl get -o yaml prints it, contributes each of its items."""
     text = """\

@@ -29,7 +29,9 @@ class PolicyApplier:
         self.guest = guest
         self.directory = directory
 
-    def apply(self, *documents: str, expect_success: bool = True) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self, *documents: str, expect_success: bool = True, manifests: Path = MANIFESTS
+    ) -> subprocess.CompletedProcess[str]:
         """Replace the policy directory with these files and apply it to every demo pod."""
         self.directory.mkdir(exist_ok=True)
         for old in self.directory.iterdir():
@@ -39,7 +41,7 @@ class PolicyApplier:
         done = kadapter(
             "local",
             "--policies", str(self.directory),
-            "--manifests", str(MANIFESTS),
+            "--manifests", str(manifests),
             "--agent", f"tcp://{self.guest.agent_target}",
         )  # fmt: skip
         if expect_success:

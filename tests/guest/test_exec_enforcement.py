@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +13,19 @@ from adapter.exporter import AgentClient
 from adapter.transport import parse_agent_url
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import TestGuest
-from tests.guest.support import NGINX, PolicyApplier, kadapter, paths, process_policy
+from tests.guest.support import MANIFESTS, NGINX, PolicyApplier, kadapter, paths, process_policy
 
 pytestmark = pytest.mark.guest
 
 DENIED = "Permission denied"
+AUDIT_NAMESPACE = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: default
+  annotations:
+    kubearmor-file-posture: audit
+"""
 BLOCK_APT = process_policy(name="block-apt", rules=paths("/usr/bin/apt"))
 
 
@@ -149,6 +158,29 @@ def test_allow_list_denies_everything_else(
     assert_denied(containers.exec(nginx, ["/usr/bin/apt", "--version"]), "apt")
     other = containers.exec(pods["busybox-1"], ["/bin/cat", "/etc/debian_version"])
     assert other.returncode == 0, other
+
+
+def test_audit_posture_reports_instead_of_blocking(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str], tmp_path: Path
+) -> None:
+    """With kubearmor-file-posture: audit on the namespace, execs outside the allow list run and are reported."""
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "pods.yaml").write_text((MANIFESTS / "pods.yaml").read_text())
+    (manifests / "namespace.yaml").write_text(AUDIT_NAMESPACE)
+    policies.apply(process_policy(name="only-ls", rules=paths("/bin/ls"), action="Allow"), manifests=manifests)
+    alerts: queue.Queue = queue.Queue()
+    client = AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"))
+    threading.Thread(target=_collect, args=(client, alerts), daemon=True).start()
+    try:
+        guest.run(["sleep", "1"])
+        cat = containers.exec(pods["nginx-1"], ["/bin/cat", "/etc/debian_version"])
+        assert cat.returncode == 0 and cat.stdout.strip(), cat
+        alert = alerts.get(timeout=60)
+    finally:
+        client.close()
+    assert alert.policy_name == "DefaultPosture" and alert.result == "Passed"
+    assert alert.resource == "/usr/bin/cat" and alert.pod_name == "nginx-1"
 
 
 def test_empty_policy_set_restores_exec(
