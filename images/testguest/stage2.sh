@@ -14,11 +14,12 @@ venv=$repo/.venv
 mkdir -p /run/kadapter
 "$venv/bin/kadapter-agent" --bpf-object "$repo/bpf/lsm/.output/exec.bpf.o" \
 	--tcp-listen 0.0.0.0:50051 >/run/kadapter/agent.log 2>&1 &
-"$venv/bin/python" "$repo/images/testguest/testctl.py" 50052 &
 for _ in $(seq 600); do
 	[[ -S /run/kadapter/hook.sock ]] && break
 	sleep 0.1
 done
 [[ -S /run/kadapter/hook.sock ]] || { echo "testguest: agent did not start"; cat /run/kadapter/agent.log; }
+# The command service answering is the host's signal that the guest is ready.
+"$venv/bin/python" "$repo/images/testguest/testctl.py" 50052 &
 echo "testguest: ready"
 wait

@@ -20,7 +20,6 @@ from pathlib import Path
 
 AGENT_GUEST_PORT = 50051
 TESTCTL_GUEST_PORT = 50052
-READY_LINE = "testguest: ready"
 
 
 @dataclass(frozen=True)
@@ -59,18 +58,23 @@ class TestGuest:
         return f"127.0.0.1:{self.agent_port}"
 
     def command_line(self) -> list[str]:
-        """Return the QEMU command line that boots this guest."""
+        """Return the QEMU command line that boots this guest.
+
+        One vCPU: with two, multi-threaded TCG once left both vCPUs in soft
+        lockups inside runc (guest kernel watchdog, RCU stalls), failing a
+        whole CI run; one vCPU is what the field notes measured as stable.
+        """
         forwards = (
             f"hostfwd=tcp:127.0.0.1:{self.agent_port}-:{AGENT_GUEST_PORT},"
             f"hostfwd=tcp:127.0.0.1:{self.testctl_port}-:{TESTCTL_GUEST_PORT}"
         )
         return [
             shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
-            "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", str(self.memory_mb),
+            "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", str(self.memory_mb),
             "-nographic", "-no-reboot",
             "-kernel", str(self.image_dir / "vmlinuz"),
             "-initrd", str(self.image_dir / "initramfs.cpio.gz"),
-            "-append", f"console=ttyS0 quiet panic=-1 kadapter.repo={self.repo}",
+            "-append", f"console=ttyS0 loglevel=5 panic=-1 kadapter.repo={self.repo}",
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
             "-netdev", f"user,id=net0,{forwards}",
             "-device", "virtio-net-pci,netdev=net0",
@@ -93,9 +97,7 @@ class TestGuest:
             time.sleep(0.5)
 
     def _answers(self) -> bool:
-        """Tell whether the guest has finished booting and its services answer."""
-        if READY_LINE not in self.console():
-            return False
+        """Tell whether the guest has finished booting: its command service starts last."""
         try:
             return self.run(["true"], timeout=10).returncode == 0
         except OSError:  # slirp accepts on the host side before the guest listens

@@ -22,8 +22,12 @@ def test_relay_refuses_peers_other_than_the_host(guest: TestGuest) -> None:
         s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
         s.settimeout(20)
         s.connect(({LOOPBACK_CID}, {AGENT_VSOCK_PORT}))
-        s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n")
-        print(repr(s.recv(100)))
+        try:
+            s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n")
+            answer = s.recv(100)
+        except (BrokenPipeError, ConnectionResetError):  # closed before or while we wrote
+            answer = b""
+        print(repr(answer))
     """)
     result = guest.run([str(guest.repo / ".venv/bin/python"), "-c", probe])
     assert result.returncode == 0, result
