@@ -86,6 +86,34 @@ static __always_inline void emit(const struct ns_key *ns, const struct exec_rule
 	bpf_ringbuf_submit(e, 0);
 }
 
+#define DELETED_SUFFIX " (deleted)"
+#define DELETED_SUFFIX_LEN (sizeof(DELETED_SUFFIX) - 1)
+#define PATH_MASK (KADAPTER_PATH_MAX - 1)
+
+/*
+ * d_path() names an unlinked file "<path> (deleted)". Without this, opening
+ * a blocked binary, unlinking it and executing /proc/self/fd/N would dodge
+ * its rule. Strip the suffix only when the dentry really is unlinked (the
+ * same test d_path uses), so a file created with that literal name does not
+ * pass for the original.
+ */
+static __always_inline void strip_deleted_suffix(struct file *file, char *path, long len)
+{
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	long end = len - 1; /* index of the NUL */
+	int i;
+
+	if (BPF_CORE_READ(dentry, d_hash.pprev) || BPF_CORE_READ(dentry, d_parent) == dentry)
+		return; /* hashed, or a root: not unlinked */
+	if (end < (long)DELETED_SUFFIX_LEN || end > PATH_MASK)
+		return;
+#pragma unroll
+	for (i = 0; i < DELETED_SUFFIX_LEN; i++)
+		if (path[(end - DELETED_SUFFIX_LEN + i) & PATH_MASK] != DELETED_SUFFIX[i])
+			return;
+	path[(end - DELETED_SUFFIX_LEN) & PATH_MASK] = '\0';
+}
+
 /* What the caller's container and its rules say about one file. */
 struct verdict_input {
 	struct ns_key ns;
@@ -116,8 +144,10 @@ static __always_inline int lookup_file(struct file *file, struct verdict_input *
 	/* A path longer than any rule cannot match one; the key's path stays empty.
 	 * f_path became const in 6.12; the helper still takes it non-const. */
 	len = bpf_d_path((struct path *)&file->f_path, space->d_path, sizeof(space->d_path));
-	if (len > 0)
+	if (len > 0) {
+		strip_deleted_suffix(file, space->d_path, len);
 		bpf_probe_read_kernel_str(in->key->path, sizeof(in->key->path), space->d_path);
+	}
 	in->rule = len > 0 ? bpf_map_lookup_elem(&exec_rules, in->key) : NULL;
 	return 1;
 }

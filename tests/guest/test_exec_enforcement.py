@@ -68,6 +68,21 @@ def test_bypasses_of_a_blocked_path_are_denied(
     assert_denied(containers.shell(pods["nginx-1"], script), script)
 
 
+def test_unlinked_blocked_binary_is_still_denied(
+    policies: PolicyApplier, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """Open, unlink, exec /proc/self/fd/N: the kernel's "(deleted)" name still matches the rule."""
+    policies.apply(process_policy(name="block-tool", rules=paths("/tmp/unlink/tool")))
+    nginx = pods["nginx-1"]
+    setup = containers.shell(nginx, "mkdir -p /tmp/unlink && cp /usr/bin/id /tmp/unlink/tool")
+    assert setup.returncode == 0, setup
+    assert_denied(containers.shell(nginx, "/tmp/unlink/tool"), "tool")
+    script = "exec 3</tmp/unlink/tool && rm /tmp/unlink/tool && /proc/self/fd/3"
+    assert_denied(containers.shell(nginx, script), "unlinked tool via /proc/self/fd")
+    decoy = containers.shell(nginx, "cp /usr/bin/id '/tmp/unlink/tool (deleted)' && '/tmp/unlink/tool (deleted)'")
+    assert decoy.returncode == 0 and decoy.stdout.startswith("uid="), decoy
+
+
 def test_loaders_cannot_map_a_blocked_binary_executable(
     policies: PolicyApplier, containers: GuestContainers, pods: dict[str, str]
 ) -> None:
