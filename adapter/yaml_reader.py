@@ -168,20 +168,18 @@ class Field:
 
     def dns_label(self) -> str:
         """Read a Kubernetes DNS-1123 label, such as a namespace name."""
-        text = self.string()
-        if len(text) > 63 or not _DNS_LABEL.match(text):
-            raise self.error(
-                f"expected a DNS-1123 label (at most 63 lowercase letters, digits and '-', "
-                f"starting and ending with a letter or digit), got {text!r}"
-            )
-        return text
+        return self._dns_name(_DNS_LABEL, 63, "label", "lowercase letters, digits and '-'")
 
     def dns_subdomain(self) -> str:
         """Read a Kubernetes DNS-1123 subdomain, such as an object name."""
+        return self._dns_name(_DNS_SUBDOMAIN, 253, "subdomain", "lowercase letters, digits, '-' and '.'")
+
+    def _dns_name(self, pattern: re.Pattern[str], limit: int, kind: str, characters: str) -> str:
+        """Read a string that must match a DNS-1123 pattern within a length limit."""
         text = self.string()
-        if len(text) > 253 or not _DNS_SUBDOMAIN.match(text):
+        if len(text) > limit or not pattern.match(text):
             raise self.error(
-                f"expected a DNS-1123 subdomain (at most 253 lowercase letters, digits, '-' and '.', "
+                f"expected a DNS-1123 {kind} (at most {limit} {characters}, "
                 f"starting and ending with a letter or digit), got {text!r}"
             )
         return text

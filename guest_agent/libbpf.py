@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
-_LIBBPF_WARN, _LIBBPF_INFO = 0, 1
+_LIBBPF_WARN = 0  # enum libbpf_print_level
 
 
 class BpfError(OSError):
