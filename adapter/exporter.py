@@ -16,7 +16,7 @@ import grpc
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from adapter.pods import Pod
-from adapter.policy import Action
+from adapter.policy import Action, Preset
 from adapter.selection import PodPolicy
 from adapter.transport import AgentAddress, grpc_target
 from kadapter_api import agent_pb2, agent_pb2_grpc
@@ -30,6 +30,7 @@ _ACTIONS = {
     Action.AUDIT: agent_pb2.ACTION_AUDIT,
     Action.BLOCK: agent_pb2.ACTION_BLOCK,
 }
+_PRESETS = {Preset.FILELESS_EXEC: agent_pb2.PRESET_FILELESS_EXEC}
 _POSTURES = {"block": agent_pb2.POSTURE_BLOCK, "audit": agent_pb2.POSTURE_AUDIT}
 
 
@@ -53,6 +54,14 @@ def apply_request(
                 severity=rule.severity,
                 tags=rule.tags,
                 message=rule.message,
+            )
+        for preset in item.policy.presets:
+            policy.presets.add(
+                preset=_PRESETS[preset.preset],
+                action=_ACTIONS[preset.action],
+                severity=preset.severity,
+                tags=preset.tags,
+                message=preset.message,
             )
     return request
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ SPEC_FIELDS = (
 )
 PROCESS_FIELDS = ("matchPaths", "matchDirectories", "matchPatterns", "severity", "tags", "message", "action")
 RULE_FIELDS = ("path", "ownerOnly", "fromSource", "severity", "tags", "message", "action")
+PRESET_FIELDS = ("name", "action")
 
 # What KubeArmor offers and Kadapter does not enforce yet, as (where, field, YAML type).
 # A field listed here is refused when it holds a non-empty (truthy) value; drop an
@@ -51,7 +52,6 @@ NOT_ENFORCED: tuple[tuple[str, str, type], ...] = (
     ("spec", "network", dict),
     ("spec", "capabilities", dict),
     ("spec", "syscalls", dict),
-    ("spec", "presets", list),
     ("spec", "apparmor", str),
     ("spec.process", "matchDirectories", list),
     ("spec.process", "matchPatterns", list),
@@ -61,6 +61,10 @@ NOT_ENFORCED: tuple[tuple[str, str, type], ...] = (
 NOT_ENFORCED_REASON = (
     "not enforced by Kadapter yet; remove it or wait for support (refusing rather than silently not enforcing it)"
 )
+# Every spec.presets name KubeArmor knows, in its documentation's order; those that are
+# not a Preset member are refused with NOT_ENFORCED_REASON. Add a Preset member (and its
+# wire value in adapter/exporter.py) once the guest agent enforces one.
+KUBEARMOR_PRESETS = ("filelessExec", "anonymousMapExec", "protectEnv", "protectProc", "exec")
 
 
 class Action(enum.Enum):
@@ -69,6 +73,16 @@ class Action(enum.Enum):
     ALLOW = "Allow"
     AUDIT = "Audit"
     BLOCK = "Block"
+
+
+class Preset(enum.Enum):
+    """The KubeArmor presets Kadapter enforces, by their spec.presets name."""
+
+    FILELESS_EXEC = "filelessExec"
+
+
+# A preset names something to stop or report; there is nothing for Allow to permit.
+PRESET_ACTIONS = (Action.AUDIT, Action.BLOCK)
 
 
 class PolicyKind(enum.Enum):
@@ -86,6 +100,17 @@ class ProcessRule:
     """One executable path and what to do when it is run, after inheritance."""
 
     path: str
+    action: Action
+    severity: int
+    tags: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True)
+class PresetRule:
+    """One spec.presets entry, with the spec's severity, tags and message (a preset has none of its own)."""
+
+    preset: Preset
     action: Action
     severity: int
     tags: tuple[str, ...]
@@ -120,6 +145,7 @@ class Policy:
     selector: Selector
     process_rules: tuple[ProcessRule, ...]
     source: str
+    presets: tuple[PresetRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,8 +228,23 @@ def _policy(doc: Field, source: str) -> Policy:
     spec_fields = spec.mapping(allowed=SPEC_FIELDS)
     selector = _selector(spec.child("selector"), kind)
     _refuse_not_enforced(spec_fields, "spec")
-    rules = _process_rules(spec.child("process"), _Inherited().override(spec_fields))
-    return Policy(kind=kind, name=name, namespace=namespace, selector=selector, process_rules=rules, source=source)
+    inherited = _Inherited().override(spec_fields)
+    process = spec.child("process")
+    rules = _process_rules(process, inherited)
+    presets = _presets(spec.child("presets"), inherited)
+    if not rules and not presets:
+        raise process.error(
+            "no rules: Kadapter enforces spec.process.matchPaths and spec.presets, and this policy has neither"
+        )
+    return Policy(
+        kind=kind,
+        name=name,
+        namespace=namespace,
+        selector=selector,
+        process_rules=rules,
+        source=source,
+        presets=presets,
+    )
 
 
 def _kind(field: Field) -> PolicyKind:
@@ -281,16 +322,19 @@ def _expressions(field: Field, *, keys: tuple[str, ...]) -> tuple[LabelExpressio
 
 
 def _process_rules(process: Field, inherited: _Inherited) -> tuple[ProcessRule, ...]:
-    """Read spec.process into rules with their inherited action, severity, tags and message."""
-    no_rules = "no rules: Kadapter enforces spec.process.matchPaths and this policy has none"
+    """Read spec.process into rules with their inherited action, severity, tags and message.
+
+    A missing section has no rules (the policy may hold only presets); a section without
+    matchPaths is refused, since whatever else it sets would apply to nothing.
+    """
     if process.missing:
-        raise process.error(no_rules)
+        return ()
     fields = process.mapping(allowed=PROCESS_FIELDS)
     _refuse_not_enforced(fields, "spec.process")
     section = inherited.override(fields)
     match_paths = process.child("matchPaths")
     if match_paths.missing:
-        raise process.error(no_rules)
+        raise process.error("no rules: Kadapter enforces spec.process.matchPaths and this section has none")
     items = match_paths.items()
     if not items:
         raise match_paths.error("expected a non-empty list of rules, got an empty list")
@@ -304,6 +348,46 @@ def _rule(item: Field, section: _Inherited) -> ProcessRule:
     path = _executable_path(item.child("path"))
     final = section.override(fields)
     return ProcessRule(path=path, action=final.action, severity=final.severity, tags=final.tags, message=final.message)
+
+
+def _presets(field: Field, spec: _Inherited) -> tuple[PresetRule, ...]:
+    """Read spec.presets, refusing a preset listed twice (its entries could disagree on the action)."""
+    if field.missing:
+        return ()
+    presets: dict[Preset, PresetRule] = {}
+    for item in field.items():
+        rule = _preset_rule(item, spec)
+        if rule.preset in presets:
+            raise item.child("name").error(f"preset {rule.preset.value!r} is listed twice; list each preset once")
+        presets[rule.preset] = rule
+    return tuple(presets.values())
+
+
+def _preset_rule(item: Field, spec: _Inherited) -> PresetRule:
+    """Read one spec.presets entry.
+
+    KubeArmor gives a preset only a name and an action: an empty or missing action
+    means Block (spec.action does not apply), and severity, tags and message are the spec's.
+    """
+    fields = item.mapping(allowed=PRESET_FIELDS)
+    preset = _preset(item.child("name"))
+    action = _action(fields.get("action"), allowed=PRESET_ACTIONS) or Action.BLOCK
+    return PresetRule(preset=preset, action=action, severity=spec.severity, tags=spec.tags, message=spec.message)
+
+
+def _preset(field: Field) -> Preset:
+    """Read a preset name, telling KubeArmor presets Kadapter does not enforce from unknown names."""
+    name = field.string()
+    try:
+        return Preset(name)
+    except ValueError:
+        if name in KUBEARMOR_PRESETS:
+            raise field.error(f"preset {name!r} is {NOT_ENFORCED_REASON}") from None
+        enforced = ", ".join(preset.value for preset in Preset)
+        raise field.error(
+            f"unknown preset {name!r}; KubeArmor's presets are {', '.join(KUBEARMOR_PRESETS)} "
+            f"(Kadapter enforces {enforced})"
+        ) from None
 
 
 def _refuse_not_enforced(fields: Mapping[str, Field], scope: str) -> None:
@@ -339,14 +423,16 @@ def _executable_path(field: Field) -> str:
     return path
 
 
-def _action(field: Field | None) -> Action | None:
-    """Read an action; empty or missing means inherit."""
+def _action(field: Field | None, *, allowed: Collection[Action] = tuple(Action)) -> Action | None:
+    """Read one of the ``allowed`` actions; empty or missing means inherit."""
     if field is None or field.missing or field.value == "":
         return None
     text = field.string()
-    if text not in _ACTIONS:
-        raise field.error(f"expected one of Allow, Audit, Block (or allow, audit, block), got {text!r}")
-    return _ACTIONS[text]
+    action = _ACTIONS.get(text)
+    if action not in allowed:
+        names = ", ".join(choice.value for choice in allowed)
+        raise field.error(f"expected one of {names} (or {names.lower()}), got {text!r}")
+    return action
 
 
 def _severity(field: Field | None) -> int | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from guest_agent import bpf_types
 from guest_agent.alerts import AlertHub
+from guest_agent.container_fs import ContainerView
 from guest_agent.enforcer import Enforcer
 from guest_agent.rules import CompiledRules, ContainerKey, InvalidPolicyError, check_policies, compile_rules
 from kadapter_api import agent_pb2
@@ -27,6 +28,14 @@ from kadapter_api import agent_pb2
 log = logging.getLogger(__name__)
 
 RULESETS_REMEMBERED = 1024  # alerts in flight may name a ruleset already replaced
+
+# What each kernel operation is called in an alert: (Operation, Data).
+_OPERATIONS = {
+    bpf_types.OP_EXEC: ("Process", "exec"),
+    bpf_types.OP_MMAP: ("Process", "mmap PROT_EXEC"),
+    bpf_types.OP_LINK: ("File", "link"),
+    bpf_types.OP_RENAME: ("File", "rename"),
+}
 
 
 class StaleGenerationError(ValueError):
@@ -120,9 +129,9 @@ class Agent:
             request.policies if request else (),
             container_name=container.name,
             posture=request.process_posture if request else agent_pb2.POSTURE_BLOCK,
-            rootfs=container.rootfs,
+            view=ContainerView.of_process(container.pid, container.rootfs),
         )
-        ruleset = self._enforcer.enforce(container.key, compiled)
+        ruleset = self._enforcer.enforce(container.key, compiled, init_pid=container.pid)
         self._compiled[container.id] = compiled
         self._rulesets[ruleset] = (container, compiled)
         while len(self._rulesets) > RULESETS_REMEMBERED:
@@ -135,13 +144,19 @@ class Agent:
             container, compiled = self._rulesets.get(event.ruleset, (None, None))
         rule = compiled.rule(event.rule) if compiled else None
         blocked = event.retval != 0
+        operation, data = _OPERATIONS.get(event.operation, ("Process", "unknown"))
+        if event.name_flags & bpf_types.NAME_FILELESS:
+            data += ", fileless"
+        if event.name_flags & bpf_types.NAME_OUTSIDE:
+            data += ", outside the container's root"
         alert = agent_pb2.Alert(
             timestamp_ns=event.timestamp_ns,
             pid=event.pid,
             ppid=event.ppid,
             uid=event.uid,
             process_name=event.comm.decode(errors="replace"),
-            operation="Process",
+            operation=operation,
+            data=data,
             resource=event.path.decode(errors="replace"),
             action=agent_pb2.ACTION_BLOCK if event.action == bpf_types.ACTION_BLOCK else agent_pb2.ACTION_AUDIT,
             result=os.strerror(-event.retval) if blocked else "Passed",

@@ -17,24 +17,45 @@ ACTION_ALLOW = 4
 
 PROCESS_ALLOWLIST = 1
 POSTURE_AUDIT = 2
+FILELESS_BLOCK = 4
+FILELESS_AUDIT = 8
+
+OP_EXEC = 1
+OP_MMAP = 2
+OP_LINK = 3
+OP_RENAME = 4
+
+NAME_OUTSIDE = 1
+NAME_FILELESS = 2
 
 
 class NsKey(ctypes.Structure):
-    """A container's identity in the kernel: (pid namespace id, mount namespace id)."""
+    """The namespaces a container had at registration: how tasks joining it through setns are recognised."""
 
     _fields_ = (("pid_ns", ctypes.c_uint32), ("mnt_ns", ctypes.c_uint32))
 
 
 class ContainerPolicy(ctypes.Structure):
-    """Which ruleset a container uses, and its allow-list and posture flags."""
+    """Which ruleset a container uses, its allow-list, posture and preset flags."""
 
-    _fields_ = (("ruleset", ctypes.c_uint32), ("flags", ctypes.c_uint32))
+    _fields_ = (
+        ("ruleset", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("fileless_rule", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+    )
 
 
 class ExecRuleKey(ctypes.Structure):
     """One executable path of one ruleset."""
 
     _fields_ = (("ruleset", ctypes.c_uint32), ("path", ctypes.c_char * PATH_MAX))
+
+
+class InodeRuleKey(ctypes.Structure):
+    """One file of one ruleset by identity: the kernel's dev_t of its superblock and its inode number."""
+
+    _fields_ = (("ruleset", ctypes.c_uint32), ("dev", ctypes.c_uint32), ("ino", ctypes.c_uint64))
 
 
 class ExecRule(ctypes.Structure):
@@ -53,8 +74,9 @@ class ExecEvent(ctypes.Structure):
 
     _fields_ = (
         ("timestamp_ns", ctypes.c_uint64),
-        ("pid_ns", ctypes.c_uint32),
-        ("mnt_ns", ctypes.c_uint32),
+        ("ino", ctypes.c_uint64),
+        ("container", ctypes.c_uint32),
+        ("dev", ctypes.c_uint32),
         ("pid", ctypes.c_uint32),
         ("ppid", ctypes.c_uint32),
         ("uid", ctypes.c_uint32),
@@ -62,7 +84,9 @@ class ExecEvent(ctypes.Structure):
         ("rule", ctypes.c_uint32),
         ("action", ctypes.c_uint32),
         ("retval", ctypes.c_int32),
+        ("operation", ctypes.c_uint32),
+        ("name_flags", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
         ("comm", ctypes.c_char * COMM_LEN),
         ("path", ctypes.c_char * PATH_MAX),
-        ("reserved", ctypes.c_uint32),
     )

@@ -1,102 +1,147 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The Enforcer: owns the BPF-LSM object and writes each container's rules into its maps.
+"""The Enforcer: owns the BPF-LSM object and every map the agent writes.
 
-A container's rules are written under a fresh ruleset id and only then is
-the container pointed at it, in one map update; the old rules are deleted
-after. A policy change therefore takes effect whole or not at all, and a
-failure half way (a full map) rolls back to the rules already in force.
+A container gets a kernel id when it is registered: its init process is
+tagged with it (task storage, through a pidfd) and its namespaces point to
+it, so every process the container ever has is judged by its rules
+(bpf/lsm/container.bpf.h). A container's rules are written under a fresh
+ruleset id and only then is the container pointed at it, in one map
+update; the old rules are deleted after. A policy change therefore takes
+effect whole or not at all, and a failure half way (a full map) rolls back
+to the rules already in force.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from guest_agent import bpf_types
-from guest_agent.libbpf import BpfError, BpfObject, RingBuffer
-from guest_agent.rules import CompiledRules, ContainerKey
+from guest_agent.container_fs import FileIdentity
+from guest_agent.libbpf import BpfError, BpfMap, BpfObject, RingBuffer
+from guest_agent.rules import CompiledRules, ContainerKey, ExecEntry
 
 log = logging.getLogger(__name__)
+
+RuleName = TypeVar("RuleName", str, FileIdentity)  # rules are found by path or by file identity
+_FILELESS_FLAGS = {bpf_types.ACTION_BLOCK: bpf_types.FILELESS_BLOCK, bpf_types.ACTION_AUDIT: bpf_types.FILELESS_AUDIT}
 
 
 @dataclass
 class _Installed:
     """What the maps hold for one container."""
 
-    ruleset: int
-    paths: tuple[bytes, ...] = field(default_factory=tuple)
+    container: int
+    ruleset: int = 0
+    paths: tuple[str, ...] = field(default_factory=tuple)
+    inodes: tuple[FileIdentity, ...] = field(default_factory=tuple)
 
 
 class Enforcer:
     """Load the exec enforcer and keep its maps in step with the containers' rules."""
 
     def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int) -> None:
-        self._object = BpfObject(bpf_object, max_entries={"containers": max_containers, "exec_rules": max_rules})
+        sizes = {"containers": max_containers, "container_ns": max_containers, "container_roots": max_containers}
+        self._object = BpfObject(bpf_object, max_entries=sizes | {"exec_rules": max_rules, "exec_inodes": max_rules})
         self._containers = self._object.map("containers")
+        self._container_ns = self._object.map("container_ns")
+        self._container_roots = self._object.map("container_roots")
+        self._task_container = self._object.map("task_container")
         self._exec_rules = self._object.map("exec_rules")
+        self._exec_inodes = self._object.map("exec_inodes")
         self._installed: dict[ContainerKey, _Installed] = {}
+        self._container_ids = itertools.count(1)
         self._ruleset_ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def enforce(self, key: ContainerKey, rules: CompiledRules) -> int:
-        """Make the container's rules exactly `rules`; return the new ruleset id."""
+    def enforce(self, key: ContainerKey, rules: CompiledRules, *, init_pid: int) -> int:
+        """Make the container's rules exactly `rules`, tagging its init on first sight; return the ruleset id."""
         with self._lock:
-            ruleset = next(self._ruleset_ids)
-            written = self._write_rules(ruleset, rules)
-            flags = (bpf_types.PROCESS_ALLOWLIST if rules.allowlist else 0) | (
-                bpf_types.POSTURE_AUDIT if rules.posture_audit else 0
-            )
-            try:
-                self._containers.update(_ns_key(key), bpf_types.ContainerPolicy(ruleset=ruleset, flags=flags))
-            except BpfError:
-                self._delete_rules(ruleset, written)
-                raise
             previous = self._installed.get(key)
-            self._installed[key] = _Installed(ruleset, written)
+            container = previous.container if previous else next(self._container_ids)
+            ruleset = next(self._ruleset_ids)
+            installed = _Installed(container, ruleset)
+            try:
+                installed.paths = self._write(self._exec_rules, ruleset, rules.entries, _path_key)
+                installed.inodes = self._write(self._exec_inodes, ruleset, rules.inodes, _inode_key)
+                self._containers.update(ctypes.c_uint32(container), _container_policy(ruleset, rules))
+                if not previous:
+                    self._join(container, key, init_pid)
+            except (BpfError, OSError):
+                self._delete_rules(installed)
+                if not previous:
+                    self._forget(container, key)
+                raise
+            self._installed[key] = installed
             if previous:
-                self._delete_rules(previous.ruleset, previous.paths)
+                self._delete_rules(previous)
             return ruleset
 
+    def _join(self, container: int, key: ContainerKey, init_pid: int) -> None:
+        """Bind the container's namespaces and tag its init process: from now on it cannot leave."""
+        self._container_ns.update(bpf_types.NsKey(pid_ns=key.pid_ns, mnt_ns=key.mnt_ns), ctypes.c_uint32(container))
+        pidfd = os.pidfd_open(init_pid)
+        try:
+            self._task_container.update(ctypes.c_int(pidfd), ctypes.c_uint32(container))
+        finally:
+            os.close(pidfd)
+
     def release(self, key: ContainerKey) -> None:
-        """Forget a container: its map entry and all its rules."""
+        """Forget a stopped container: its entries and all its rules."""
         with self._lock:
             installed = self._installed.pop(key, None)
-            self._containers.delete(_ns_key(key))
             if installed:
-                self._delete_rules(installed.ruleset, installed.paths)
+                self._forget(installed.container, key)
+                self._delete_rules(installed)
+
+    def _forget(self, container: int, key: ContainerKey) -> None:
+        self._container_ns.delete(bpf_types.NsKey(pid_ns=key.pid_ns, mnt_ns=key.mnt_ns))
+        self._containers.delete(ctypes.c_uint32(container))
+        self._container_roots.delete(ctypes.c_uint32(container))
 
     def installed_rules(self, key: ContainerKey) -> int:
-        """Return how many exec rule entries the maps hold for a container."""
+        """Return how many exec rule entries (by path and by inode) the maps hold for a container."""
         with self._lock:
             installed = self._installed.get(key)
-            return len(installed.paths) if installed else 0
+            return len(installed.paths) + len(installed.inodes) if installed else 0
 
-    def _write_rules(self, ruleset: int, rules: CompiledRules) -> tuple[bytes, ...]:
-        """Write every entry of a new ruleset, or none of them."""
-        written: list[bytes] = []
+    @staticmethod
+    def _write(
+        bpf_map: BpfMap,
+        ruleset: int,
+        table: Mapping[RuleName, ExecEntry],
+        make_key: Callable[[int, RuleName], ctypes.Structure],
+    ) -> tuple[RuleName, ...]:
+        """Write every entry of one table of a new ruleset; the caller deletes them if a later write fails."""
+        written: list[RuleName] = []
         try:
-            for path, entry in rules.entries.items():
+            for name, entry in table.items():
                 value = bpf_types.ExecRule(
                     actions=entry.actions,
                     block_rule=entry.block_rule,
                     audit_rule=entry.audit_rule,
                     allow_rule=entry.allow_rule,
                 )
-                encoded = path.encode()
-                self._exec_rules.update(bpf_types.ExecRuleKey(ruleset=ruleset, path=encoded), value)
-                written.append(encoded)
+                bpf_map.update(make_key(ruleset, name), value)
+                written.append(name)
         except BpfError:
-            self._delete_rules(ruleset, written)
+            for name in written:
+                bpf_map.delete(make_key(ruleset, name))
             raise
         return tuple(written)
 
-    def _delete_rules(self, ruleset: int, paths: tuple[bytes, ...] | list[bytes]) -> None:
-        for path in paths:
-            self._exec_rules.delete(bpf_types.ExecRuleKey(ruleset=ruleset, path=path))
+    def _delete_rules(self, installed: _Installed) -> None:
+        for path in installed.paths:
+            self._exec_rules.delete(_path_key(installed.ruleset, path))
+        for identity in installed.inodes:
+            self._exec_inodes.delete(_inode_key(installed.ruleset, identity))
 
     def watch_events(self, on_event: Callable[[bpf_types.ExecEvent], None], stop: threading.Event) -> None:
         """Deliver kernel events to on_event until stop is set (runs in the caller's thread)."""
@@ -115,5 +160,19 @@ class Enforcer:
         self._object.close()
 
 
-def _ns_key(key: ContainerKey) -> bpf_types.NsKey:
-    return bpf_types.NsKey(pid_ns=key.pid_ns, mnt_ns=key.mnt_ns)
+def _container_policy(ruleset: int, rules: CompiledRules) -> bpf_types.ContainerPolicy:
+    flags = (bpf_types.PROCESS_ALLOWLIST if rules.allowlist else 0) | (
+        bpf_types.POSTURE_AUDIT if rules.posture_audit else 0
+    )
+    for action, flag in _FILELESS_FLAGS.items():
+        if rules.fileless_actions & action:
+            flags |= flag
+    return bpf_types.ContainerPolicy(ruleset=ruleset, flags=flags, fileless_rule=rules.fileless_rule)
+
+
+def _path_key(ruleset: int, path: str) -> bpf_types.ExecRuleKey:
+    return bpf_types.ExecRuleKey(ruleset=ruleset, path=path.encode())
+
+
+def _inode_key(ruleset: int, identity: FileIdentity) -> bpf_types.InodeRuleKey:
+    return bpf_types.InodeRuleKey(ruleset=ruleset, dev=identity.dev, ino=identity.ino)

@@ -23,6 +23,9 @@ _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ct
 _LIBBPF_WARN = 0  # enum libbpf_print_level
 
 
+CValue = ctypes.Structure | ctypes.c_int | ctypes.c_uint32  # map keys and values: fixed-size C data
+
+
 class BpfError(OSError):
     """A libbpf call failed; carries errno and what was being done."""
 
@@ -94,12 +97,12 @@ class BpfMap:
         self.name = name
         self.fd = fd
 
-    def update(self, key: ctypes.Structure, value: ctypes.Structure) -> None:
+    def update(self, key: CValue, value: CValue) -> None:
         """Insert or replace one element."""
         result = _lib.bpf_map_update_elem(self.fd, ctypes.byref(key), ctypes.byref(value), 0)
         _check(result, f"update map {self.name}")
 
-    def delete(self, key: ctypes.Structure) -> bool:
+    def delete(self, key: CValue) -> bool:
         """Delete one element; return False when it was not there."""
         result = _lib.bpf_map_delete_elem(self.fd, ctypes.byref(key))
         if result == -errno.ENOENT:

@@ -1,28 +1,24 @@
 # SPDX-License-Identifier: Apache-2.0
 """Turn a pod's desired policies into one container's exec rule table.
 
-Pure functions over the wire messages, so the whole decision of what goes
-into the kernel can be tested without a kernel. The host has already chosen
-which policies apply to the pod; here they are narrowed to one container
-(by name), merged per path, and each rule path is also resolved inside the
-container's rootfs, because the kernel matches the executed file's real
-path: on a merged-/usr image `/bin/ls` runs as `/usr/bin/ls`.
+Pure functions over the wire messages and a view of the container's files,
+so the whole decision of what goes into the kernel can be tested without a
+kernel. The host has already chosen which policies apply to the pod; here
+they are narrowed to one container (by name) and merged per path. Each rule
+path is also resolved inside the container (on a merged-/usr image
+`/bin/ls` runs as `/usr/bin/ls`) and the file it names is recorded by
+identity, so a hard link or a bind mount of it matches the same rule.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import NamedTuple
 
 from guest_agent.bpf_types import ACTION_ALLOW, ACTION_AUDIT, ACTION_BLOCK, PATH_MAX
+from guest_agent.container_fs import ContainerView, FileIdentity
 from kadapter_api import agent_pb2
-
-MAX_SYMLINKS = 40  # the kernel's own limit for one lookup
 
 
 class ContainerKey(NamedTuple):
@@ -60,12 +56,15 @@ class ExecEntry:
 
 @dataclass(frozen=True)
 class CompiledRules:
-    """A container's complete exec rule table; rule id N is rules[N - 1]."""
+    """A container's complete exec rule table, by path and by file identity; rule id N is rules[N - 1]."""
 
     entries: Mapping[str, ExecEntry]
+    inodes: Mapping[FileIdentity, ExecEntry]
     rules: tuple[RuleInfo, ...]
     allowlist: bool
     posture_audit: bool
+    fileless_actions: int = 0  # filelessExec preset: ACTION_BLOCK and/or ACTION_AUDIT bits
+    fileless_rule: int = 0
 
     def rule(self, rule_id: int) -> RuleInfo | None:
         """Return the rule with this id, or None for 0 (the posture decided)."""
@@ -77,6 +76,7 @@ _ACTION_BITS = {
     agent_pb2.ACTION_AUDIT: (ACTION_AUDIT, "audit_rule"),
     agent_pb2.ACTION_ALLOW: (ACTION_ALLOW, "allow_rule"),
 }
+_PRESET_ACTIONS = (agent_pb2.ACTION_BLOCK, agent_pb2.ACTION_AUDIT)
 
 
 def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
@@ -93,6 +93,11 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
             _check_path(f"{where}.process_rules[{number}].path", rule.path)
             if rule.action not in _ACTION_BITS:
                 raise InvalidPolicyError(f"{where}.process_rules[{number}].action: unspecified")
+        for number, preset in enumerate(policy.presets):
+            if preset.preset != agent_pb2.PRESET_FILELESS_EXEC:
+                raise InvalidPolicyError(f"{where}.presets[{number}].preset: not one this agent enforces")
+            if preset.action not in _PRESET_ACTIONS:
+                raise InvalidPolicyError(f"{where}.presets[{number}].action: must be Block or Audit")
 
 
 def _check_path(field: str, path: str) -> None:
@@ -105,79 +110,58 @@ def _check_path(field: str, path: str) -> None:
         raise InvalidPolicyError(f"{field}: {path!r} is not normalised")
 
 
+def _with(entry: ExecEntry, action: agent_pb2.Action.ValueType, rule_id: int) -> ExecEntry:
+    """Add one rule's action to an entry, keeping the first rule id of each action."""
+    bit, slot = _ACTION_BITS[action]
+    return replace(entry, actions=entry.actions | bit, **{slot: getattr(entry, slot) or rule_id})
+
+
 def compile_rules(
     policies: Iterable[agent_pb2.Policy],
     *,
     container_name: str,
     posture: agent_pb2.Posture.ValueType,
-    rootfs: Path | None,
+    view: ContainerView | None,
 ) -> CompiledRules:
     """Build the exec rule table of one container from its pod's policies."""
     entries: dict[str, ExecEntry] = {}
+    inodes: dict[FileIdentity, ExecEntry] = {}
+    fileless = ExecEntry()
     rules: list[RuleInfo] = []
+
+    def remember(policy: agent_pb2.Policy, rule: agent_pb2.ProcessRule | agent_pb2.PresetRule) -> int:
+        rules.append(
+            RuleInfo(
+                policy_name=policy.name,
+                policy_namespace=policy.namespace,
+                severity=rule.severity,
+                tags=tuple(rule.tags),
+                message=rule.message,
+                action=rule.action,
+            )
+        )
+        return len(rules)
+
     for policy in policies:
         if policy.containers and container_name not in policy.containers:
             continue
         for rule in policy.process_rules:
-            rules.append(
-                RuleInfo(
-                    policy_name=policy.name,
-                    policy_namespace=policy.namespace,
-                    severity=rule.severity,
-                    tags=tuple(rule.tags),
-                    message=rule.message,
-                    action=rule.action,
-                )
-            )
-            bit, slot = _ACTION_BITS[rule.action]
-            for path in _paths_to_match(rule.path, rootfs):
-                entry = entries.get(path, ExecEntry())
-                first_rule = getattr(entry, slot) or len(rules)
-                entries[path] = replace(entry, actions=entry.actions | bit, **{slot: first_rule})
+            rule_id = remember(policy, rule)
+            resolved = view.resolve(rule.path) if view else None
+            for path in {rule.path, resolved or rule.path}:
+                if len(path.encode()) < PATH_MAX:
+                    entries[path] = _with(entries.get(path, ExecEntry()), rule.action, rule_id)
+            identity = view.identity(resolved) if view and resolved else None
+            if identity:
+                inodes[identity] = _with(inodes.get(identity, ExecEntry()), rule.action, rule_id)
+        for preset in policy.presets:
+            fileless = _with(fileless, preset.action, remember(policy, preset))
     return CompiledRules(
         entries=entries,
+        inodes=inodes,
         rules=tuple(rules),
         allowlist=any(rule.action == agent_pb2.ACTION_ALLOW for rule in rules),
         posture_audit=posture == agent_pb2.POSTURE_AUDIT,
+        fileless_actions=fileless.actions,
+        fileless_rule=fileless.block_rule or fileless.audit_rule,
     )
-
-
-def _paths_to_match(path: str, rootfs: Path | None) -> tuple[str, ...]:
-    """Return the rule's path and, when it differs, the file it names inside the rootfs."""
-    resolved = resolve_in_root(rootfs, path) if rootfs else None
-    if resolved and resolved != path and len(resolved.encode()) < PATH_MAX:
-        return (path, resolved)
-    return (path,)
-
-
-def resolve_in_root(root: Path, path: str) -> str | None:
-    """Follow symlinks in an absolute path the way a process chrooted at root would.
-
-    Components that do not exist are kept as written. Returns None on a
-    symlink loop or an unreadable directory.
-    """
-    pending = deque(part for part in path.split("/") if part)
-    resolved: list[str] = []
-    links = 0
-    while pending:
-        part = pending.popleft()
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        try:
-            target = os.readlink(root.joinpath(*resolved, part))
-        except OSError as error:
-            if error.errno not in (errno.EINVAL, errno.ENOENT, errno.ENOTDIR):
-                return None
-            resolved.append(part)  # not a symlink, or not there (yet)
-            continue
-        links += 1
-        if links > MAX_SYMLINKS:
-            return None
-        if target.startswith("/"):
-            resolved.clear()
-        pending.extendleft(reversed([piece for piece in target.split("/") if piece]))
-    return "/" + "/".join(resolved)

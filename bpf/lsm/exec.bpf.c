@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Enforce KubeArmor process rules on exec inside a Kata guest.
+ * Enforce KubeArmor process rules inside a Kata guest.
  *
- * The rule is matched against the path of the file the kernel is about to
- * execute (bprm->file), never against the name the caller passed: symlinks,
- * relative names, /proc/self/fd/N and interpreter lines all resolve to the
- * same file object. Paths are as seen from the caller's root, which for a
- * container is its own rootfs, the view policy authors write paths in.
+ * A rule names a file as its container sees it. The file the kernel is
+ * about to execute (bprm->file) is matched two ways: by its name relative
+ * to the container's root (filename.bpf.h), and by its inode, so a hard
+ * link, a bind mount or a chroot reaches the same rule. A blocked file may
+ * not gain another name (link, rename): on an overlay rootfs that forces a
+ * copy-up, after which the file's inode number is not the one the rule
+ * recorded.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -15,19 +17,18 @@
 #include "exec.h"
 
 #define EACCES 13
+#define ENOMEM 12
 #define PROT_EXEC 0x4
+#define BPF_F_NO_PREALLOC (1U << 0)
+#define BPF_NOEXIST 1
+#define RENAME_EXCHANGE (1 << 1)
+
+#include "container.bpf.h"
+#include "filename.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Containers under policy; the agent may resize before load. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct ns_key);
-	__type(value, struct container_policy);
-} containers SEC(".maps");
-
-/* Rules of every container, under each container's current ruleset id; resized at load. */
+/* Rules by name, under each container's current ruleset id; resized at load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -35,20 +36,23 @@ struct {
 	__type(value, struct exec_rule);
 } exec_rules SEC(".maps");
 
+/* The same rules by inode; resized at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct inode_rule_key);
+	__type(value, struct exec_rule);
+} exec_inodes SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
-/*
- * Per-CPU room for the lookup key, too large for the 512-byte BPF stack.
- * bpf_d_path() builds the path at the end of its buffer before moving it
- * to the front, so it writes into d_path and the path is copied into a
- * zeroed key: hash keys must not carry stale bytes after the NUL.
- */
+/* Per-CPU room for the name and the lookup key, too large for the 512-byte BPF stack. */
 struct exec_scratch {
-	struct exec_rule_key key;
-	char d_path[KADAPTER_PATH_MAX];
+	struct exec_rule_key key; /* zeroed past the NUL: hash keys compare every byte */
+	struct name_buffer name;
 };
 
 struct {
@@ -61,8 +65,19 @@ struct {
 /* Keeps struct exec_event in the object's BTF for the layout test. */
 const struct exec_event *unused_exec_event __attribute__((unused));
 
-static __always_inline void emit(const struct ns_key *ns, const struct exec_rule_key *key, __u32 rule,
-				 __u32 action, int retval)
+/* One file as the caller's container sees it, and what its rules say. */
+struct verdict_input {
+	__u32 container;
+	__u32 operation;
+	__u32 name_flags;
+	__u32 dev;
+	__u64 ino;
+	struct container_policy *policy;
+	struct exec_rule_key *key;
+	struct exec_rule rule; /* the name's and the inode's rules, merged */
+};
+
+static __always_inline void emit(const struct verdict_input *in, __u32 rule, __u32 action, int retval)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct exec_event *e;
@@ -71,94 +86,101 @@ static __always_inline void emit(const struct ns_key *ns, const struct exec_rule
 	if (!e)
 		return;
 	e->timestamp_ns = bpf_ktime_get_boot_ns();
-	e->pid_ns = ns->pid_ns;
-	e->mnt_ns = ns->mnt_ns;
+	e->ino = in->ino;
+	e->container = in->container;
+	e->dev = in->dev;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->uid = (__u32)bpf_get_current_uid_gid();
-	e->ruleset = key->ruleset;
+	e->ruleset = in->key->ruleset;
 	e->rule = rule;
 	e->action = action;
 	e->retval = retval;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	__builtin_memcpy(e->path, key->path, sizeof(e->path));
+	e->operation = in->operation;
+	e->name_flags = in->name_flags;
 	e->reserved = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	__builtin_memcpy(e->path, in->key->path, sizeof(e->path));
 	bpf_ringbuf_submit(e, 0);
 }
 
-#define DELETED_SUFFIX " (deleted)"
-#define DELETED_SUFFIX_LEN (sizeof(DELETED_SUFFIX) - 1)
-#define PATH_MASK (KADAPTER_PATH_MAX - 1)
-
-/*
- * d_path() names an unlinked file "<path> (deleted)". Without this, opening
- * a blocked binary, unlinking it and executing /proc/self/fd/N would dodge
- * its rule. Strip the suffix only when the dentry really is unlinked (the
- * same test d_path uses), so a file created with that literal name does not
- * pass for the original.
- */
-static __always_inline void strip_deleted_suffix(struct file *file, char *path, long len)
+static __always_inline void merge(struct exec_rule *into, const struct exec_rule *rule)
 {
-	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-	long end = len - 1; /* index of the NUL */
-	int i;
-
-	if (BPF_CORE_READ(dentry, d_hash.pprev) || BPF_CORE_READ(dentry, d_parent) == dentry)
-		return; /* hashed, or a root: not unlinked */
-	if (end < (long)DELETED_SUFFIX_LEN || end > PATH_MASK)
-		return;
-#pragma unroll
-	for (i = 0; i < DELETED_SUFFIX_LEN; i++)
-		if (path[(end - DELETED_SUFFIX_LEN + i) & PATH_MASK] != DELETED_SUFFIX[i])
-			return;
-	path[(end - DELETED_SUFFIX_LEN) & PATH_MASK] = '\0';
+	into->actions |= rule->actions;
+	if (!into->block_rule)
+		into->block_rule = rule->block_rule;
+	if (!into->audit_rule)
+		into->audit_rule = rule->audit_rule;
+	if (!into->allow_rule)
+		into->allow_rule = rule->allow_rule;
 }
 
-/* What the caller's container and its rules say about one file. */
-struct verdict_input {
-	struct ns_key ns;
-	struct container_policy *policy;
-	struct exec_rule_key *key;
-	struct exec_rule *rule;
-};
-
-/* Fill in; return 0 when the caller is not in a container under policy. */
-static __always_inline int lookup_file(struct file *file, struct verdict_input *in)
+/* Fill in for (mnt, dentry); return 0 when the caller is not in a container under policy. */
+static __always_inline int lookup_file(struct vfsmount *mnt, struct dentry *dentry, __u32 operation,
+				       struct verdict_input *in)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
+	struct inode_rule_key inode_key = {};
 	struct exec_scratch *space;
+	struct exec_rule *found;
+	struct inode *inode;
 	__u32 zero = 0;
-	long len;
+	__u64 root;
 
-	in->ns.pid_ns = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
-	in->ns.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	in->policy = bpf_map_lookup_elem(&containers, &in->ns);
+	in->container = current_container();
+	if (!in->container)
+		return 0;
+	in->policy = bpf_map_lookup_elem(&containers, &in->container);
 	if (!in->policy)
 		return 0;
 	space = bpf_map_lookup_elem(&scratch, &zero);
 	if (!space)
 		return 0;
+	root = container_root(in->container, operation == KADAPTER_OP_EXEC);
+	in->operation = operation;
 	in->key = &space->key;
-	__builtin_memset(in->key, 0, sizeof(*in->key));
 	in->key->ruleset = in->policy->ruleset;
-	/* A path longer than any rule cannot match one; the key's path stays empty.
-	 * f_path became const in 6.12; the helper still takes it non-const. */
-	len = bpf_d_path((struct path *)&file->f_path, space->d_path, sizeof(space->d_path));
-	if (len > 0) {
-		strip_deleted_suffix(file, space->d_path, len);
-		bpf_probe_read_kernel_str(in->key->path, sizeof(in->key->path), space->d_path);
+	in->name_flags = name_in_container(mnt, dentry, root, &space->name, in->key->path);
+	__builtin_memset(&in->rule, 0, sizeof(in->rule));
+	if (!(in->name_flags & KADAPTER_NAME_OUTSIDE)) {
+		found = bpf_map_lookup_elem(&exec_rules, in->key);
+		if (found)
+			merge(&in->rule, found);
 	}
-	in->rule = len > 0 ? bpf_map_lookup_elem(&exec_rules, in->key) : NULL;
+	inode = BPF_CORE_READ(dentry, d_inode);
+	in->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	in->ino = BPF_CORE_READ(inode, i_ino);
+	if (inode && !BPF_CORE_READ(inode, i_nlink))
+		in->name_flags |= KADAPTER_NAME_FILELESS;
+	inode_key.ruleset = in->key->ruleset;
+	inode_key.dev = in->dev;
+	inode_key.ino = in->ino;
+	found = bpf_map_lookup_elem(&exec_inodes, &inode_key);
+	if (found)
+		merge(&in->rule, found);
 	return 1;
 }
 
+/* Deny and report when a Block rule or the filelessExec preset says so; return the verdict. */
 static __always_inline int blocked(const struct verdict_input *in)
 {
-	if (in->rule && (in->rule->actions & KADAPTER_ACTION_BLOCK)) {
-		emit(&in->ns, in->key, in->rule->block_rule, KADAPTER_ACTION_BLOCK, -EACCES);
+	if (in->rule.actions & KADAPTER_ACTION_BLOCK) {
+		emit(in, in->rule.block_rule, KADAPTER_ACTION_BLOCK, -EACCES);
+		return -EACCES;
+	}
+	if ((in->name_flags & KADAPTER_NAME_FILELESS) && (in->policy->flags & KADAPTER_FILELESS_BLOCK)) {
+		emit(in, in->policy->fileless_rule, KADAPTER_ACTION_BLOCK, -EACCES);
 		return -EACCES;
 	}
 	return 0;
+}
+
+/* Report an allowed operation that an Audit rule or the audited preset covers. */
+static __always_inline void audited(const struct verdict_input *in)
+{
+	if (in->rule.actions & KADAPTER_ACTION_AUDIT)
+		emit(in, in->rule.audit_rule, KADAPTER_ACTION_AUDIT, 0);
+	else if ((in->name_flags & KADAPTER_NAME_FILELESS) && (in->policy->flags & KADAPTER_FILELESS_AUDIT))
+		emit(in, in->policy->fileless_rule, KADAPTER_ACTION_AUDIT, 0);
 }
 
 SEC("lsm/bprm_check_security")
@@ -169,31 +191,32 @@ int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
 
 	if (ret)
 		return ret;
-	if (!lookup_file(bprm->file, &in))
+	if (!lookup_file(BPF_CORE_READ(bprm, file, f_path.mnt), BPF_CORE_READ(bprm, file, f_path.dentry),
+			 KADAPTER_OP_EXEC, &in))
 		return 0;
 	if (blocked(&in))
 		return -EACCES;
 
 	flags = in.policy->flags;
-	if ((flags & KADAPTER_PROCESS_ALLOWLIST) && !(in.rule && (in.rule->actions & KADAPTER_ACTION_ALLOW))) {
+	if ((flags & KADAPTER_PROCESS_ALLOWLIST) && !(in.rule.actions & KADAPTER_ACTION_ALLOW)) {
 		if (flags & KADAPTER_POSTURE_AUDIT) {
-			emit(&in.ns, in.key, 0, KADAPTER_ACTION_AUDIT, 0);
+			emit(&in, 0, KADAPTER_ACTION_AUDIT, 0);
 			return 0;
 		}
-		emit(&in.ns, in.key, 0, KADAPTER_ACTION_BLOCK, -EACCES);
+		emit(&in, 0, KADAPTER_ACTION_BLOCK, -EACCES);
 		return -EACCES;
 	}
-	if (in.rule && (in.rule->actions & KADAPTER_ACTION_AUDIT))
-		emit(&in.ns, in.key, in.rule->audit_rule, KADAPTER_ACTION_AUDIT, 0);
+	audited(&in);
 	return 0;
 }
 
 /*
- * Running a blocked binary without exec: the dynamic loader invoked as a
- * program (ld.so /usr/bin/apt) maps it with PROT_EXEC itself, as would any
- * user-space loader. Only Block rules apply here: allow lists cover what may
- * be exec'd, not every library mapped. (file_mprotect would cover mapping
- * first and adding PROT_EXEC later, but 6.1 refuses bpf_d_path() there.)
+ * Running a file without exec: the dynamic loader invoked as a program
+ * (ld.so /usr/bin/apt) maps it with PROT_EXEC itself, as would any
+ * user-space loader. Block rules and the filelessExec preset apply here;
+ * allow lists cover what may be exec'd, not every library mapped.
+ * (file_mprotect would cover mapping first and adding PROT_EXEC later, but
+ * 6.1 refuses bpf_d_path() and deep walks there.)
  */
 SEC("lsm/mmap_file")
 int BPF_PROG(kadapter_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
@@ -203,7 +226,48 @@ int BPF_PROG(kadapter_mmap_file, struct file *file, unsigned long reqprot, unsig
 
 	if (ret)
 		return ret;
-	if (!file || !(prot & PROT_EXEC) || !lookup_file(file, &in))
+	if (!file || !(prot & PROT_EXEC))
 		return 0;
-	return blocked(&in);
+	if (!lookup_file(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), KADAPTER_OP_MMAP,
+			 &in))
+		return 0;
+	if (blocked(&in))
+		return -EACCES;
+	if (in.name_flags & KADAPTER_NAME_FILELESS)
+		audited(&in);
+	return 0;
+}
+
+/* Refuse a new name for a file a Block rule covers; return the verdict. */
+static __always_inline int refuse_new_name(struct vfsmount *mnt, struct dentry *dentry, __u32 operation)
+{
+	struct verdict_input in;
+
+	if (!lookup_file(mnt, dentry, operation, &in) || !(in.rule.actions & KADAPTER_ACTION_BLOCK))
+		return 0;
+	emit(&in, in.rule.block_rule, KADAPTER_ACTION_BLOCK, -EACCES);
+	return -EACCES;
+}
+
+SEC("lsm/path_link")
+int BPF_PROG(kadapter_path_link, struct dentry *old_dentry, const struct path *new_dir, struct dentry *new_dentry,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	return refuse_new_name(BPF_CORE_READ(new_dir, mnt), old_dentry, KADAPTER_OP_LINK);
+}
+
+SEC("lsm/path_rename")
+int BPF_PROG(kadapter_path_rename, const struct path *old_dir, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry, unsigned int flags, int ret)
+{
+	struct vfsmount *mnt = BPF_CORE_READ(old_dir, mnt);
+
+	if (ret)
+		return ret;
+	ret = refuse_new_name(mnt, old_dentry, KADAPTER_OP_RENAME);
+	if (!ret && (flags & RENAME_EXCHANGE))
+		ret = refuse_new_name(mnt, new_dentry, KADAPTER_OP_RENAME);
+	return ret;
 }

@@ -19,8 +19,20 @@
 /* container_policy.flags */
 #define KADAPTER_PROCESS_ALLOWLIST 1 /* an Allow rule exists: unmatched execs hit the posture */
 #define KADAPTER_POSTURE_AUDIT 2 /* posture audits instead of blocking */
+#define KADAPTER_FILELESS_BLOCK 4 /* filelessExec preset: deny executing files with no link left */
+#define KADAPTER_FILELESS_AUDIT 8 /* filelessExec preset: report it */
 
-/* A container: its pid and mount namespace ids, as in /proc/PID/ns/{pid,mnt}. */
+/* exec_event.operation */
+#define KADAPTER_OP_EXEC 1 /* execve of the file */
+#define KADAPTER_OP_MMAP 2 /* a PROT_EXEC mapping of it (loaders) */
+#define KADAPTER_OP_LINK 3 /* a new hard link to it */
+#define KADAPTER_OP_RENAME 4 /* moving it to another name */
+
+/* exec_event.name_flags */
+#define KADAPTER_NAME_OUTSIDE 1 /* not under the container's root (memfd, another mount tree): no path rule applies */
+#define KADAPTER_NAME_FILELESS 2 /* the file has no link left (memfd, unlinked) */
+
+/* A container as the kernel first knew it: the pid and mount namespace ids of its init. */
 struct ns_key {
 	__u32 pid_ns;
 	__u32 mnt_ns;
@@ -29,11 +41,20 @@ struct ns_key {
 struct container_policy {
 	__u32 ruleset; /* rules live under this id; swapping it swaps them all at once */
 	__u32 flags;
+	__u32 fileless_rule; /* the preset's rule id, for alerts */
+	__u32 reserved;
 };
 
 struct exec_rule_key {
 	__u32 ruleset;
 	char path[KADAPTER_PATH_MAX];
+};
+
+/* The same file under any name: its inode as the container's mounts present it. */
+struct inode_rule_key {
+	__u32 ruleset;
+	__u32 dev; /* the kernel's dev_t of the superblock: major << 20 | minor */
+	__u64 ino;
 };
 
 struct exec_rule {
@@ -45,8 +66,9 @@ struct exec_rule {
 
 struct exec_event {
 	__u64 timestamp_ns;
-	__u32 pid_ns;
-	__u32 mnt_ns;
+	__u64 ino;
+	__u32 container;
+	__u32 dev;
 	__u32 pid;
 	__u32 ppid;
 	__u32 uid;
@@ -54,9 +76,11 @@ struct exec_event {
 	__u32 rule; /* 0: no rule matched, the posture decided */
 	__u32 action; /* KADAPTER_ACTION_BLOCK or KADAPTER_ACTION_AUDIT */
 	__s32 retval; /* what the hook returned */
-	char comm[KADAPTER_COMM_LEN];
-	char path[KADAPTER_PATH_MAX];
+	__u32 operation;
+	__u32 name_flags;
 	__u32 reserved;
+	char comm[KADAPTER_COMM_LEN];
+	char path[KADAPTER_PATH_MAX]; /* relative to the container's root */
 };
 
 #endif /* KADAPTER_EXEC_H */

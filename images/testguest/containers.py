@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """Start OCI containers in the test guest the way kata-agent does in a Kata VM.
 
-Each container gets its own pid, mount, ipc and uts namespaces, a read-only
-rootfs (a bind mount of the guest's root), a private /tmp, the CRI
-annotations containerd passes into a Kata guest, and kadapter-hook as its
-prestart and poststop hook, called as `<path> <hook type>` like Kata's
-guest hooks. runc stands in for kata-agent's own container runtime.
+Each container looks like a Kubernetes pod's: its own pid, mount, ipc and
+uts namespaces, containerd's default capabilities, masked and read-only
+/proc paths, and a writable rootfs (an overlay whose upper layer is a
+tmpfs over the read-only guest root, as a snapshotter gives a Kata guest).
+It carries the CRI annotations containerd passes into a Kata guest, and
+kadapter-hook as its prestart and poststop hook, called as `<path> <hook
+type>` like Kata's guest hooks. runc stands in for kata-agent's own
+container runtime.
 """
 
 from __future__ import annotations
@@ -21,6 +24,23 @@ from images.testguest.vm import GuestResult, TestGuest
 RUNC = ["runc", "--root", "/run/runc"]
 BUNDLES = PurePosixPath("/run/bundles")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# What containerd grants a container whose spec drops nothing (CapEff 00000000a80425fb).
+DEFAULT_CAPABILITIES = tuple(
+    f"CAP_{name}"
+    for name in (
+        "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+        "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+    )
+)  # fmt: skip
+# privileged: true, for showing that even a container holding every capability stays under its policy.
+ALL_CAPABILITIES = (*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_NET_ADMIN", "CAP_DAC_READ_SEARCH")
+NO_CAPABILITIES: tuple[str, ...] = ()
+MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+)  # fmt: skip
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
 @dataclass(frozen=True)
@@ -45,8 +65,10 @@ class PodContainer:
         }
 
 
-def oci_config(*, args: list[str], hook: str, annotations: dict[str, str]) -> dict[str, Any]:
-    """Return a runtime-spec config.json for a namespaced, read-only container."""
+def oci_config(
+    *, args: list[str], hook: str, annotations: dict[str, str], capabilities: tuple[str, ...]
+) -> dict[str, Any]:
+    """Return a runtime-spec config.json shaped like containerd's for a pod's container."""
     hooks = {kind: [{"path": hook, "args": [hook, kind], "timeout": 10}] for kind in ("prestart", "poststop")}
     return {
         "ociVersion": "1.0.2-dev",
@@ -56,23 +78,24 @@ def oci_config(*, args: list[str], hook: str, annotations: dict[str, str]) -> di
             "args": args,
             "env": [f"PATH={PATH}", "HOME=/tmp"],
             "cwd": "/",
-            "noNewPrivileges": True,
+            "capabilities": {kind: list(capabilities) for kind in ("bounding", "effective", "permitted")},
         },
-        "root": {"path": "rootfs", "readonly": True},
+        "root": {"path": "rootfs", "readonly": False},
         "hostname": "kata-pod",
         "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
             {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec"]},
-            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]},
-            {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         ],
         "hooks": hooks,
         "annotations": annotations,
         "linux": {
             "namespaces": [{"type": kind} for kind in ("pid", "mount", "ipc", "uts")],
-            "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
-            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
         },
     }
 
@@ -84,16 +107,27 @@ class GuestContainers:
         self.guest = guest
         self.hook = str(guest.repo / ".venv" / "bin" / "kadapter-hook")
 
-    def _prepare_bundle(self, container_id: str, owner: PodContainer, args: list[str]) -> str:
+    def _prepare_bundle(
+        self, container_id: str, owner: PodContainer, args: list[str], capabilities: tuple[str, ...]
+    ) -> str:
+        """Write config.json and mount a fresh writable overlay rootfs over the read-only guest root."""
         bundle = BUNDLES / container_id
-        config = oci_config(args=args, hook=self.hook, annotations=owner.annotations(container_id))
-        script = f"mkdir -p {bundle}/rootfs && mount --bind / {bundle}/rootfs && cat > {bundle}/config.json"
+        config = oci_config(
+            args=args, hook=self.hook, annotations=owner.annotations(container_id), capabilities=capabilities
+        )
+        layers = f"lowerdir=/,upperdir={bundle}/upper,workdir={bundle}/work"
+        script = (
+            f"mkdir -p {bundle}/rootfs {bundle}/upper {bundle}/work"
+            f" && mount -t overlay overlay -o {layers} {bundle}/rootfs && cat > {bundle}/config.json"
+        )
         self._check(self.guest.run(["sh", "-c", script], stdin=json.dumps(config)), "prepare bundle")
         return str(bundle)
 
-    def start(self, container_id: str, owner: PodContainer) -> None:
+    def start(
+        self, container_id: str, owner: PodContainer, *, capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    ) -> None:
         """Start a long-running container (its init sleeps) in the background."""
-        bundle = self._prepare_bundle(container_id, owner, ["/bin/sleep", "1000000"])
+        bundle = self._prepare_bundle(container_id, owner, ["/bin/sleep", "1000000"], capabilities)
         command = shlex.join([*RUNC, "run", "--detach", "--bundle", bundle, container_id])
         self._check(
             self.guest.run(["sh", "-c", f"{command} </dev/null >{bundle}/runc.log 2>&1 || cat {bundle}/runc.log"]),
@@ -105,8 +139,11 @@ class GuestContainers:
 
     def run_once(self, container_id: str, owner: PodContainer, args: list[str]) -> GuestResult:
         """Create a container whose first exec is `args`, wait for it and remove it."""
-        bundle = self._prepare_bundle(container_id, owner, args)
-        return self.guest.run([*RUNC, "run", "--bundle", bundle, container_id])
+        bundle = self._prepare_bundle(container_id, owner, args, DEFAULT_CAPABILITIES)
+        try:
+            return self.guest.run([*RUNC, "run", "--bundle", bundle, container_id])
+        finally:
+            self.guest.run(["umount", f"{bundle}/rootfs"])
 
     def exec(self, container_id: str, args: list[str]) -> GuestResult:
         """Run a process inside a running container's namespaces."""

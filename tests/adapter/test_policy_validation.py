@@ -15,6 +15,8 @@ from adapter.policy import (
     LabelExpression,
     Policy,
     PolicyKind,
+    Preset,
+    PresetRule,
     ProcessRule,
     Selector,
     load_policy_dir,
@@ -61,6 +63,11 @@ process:
   matchPaths:
   - path: /usr/bin/apt
 """
+
+
+def presets(*entries: str) -> str:
+    """Build a spec body with the nginx selector and one spec.presets item per (flow mapping) entry."""
+    return SELECT_NGINX + "presets:\n" + "".join(f"- {entry}\n" for entry in entries)
 
 
 def parse_one(text: str) -> Policy:
@@ -161,6 +168,42 @@ def test_rules_of_one_policy_inherit_independently() -> None:
     spec = SELECT_NGINX + "action: Audit\nprocess:\n  matchPaths:\n  - path: /a\n    action: Block\n  - path: /b\n"
     rules = parse_one(ksp(spec)).process_rules
     assert [(rule.path, rule.action) for rule in rules] == [("/a", Action.BLOCK), ("/b", Action.AUDIT)]
+
+
+# --- presets -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        pytest.param("{name: filelessExec, action: Block}", Action.BLOCK, id="block"),
+        pytest.param("{name: filelessExec, action: Audit}", Action.AUDIT, id="audit"),
+        pytest.param("{name: filelessExec, action: audit}", Action.AUDIT, id="lowercase-action"),
+        pytest.param("{name: filelessExec, action: ''}", Action.BLOCK, id="empty-action-blocks"),
+        pytest.param("{name: filelessExec}", Action.BLOCK, id="missing-action-blocks"),
+    ],
+)
+def test_fileless_exec_preset_alone_is_a_policy(entry: str, expected: Action) -> None:
+    """A policy may hold only presets; filelessExec takes Block or Audit, and an empty action blocks."""
+    policy = parse_one(ksp(presets(entry)))
+    assert policy.process_rules == ()
+    assert policy.presets == (
+        PresetRule(preset=Preset.FILELESS_EXEC, action=expected, severity=1, tags=(), message=""),
+    )
+
+
+def test_preset_takes_spec_severity_tags_message_but_not_its_action() -> None:
+    """Like KubeArmor, a preset gets the spec's severity, tags and message, and blocks unless it says Audit."""
+    spec = presets("{name: filelessExec}") + "action: Audit\nseverity: 7\ntags: [MITRE, T1620]\nmessage: fileless\n"
+    policy = parse_one(ksp(spec + BLOCK_APT))
+    assert policy.presets == (
+        PresetRule(
+            preset=Preset.FILELESS_EXEC, action=Action.BLOCK, severity=7, tags=("MITRE", "T1620"), message="fileless"
+        ),
+    )
+    assert [(rule.path, rule.action, rule.severity) for rule in policy.process_rules] == [
+        ("/usr/bin/apt", Action.AUDIT, 7)
+    ]
 
 
 # --- accepted shapes ------------------------------------------------------------------------------
@@ -413,8 +456,22 @@ REJECTIONS = [
         id="cluster-policy-bad-key",
     ),
     # process section
-    pytest.param(ksp(SELECT_NGINX), "spec.process", "no rules", id="missing-process"),
-    pytest.param(ksp(SELECT_NGINX + "process: {}\n"), "spec.process", "no rules", id="empty-process"),
+    pytest.param(
+        ksp(SELECT_NGINX),
+        "spec.process",
+        "no rules: Kadapter enforces spec.process.matchPaths and spec.presets, and this policy has neither",
+        id="missing-process",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "presets: []\n"), "spec.process", "this policy has neither", id="empty-presets-only"
+    ),
+    pytest.param(ksp(SELECT_NGINX + "process: {}\n"), "spec.process", "this section has none", id="empty-process"),
+    pytest.param(
+        ksp(presets("{name: filelessExec}") + "process: {}\n"),
+        "spec.process",
+        "this section has none",
+        id="empty-process-beside-presets",
+    ),
     pytest.param(
         ksp(SELECT_NGINX + "process: [a]\n"), "spec.process", "expected a mapping, got a list", id="process-not-mapping"
     ),
@@ -546,6 +603,62 @@ REJECTIONS = [
         "expected a string, got a list",
         id="message-not-string",
     ),
+    # presets
+    pytest.param(
+        ksp(presets("{name: fileless}")),
+        "spec.presets[0].name",
+        "unknown preset 'fileless'; KubeArmor's presets are filelessExec, anonymousMapExec, protectEnv, "
+        "protectProc, exec (Kadapter enforces filelessExec)",
+        id="preset-unknown",
+    ),
+    *(
+        pytest.param(
+            ksp(presets(f"{{name: {name}, action: Block}}")),
+            "spec.presets[0].name",
+            f"preset {name!r} is {NOT_ENFORCED}",
+            id=f"preset-{name}",
+        )
+        for name in ("anonymousMapExec", "protectEnv", "protectProc", "exec")
+    ),
+    pytest.param(
+        ksp(presets("{name: filelessExec, action: Allow}")),
+        "spec.presets[0].action",
+        "expected one of Audit, Block (or audit, block), got 'Allow'",
+        id="preset-allow",
+    ),
+    pytest.param(
+        ksp(presets("{name: filelessExec, action: Deny}")),
+        "spec.presets[0].action",
+        "got 'Deny'",
+        id="preset-unknown-action",
+    ),
+    pytest.param(
+        ksp(presets("{name: filelessExec, severity: 3}")),
+        "spec.presets[0].severity",
+        "unknown field; expected one of: action, name",
+        id="preset-extra-key",
+    ),
+    pytest.param(
+        ksp(presets("{action: Block}")), "spec.presets[0].name", "required: expected a string", id="preset-no-name"
+    ),
+    pytest.param(
+        ksp(presets("{name: filelessExec}", "{name: filelessExec, action: Audit}")),
+        "spec.presets[1].name",
+        "preset 'filelessExec' is listed twice",
+        id="preset-duplicate",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "presets: [filelessExec]\n"),
+        "spec.presets[0]",
+        "expected a mapping, got a string",
+        id="preset-name-only",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "presets: {name: filelessExec}\n"),
+        "spec.presets",
+        "expected a list, got a mapping",
+        id="presets-not-list",
+    ),
     # sections Kadapter does not enforce
     pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "file:\n  matchPaths:\n  - path: /etc/shadow\n"),
@@ -570,9 +683,6 @@ REJECTIONS = [
         "spec.syscalls",
         NOT_ENFORCED,
         id="syscalls",
-    ),
-    pytest.param(
-        ksp(SELECT_NGINX + BLOCK_APT + "presets: [filelessExec]\n"), "spec.presets", NOT_ENFORCED, id="presets"
     ),
     pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "apparmor: 'deny /x r,'\n"), "spec.apparmor", NOT_ENFORCED, id="apparmor"
@@ -645,6 +755,12 @@ def test_error_names_the_line_of_the_field() -> None:
     error = rejection(USE_CASE.replace("/usr/bin/apt", "usr/bin/apt"))
     assert error.line == 15
     assert str(error).endswith("(line 15)")
+
+
+def test_preset_error_names_the_line_of_the_entry() -> None:
+    """A preset error points at the offending entry's line, as every other error does."""
+    error = rejection(ksp(presets("{name: filelessExec}", "{name: protectEnv}")))
+    assert (error.field, error.line) == ("spec.presets[1].name", 11)
 
 
 def test_bad_yaml_is_reported_with_its_line() -> None:

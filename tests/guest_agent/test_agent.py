@@ -7,6 +7,7 @@ rules the agent asks for, not about the kernel (tests/guest covers that).
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 
@@ -28,7 +29,7 @@ class RecordingEnforcer:
         self.fail_for: ContainerKey | None = None
         self._ruleset = 0
 
-    def enforce(self, key: ContainerKey, rules: CompiledRules) -> int:
+    def enforce(self, key: ContainerKey, rules: CompiledRules, *, init_pid: int) -> int:
         """Record, or raise ENOSPC for the chosen container."""
         self.calls += 1
         if key == self.fail_for:
@@ -49,7 +50,7 @@ class RecordingEnforcer:
 def container(number: int) -> Container:
     """Return container N of the nginx pod."""
     return Container(
-        id=f"c{number}", name="nginx", pod=NGINX, pod_uid="", key=ContainerKey(number, number), rootfs=None, pid=number
+        id=f"c{number}", name="nginx", pod=NGINX, pod_uid="", key=ContainerKey(number, number), rootfs=None, pid=os.getpid()
     )
 
 

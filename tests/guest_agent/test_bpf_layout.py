@@ -16,6 +16,7 @@ MIRRORS = {
     "ns_key": bpf_types.NsKey,
     "container_policy": bpf_types.ContainerPolicy,
     "exec_rule_key": bpf_types.ExecRuleKey,
+    "inode_rule_key": bpf_types.InodeRuleKey,
     "exec_rule": bpf_types.ExecRule,
     "exec_event": bpf_types.ExecEvent,
 }

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from guest_agent.bpf_types import ACTION_ALLOW, ACTION_AUDIT, ACTION_BLOCK
-from guest_agent.rules import ExecEntry, InvalidPolicyError, check_policies, compile_rules, resolve_in_root
+from guest_agent.container_fs import ContainerView, FileIdentity
+from guest_agent.rules import ExecEntry, InvalidPolicyError, check_policies, compile_rules
 from kadapter_api import agent_pb2
 
 
@@ -20,6 +21,11 @@ def policy(name: str, *rules: tuple[str, int], containers: tuple[str, ...] = ())
         containers=containers,
         process_rules=[agent_pb2.ProcessRule(path=p, action=a, severity=3) for p, a in rules],
     )
+
+
+def view_of(root: Path) -> ContainerView:
+    """See a directory of this machine as a container's root."""
+    return ContainerView(root, Path("/proc/self/mountinfo"))
 
 
 @pytest.fixture
@@ -49,13 +55,13 @@ def merged_usr(tmp_path: Path) -> Path:
 )
 def test_resolve_in_root(merged_usr: Path, path: str, expected: str | None) -> None:
     """Symlinks resolve inside the container's rootfs, never on the agent's own root."""
-    assert resolve_in_root(merged_usr, path) == expected
+    assert view_of(merged_usr).resolve(path) == expected
 
 
 def test_absolute_symlink_cannot_escape_the_rootfs(tmp_path: Path) -> None:
     """A link to /etc resolves to the rootfs's /etc, however many .. it uses."""
     os.symlink("/../../../../etc/passwd", tmp_path / "escape")
-    assert resolve_in_root(tmp_path, "/escape") == "/etc/passwd"
+    assert view_of(tmp_path).resolve("/escape") == "/etc/passwd"
     assert not (tmp_path / "etc").exists()
 
 
@@ -65,7 +71,7 @@ def test_rules_match_both_the_written_and_the_resolved_path(merged_usr: Path) ->
         [policy("p", ("/bin/sh", agent_pb2.ACTION_BLOCK))],
         container_name="c",
         posture=agent_pb2.POSTURE_BLOCK,
-        rootfs=merged_usr,
+        view=view_of(merged_usr),
     )
     assert set(compiled.entries) == {"/bin/sh", "/usr/bin/dash"}
     assert compiled.entries["/usr/bin/dash"] == ExecEntry(actions=ACTION_BLOCK, block_rule=1)
@@ -81,7 +87,7 @@ def test_policies_on_the_same_path_merge_their_actions() -> None:
         ],
         container_name="c",
         posture=agent_pb2.POSTURE_BLOCK,
-        rootfs=None,
+        view=None,
     )
     assert compiled.entries == {
         "/usr/bin/apt": ExecEntry(
@@ -96,8 +102,8 @@ def test_policies_on_the_same_path_merge_their_actions() -> None:
 def test_container_names_narrow_a_policy() -> None:
     """A policy limited to container "web" gives container "sidecar" nothing."""
     policies = [policy("p", ("/usr/bin/apt", agent_pb2.ACTION_BLOCK), containers=("web",))]
-    web = compile_rules(policies, container_name="web", posture=agent_pb2.POSTURE_BLOCK, rootfs=None)
-    sidecar = compile_rules(policies, container_name="sidecar", posture=agent_pb2.POSTURE_BLOCK, rootfs=None)
+    web = compile_rules(policies, container_name="web", posture=agent_pb2.POSTURE_BLOCK, view=None)
+    sidecar = compile_rules(policies, container_name="sidecar", posture=agent_pb2.POSTURE_BLOCK, view=None)
     assert list(web.entries) == ["/usr/bin/apt"]
     assert not sidecar.entries and not sidecar.allowlist
 
@@ -106,7 +112,7 @@ def test_container_names_narrow_a_policy() -> None:
 def test_posture_is_carried(posture: int, audit: bool) -> None:
     """The pod's posture decides whether unmatched execs in allow-list mode are blocked or audited."""
     compiled = compile_rules(
-        [policy("p", ("/bin/ls", agent_pb2.ACTION_ALLOW))], container_name="c", posture=posture, rootfs=None
+        [policy("p", ("/bin/ls", agent_pb2.ACTION_ALLOW))], container_name="c", posture=posture, view=None
     )
     assert compiled.allowlist and compiled.posture_audit is audit
 

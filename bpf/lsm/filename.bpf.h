@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Name a file the way a policy author does: relative to the container's
+ * root, whatever root, mount namespace or mounts the caller has set up.
+ *
+ * bpf_d_path() names a file relative to the caller's root, so after
+ * `chroot /usr` the file /usr/bin/apt is "/bin/apt", and under an allow
+ * list a chroot would let any file pass for an allowed one. Here the walk
+ * goes up dentries and mounts until it meets the container's root dentry.
+ * Mount copies made by unshare share their dentries with the originals, so
+ * a private mount namespace or a bind mount of the root changes nothing. A
+ * file whose walk never meets that dentry (a memfd, a mount tree set up
+ * after pivot_root elsewhere) has no name in the container: path rules do
+ * not apply to it, its inode identity still does.
+ */
+#ifndef KADAPTER_FILENAME_BPF_H
+#define KADAPTER_FILENAME_BPF_H
+
+#include "exec.h"
+
+#define NAME_MASK (KADAPTER_PATH_MAX - 1)
+#define NAME_MAX_DEPTH 128 /* dentries and mounts walked; a deeper file gets no name */
+
+struct name_buffer {
+	char buf[2 * KADAPTER_PATH_MAX]; /* built backwards ending at buf[NAME_MASK]; room for masked writes */
+};
+
+/* The walk's state between bpf_loop() steps (one step per dentry or mount crossed). */
+struct name_walk {
+	struct dentry *dentry;
+	struct mount *mnt;
+	__u64 root;
+	struct name_buffer *space;
+	long pos; /* the name so far starts at space->buf[pos] */
+	__u32 flags;
+	__u32 done;
+};
+
+static long name_step(__u32 index, struct name_walk *walk)
+{
+	struct dentry *dentry = walk->dentry, *parent;
+	struct mount *mnt = walk->mnt, *up;
+	struct qstr name;
+
+	if ((__u64)dentry == walk->root) {
+		walk->flags = 0;
+		walk->done = 1;
+		return 1;
+	}
+	if (dentry == BPF_CORE_READ(mnt, mnt.mnt_root)) {
+		up = BPF_CORE_READ(mnt, mnt_parent);
+		if (up == mnt) {
+			walk->done = 1; /* top of a mount tree: outside the container */
+			return 1;
+		}
+		walk->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		walk->mnt = up;
+		return 0;
+	}
+	parent = BPF_CORE_READ(dentry, d_parent);
+	name = BPF_CORE_READ(dentry, d_name);
+	if (parent == dentry || name.len >= walk->pos) {
+		walk->done = 1; /* root of a detached tree, or a name too long for any rule */
+		return 1;
+	}
+	walk->pos -= name.len;
+	bpf_probe_read_kernel(&walk->space->buf[walk->pos & NAME_MASK], name.len & NAME_MASK, name.name);
+	walk->pos--;
+	walk->space->buf[walk->pos & NAME_MASK] = '/';
+	walk->dentry = parent;
+	return 0;
+}
+
+/*
+ * Write the name of (mnt, dentry) relative to root into out (zeroed first,
+ * NUL-terminated); return KADAPTER_NAME_* flags. Flagged outside, the name
+ * is what the walk found (for alerts) and never matches a path rule.
+ */
+static __always_inline __u32 name_in_container(struct vfsmount *vfsmnt, struct dentry *dentry, __u64 root,
+					       struct name_buffer *space, char *out)
+{
+	struct name_walk walk = {
+		.dentry = dentry,
+		.mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt),
+		.root = root,
+		.space = space,
+		.pos = NAME_MASK,
+		.flags = KADAPTER_NAME_OUTSIDE,
+	};
+
+	space->buf[NAME_MASK] = '\0';
+	bpf_loop(NAME_MAX_DEPTH, name_step, &walk, 0);
+	if (!walk.done)
+		walk.flags = KADAPTER_NAME_OUTSIDE; /* deeper than NAME_MAX_DEPTH */
+	if (walk.pos == NAME_MASK) {
+		walk.pos--;
+		space->buf[walk.pos & NAME_MASK] = '/';
+	}
+	__builtin_memset(out, 0, KADAPTER_PATH_MAX);
+	bpf_probe_read_kernel(out, (NAME_MASK - walk.pos) & NAME_MASK, &space->buf[walk.pos & NAME_MASK]);
+	return walk.flags;
+}
+
+#endif /* KADAPTER_FILENAME_BPF_H */

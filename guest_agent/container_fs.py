@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A container's files as the agent reaches them: through its init process's /proc entry.
+
+Rules name files as the container sees them, from its own root and through
+its own mounts (volumes, tmpfs), which the agent's mount namespace does not
+have. /proc/<pid>/root leads into the container's mount tree. At prestart
+the runtime has not yet pivoted into the rootfs, so the rootfs is then
+reached below that root at the bundle's rootfs path.
+
+Two things are read here for the rule compiler: where a path really leads
+(symlinks resolved inside the container, never against the agent's root)
+and the identity of the file it names, as the kernel's hooks see it: the
+superblock's dev_t and the inode number. stat() is not enough: on an
+overlay whose layers sit on different file systems, st_dev of a file names
+its layer, not the overlay the kernel hands to the hooks; the mount's
+major:minor in mountinfo and the inode number in fdinfo are the kernel's own.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import deque
+from functools import cached_property
+from pathlib import Path
+from typing import NamedTuple
+
+MAX_SYMLINKS = 40  # the kernel's own limit for one lookup
+_MINOR_BITS = 20  # the kernel's dev_t: major << 20 | minor
+
+
+class FileIdentity(NamedTuple):
+    """A file whatever its name: the kernel's dev_t of its superblock and its inode number."""
+
+    dev: int
+    ino: int
+
+
+class ContainerView:
+    """Resolve paths and identify files inside one container."""
+
+    def __init__(self, root: Path, mountinfo: Path) -> None:
+        self.root = root
+        self._mountinfo = mountinfo
+
+    @classmethod
+    def of_process(cls, pid: int, rootfs: Path | None) -> ContainerView:
+        """Return the view of the container whose init is pid, before or after its pivot into rootfs."""
+        proc = Path("/proc", str(pid))
+        root = proc / "root"
+        if rootfs is not None and os.path.samestat(os.stat(root), os.stat("/")):
+            root = root / rootfs.relative_to("/")  # still in prestart: the rootfs hangs below the guest's root
+        return cls(root, proc / "mountinfo")
+
+    def resolve(self, path: str) -> str | None:
+        """Follow symlinks in an absolute path the way a process with this root would.
+
+        Components that do not exist are kept as written. Returns None on a
+        symlink loop or an unreadable directory.
+        """
+        pending = deque(part for part in path.split("/") if part)
+        resolved: list[str] = []
+        links = 0
+        while pending:
+            part = pending.popleft()
+            if part == ".":
+                continue
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            try:
+                target = os.readlink(self.root.joinpath(*resolved, part))
+            except OSError as error:
+                if error.errno not in (errno.EINVAL, errno.ENOENT, errno.ENOTDIR):
+                    return None
+                resolved.append(part)  # not a symlink, or not there (yet)
+                continue
+            links += 1
+            if links > MAX_SYMLINKS:
+                return None
+            if target.startswith("/"):
+                resolved.clear()
+            pending.extendleft(reversed([piece for piece in target.split("/") if piece]))
+        return "/" + "/".join(resolved)
+
+    def identity(self, resolved_path: str) -> FileIdentity | None:
+        """Return the identity of the file at a path already resolved by resolve(), or None if there is none."""
+        try:
+            fd = os.open(self.root / resolved_path.lstrip("/"), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            info = _fdinfo(fd)
+        finally:
+            os.close(fd)
+        dev = self._mount_devices.get(info.get("mnt_id", -1))
+        ino = info.get("ino")
+        return FileIdentity(dev, ino) if dev is not None and ino is not None else None
+
+    @cached_property
+    def _mount_devices(self) -> dict[int, int]:
+        """Map the container's mount ids to their superblocks' kernel dev_t."""
+        devices = {}
+        try:
+            lines = self._mountinfo.read_text().splitlines()
+        except OSError:
+            return {}
+        for line in lines:
+            fields = line.split()
+            major, minor = fields[2].split(":")
+            devices[int(fields[0])] = int(major) << _MINOR_BITS | int(minor)
+        return devices
+
+
+def _fdinfo(fd: int) -> dict[str, int]:
+    """Read the mount id and inode number of an open file from /proc/self/fdinfo."""
+    fields = {}
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("mnt_id", "ino"):
+            fields[name] = int(value)
+    return fields

@@ -1,0 +1,77 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The wire message the Exporter builds: what the guest agent is told to enforce for one pod."""
+
+from __future__ import annotations
+
+from adapter.exporter import apply_request
+from adapter.pods import Pod
+from adapter.policy import parse_policies
+from adapter.selection import PodPolicy
+from kadapter_api import agent_pb2
+
+NGINX = Pod(
+    namespace="default",
+    name="nginx",
+    uid="u-1",
+    labels=(("app", "nginx"),),
+    runtime_class="kata",
+    containers=("nginx",),
+    annotations=(),
+)
+
+POLICY = """\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: fileless
+spec:
+  selector:
+    matchLabels:
+      app: nginx
+  severity: 8
+  tags: [MITRE, T1620]
+  message: fileless execution
+  process:
+    matchPaths:
+    - path: /usr/bin/apt
+      action: Audit
+  presets:
+  - name: filelessExec
+"""
+
+
+def test_apply_request_carries_process_rules_and_presets() -> None:
+    """Each policy goes on the wire with its rules and its presets, severity, tags and message included."""
+    (policy,) = parse_policies(POLICY, source="p.yaml")
+    request = apply_request(NGINX, [PodPolicy(policy=policy, containers=("nginx",))], generation=7)
+    expected = agent_pb2.ApplyPoliciesRequest(
+        pod=agent_pb2.PodRef(namespace="default", name="nginx", uid="u-1"),
+        generation=7,
+        process_posture=agent_pb2.POSTURE_BLOCK,
+        policies=[
+            agent_pb2.Policy(
+                name="fileless",
+                namespace="default",
+                containers=["nginx"],
+                process_rules=[
+                    agent_pb2.ProcessRule(
+                        path="/usr/bin/apt",
+                        action=agent_pb2.ACTION_AUDIT,
+                        severity=8,
+                        tags=["MITRE", "T1620"],
+                        message="fileless execution",
+                    )
+                ],
+                presets=[
+                    agent_pb2.PresetRule(
+                        preset=agent_pb2.PRESET_FILELESS_EXEC,
+                        action=agent_pb2.ACTION_BLOCK,
+                        severity=8,
+                        tags=["MITRE", "T1620"],
+                        message="fileless execution",
+                    )
+                ],
+            )
+        ],
+    )
+    assert request == expected
