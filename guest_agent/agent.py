@@ -136,7 +136,7 @@ class Agent:
         self._rulesets[ruleset] = (container, compiled)
         while len(self._rulesets) > RULESETS_REMEMBERED:
             self._rulesets.popitem(last=False)
-        return len(compiled.entries)
+        return len(compiled.entries) + len(compiled.inodes)
 
     def on_exec_event(self, event: bpf_types.ExecEvent) -> None:
         """Turn a kernel event into an alert naming pod, container and policy."""

@@ -18,8 +18,11 @@ major:minor in mountinfo and the inode number in fdinfo are the kernel's own.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import mmap
 import os
+import stat
 from collections import deque
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +30,12 @@ from typing import NamedTuple
 
 MAX_SYMLINKS = 40  # the kernel's own limit for one lookup
 _MINOR_BITS = 20  # the kernel's dev_t: major << 20 | minor
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_MAP_FAILED = ctypes.c_void_p(-1).value
 
 
 class FileIdentity(NamedTuple):
@@ -48,7 +57,11 @@ class ContainerView:
         """Return the view of the container whose init is pid, before or after its pivot into rootfs."""
         proc = Path("/proc", str(pid))
         root = proc / "root"
-        if rootfs is not None and os.path.samestat(os.stat(root), os.stat("/")):
+        try:
+            before_pivot = os.path.samestat(os.stat(root), os.stat("/"))
+        except OSError:  # the init is gone, so is the container: its files cannot be read, only named
+            before_pivot = False
+        if rootfs is not None and before_pivot:
             root = root / rootfs.relative_to("/")  # still in prestart: the rootfs hangs below the guest's root
         return cls(root, proc / "mountinfo")
 
@@ -84,19 +97,30 @@ class ContainerView:
             pending.extendleft(reversed([piece for piece in target.split("/") if piece]))
         return "/" + "/".join(resolved)
 
-    def identity(self, resolved_path: str) -> FileIdentity | None:
-        """Return the identity of the file at a path already resolved by resolve(), or None if there is none."""
+    def identities(self, resolved_path: str) -> tuple[FileIdentity, ...]:
+        """Return the identities of the file at a path already resolved by resolve(); () if there is none.
+
+        The inode the path leads to (for link and rename), and for a regular
+        file the inode holding its data, which overlayfs keeps underneath
+        (for exec and mmap; bpf/lsm/realfile.bpf.h). Often both are one.
+        """
         try:
             fd = os.open(self.root / resolved_path.lstrip("/"), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
-            return None
+            return ()
+        found = []
         try:
             info = _fdinfo(fd)
+            dev = self._mount_devices.get(info.get("mnt_id", -1))
+            if dev is not None and "ino" in info:
+                found.append(FileIdentity(dev, info["ino"]))
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # never open a device or a FIFO for real
+                found.append(_mapped_identity(fd))
+        except OSError:
+            return ()
         finally:
             os.close(fd)
-        dev = self._mount_devices.get(info.get("mnt_id", -1))
-        ino = info.get("ino")
-        return FileIdentity(dev, ino) if dev is not None and ino is not None else None
+        return tuple(dict.fromkeys(found))
 
     @cached_property
     def _mount_devices(self) -> dict[int, int]:
@@ -111,6 +135,31 @@ class ContainerView:
             major, minor = fields[2].split(":")
             devices[int(fields[0])] = int(major) << _MINOR_BITS | int(minor)
         return devices
+
+
+def _mapped_identity(path_fd: int) -> FileIdentity:
+    """Map one page of a file and read the identity the kernel gives the mapping in /proc/self/maps.
+
+    overlayfs hands a mapping the real upper or lower file, so this names
+    the inode that holds the data, which no stat() call reports.
+    """
+    data_fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)  # reopen the O_PATH handle
+    try:
+        address = _libc.mmap(None, 1, mmap.PROT_READ, mmap.MAP_PRIVATE, data_fd, 0)
+    finally:
+        os.close(data_fd)
+    if address == _MAP_FAILED:
+        raise OSError(ctypes.get_errno(), "mmap for the file's identity failed")
+    try:
+        prefix = f"{address:x}-"
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            if line.startswith(prefix):
+                device, inode = line.split()[3:5]
+                major, minor = (int(part, 16) for part in device.split(":"))
+                return FileIdentity(major << _MINOR_BITS | minor, int(inode))
+    finally:
+        _libc.munmap(ctypes.c_void_p(address), 1)
+    raise OSError(errno.ENOENT, "the mapping is missing from /proc/self/maps")
 
 
 def _fdinfo(fd: int) -> dict[str, int]:

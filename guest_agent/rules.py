@@ -151,8 +151,7 @@ def compile_rules(
             for path in {rule.path, resolved or rule.path}:
                 if len(path.encode()) < PATH_MAX:
                     entries[path] = _with(entries.get(path, ExecEntry()), rule.action, rule_id)
-            identity = view.identity(resolved) if view and resolved else None
-            if identity:
+            for identity in view.identities(resolved) if view and resolved else ():
                 inodes[identity] = _with(inodes.get(identity, ExecEntry()), rule.action, rule_id)
         for preset in policy.presets:
             fileless = _with(fileless, preset.action, remember(policy, preset))

@@ -25,6 +25,7 @@
 
 #include "container.bpf.h"
 #include "filename.bpf.h"
+#include "realfile.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -115,14 +116,32 @@ static __always_inline void merge(struct exec_rule *into, const struct exec_rule
 		into->allow_rule = rule->allow_rule;
 }
 
-/* Fill in for (mnt, dentry); return 0 when the caller is not in a container under policy. */
-static __always_inline int lookup_file(struct vfsmount *mnt, struct dentry *dentry, __u32 operation,
-				       struct verdict_input *in)
+/* Merge the rules recorded for one inode of the file. */
+static __always_inline void match_inode(struct verdict_input *in, struct inode *inode)
 {
-	struct inode_rule_key inode_key = {};
+	struct inode_rule_key key = {
+		.ruleset = in->key->ruleset,
+		.dev = BPF_CORE_READ(inode, i_sb, s_dev),
+		.ino = BPF_CORE_READ(inode, i_ino),
+	};
+	struct exec_rule *found = bpf_map_lookup_elem(&exec_inodes, &key);
+
+	if (found)
+		merge(&in->rule, found);
+	in->dev = key.dev;
+	in->ino = key.ino;
+}
+
+/*
+ * Fill in for a file reached as (mnt, dentry), and opened as file when the
+ * hook has one; return 0 when the caller is not in a container under policy.
+ */
+static __always_inline int lookup_file(struct vfsmount *mnt, struct dentry *dentry, struct file *file,
+				       __u32 operation, struct verdict_input *in)
+{
 	struct exec_scratch *space;
 	struct exec_rule *found;
-	struct inode *inode;
+	struct inode *inode, *real;
 	__u32 zero = 0;
 	__u64 root;
 
@@ -147,16 +166,14 @@ static __always_inline int lookup_file(struct vfsmount *mnt, struct dentry *dent
 			merge(&in->rule, found);
 	}
 	inode = BPF_CORE_READ(dentry, d_inode);
-	in->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	in->ino = BPF_CORE_READ(inode, i_ino);
-	if (inode && !BPF_CORE_READ(inode, i_nlink))
+	if (!inode)
+		return 1;
+	if (!BPF_CORE_READ(inode, i_nlink))
 		in->name_flags |= KADAPTER_NAME_FILELESS;
-	inode_key.ruleset = in->key->ruleset;
-	inode_key.dev = in->dev;
-	inode_key.ino = in->ino;
-	found = bpf_map_lookup_elem(&exec_inodes, &inode_key);
-	if (found)
-		merge(&in->rule, found);
+	match_inode(in, inode);
+	real = file ? real_inode(file, inode) : inode;
+	if (real != inode)
+		match_inode(in, real);
 	return 1;
 }
 
@@ -188,11 +205,12 @@ int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
 {
 	struct verdict_input in;
 	__u32 flags;
+	struct file *file = bprm->file;
 
 	if (ret)
 		return ret;
-	if (!lookup_file(BPF_CORE_READ(bprm, file, f_path.mnt), BPF_CORE_READ(bprm, file, f_path.dentry),
-			 KADAPTER_OP_EXEC, &in))
+	if (!lookup_file(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), file, KADAPTER_OP_EXEC,
+			 &in))
 		return 0;
 	if (blocked(&in))
 		return -EACCES;
@@ -223,12 +241,14 @@ int BPF_PROG(kadapter_mmap_file, struct file *file, unsigned long reqprot, unsig
 	     unsigned long flags, int ret)
 {
 	struct verdict_input in;
+	struct task_struct *task = bpf_get_current_task_btf();
 
 	if (ret)
 		return ret;
-	if (!file || !(prot & PROT_EXEC))
+	/* The kernel mapping the program being exec'd: bprm_check_security has judged it. */
+	if (!file || !(prot & PROT_EXEC) || file == BPF_CORE_READ(task, mm, exe_file))
 		return 0;
-	if (!lookup_file(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), KADAPTER_OP_MMAP,
+	if (!lookup_file(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), file, KADAPTER_OP_MMAP,
 			 &in))
 		return 0;
 	if (blocked(&in))
@@ -243,7 +263,7 @@ static __always_inline int refuse_new_name(struct vfsmount *mnt, struct dentry *
 {
 	struct verdict_input in;
 
-	if (!lookup_file(mnt, dentry, operation, &in) || !(in.rule.actions & KADAPTER_ACTION_BLOCK))
+	if (!lookup_file(mnt, dentry, NULL, operation, &in) || !(in.rule.actions & KADAPTER_ACTION_BLOCK))
 		return 0;
 	emit(&in, in.rule.block_rule, KADAPTER_ACTION_BLOCK, -EACCES);
 	return -EACCES;

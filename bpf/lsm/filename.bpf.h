@@ -57,16 +57,20 @@ static long name_step(__u32 index, struct name_walk *walk)
 		walk->mnt = up;
 		return 0;
 	}
-	parent = BPF_CORE_READ(dentry, d_parent);
 	name = BPF_CORE_READ(dentry, d_name);
-	if (parent == dentry || name.len >= walk->pos) {
-		walk->done = 1; /* root of a detached tree, or a name too long for any rule */
+	if (name.len >= walk->pos) {
+		walk->done = 1; /* a name too long for any rule */
 		return 1;
 	}
 	walk->pos -= name.len;
 	bpf_probe_read_kernel(&walk->space->buf[walk->pos & NAME_MASK], name.len & NAME_MASK, name.name);
 	walk->pos--;
 	walk->space->buf[walk->pos & NAME_MASK] = '/';
+	parent = BPF_CORE_READ(dentry, d_parent);
+	if (parent == dentry) {
+		walk->done = 1; /* a detached dentry (memfd and other pseudo files): its name is all there is */
+		return 1;
+	}
 	walk->dentry = parent;
 	return 0;
 }

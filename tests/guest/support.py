@@ -2,17 +2,62 @@
 
 from __future__ import annotations
 
+import json
+import queue
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from images.testguest.containers import PodContainer
-from images.testguest.vm import TestGuest
+from adapter.exporter import AgentClient
+from adapter.transport import parse_agent_url
+from images.testguest.containers import RUNC, PodContainer
+from images.testguest.vm import GuestResult, TestGuest
+from kadapter_api import agent_pb2
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "images" / "testguest" / "manifests"
 NGINX = PodContainer("default", "nginx-1", "nginx")
 BUSYBOX = PodContainer("default", "busybox-1", "busybox")
+DENIED = "Permission denied"
+
+
+def assert_denied(result: GuestResult, what: str) -> None:
+    """Check that a command failed because the kernel refused it (EACCES)."""
+    assert result.returncode != 0, f"{what} ran: {result}"
+    assert DENIED.lower() in (result.stdout + result.stderr).lower(), f"{what}: {result}"
+
+
+def assert_ran(result: GuestResult, what: str, *, prints: str) -> None:
+    """Check that the program ran: it printed what it prints (apt in a chroot then exits non-zero)."""
+    assert prints in result.stdout, f"{what}: {result}"
+
+
+@contextmanager
+def alert_stream(guest: TestGuest) -> Iterator[queue.Queue[agent_pb2.Alert]]:
+    """Subscribe to the agent's alerts for the duration of the block."""
+    alerts: queue.Queue[agent_pb2.Alert] = queue.Queue()
+    client = AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"))
+
+    def collect() -> None:
+        for alert in client.alerts():
+            alerts.put(alert)
+
+    threading.Thread(target=collect, daemon=True).start()
+    try:
+        guest.run(["sleep", "1"])  # let the stream subscribe before the first event
+        yield alerts
+    finally:
+        client.close()
+
+
+def init_pid(guest: TestGuest, container_id: str) -> int:
+    """Return the guest pid of a running container's init, as kata-agent knows it."""
+    state = guest.run([*RUNC, "state", container_id])
+    assert state.returncode == 0, state
+    return json.loads(state.stdout)["pid"]
 
 
 def kadapter(*args: str) -> subprocess.CompletedProcess[str]:

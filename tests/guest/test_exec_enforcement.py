@@ -13,11 +13,20 @@ from adapter.exporter import AgentClient
 from adapter.transport import parse_agent_url
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import TestGuest
-from tests.guest.support import MANIFESTS, NGINX, PolicyApplier, kadapter, paths, process_policy
+from tests.guest.support import (
+    DENIED,
+    MANIFESTS,
+    NGINX,
+    PolicyApplier,
+    alert_stream,
+    assert_denied,
+    kadapter,
+    paths,
+    process_policy,
+)
 
 pytestmark = pytest.mark.guest
 
-DENIED = "Permission denied"
 AUDIT_NAMESPACE = """\
 apiVersion: v1
 kind: Namespace
@@ -27,12 +36,6 @@ metadata:
     kubearmor-file-posture: audit
 """
 BLOCK_APT = process_policy(name="block-apt", rules=paths("/usr/bin/apt"))
-
-
-def assert_denied(result, what: str) -> None:
-    """Check that a command failed because exec was refused."""
-    assert result.returncode != 0, f"{what} ran: {result}"
-    assert DENIED.lower() in (result.stdout + result.stderr).lower(), f"{what}: {result}"
 
 
 def test_apt_is_denied_in_selected_pod_and_other_programs_run(
@@ -112,27 +115,15 @@ def test_apt_runs_outside_the_container_and_in_an_unselected_pod(
     assert other.returncode == 0 and other.stdout.startswith("apt "), other
 
 
-def _collect(client: AgentClient, into: queue.Queue) -> None:
-    """Queue every alert the agent streams until the client is closed."""
-    for alert in client.alerts():
-        into.put(alert)
-
-
 def test_audit_lets_apt_run_and_the_host_gets_an_alert(
     policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
 ) -> None:
     """With action Audit apt runs, and an alert naming pod, container, policy and binary reaches the host."""
     policies.apply(process_policy(name="audit-apt", rules=paths("/usr/bin/apt"), action="Audit"))
-    alerts: queue.Queue = queue.Queue()
-    client = AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"))
-    threading.Thread(target=_collect, args=(client, alerts), daemon=True).start()
-    try:
-        guest.run(["sleep", "1"])  # let the stream subscribe before the event
+    with alert_stream(guest) as alerts:
         ran = containers.exec(pods["nginx-1"], ["/usr/bin/apt", "--version"])
         assert ran.returncode == 0 and ran.stdout.startswith("apt "), ran
         alert = alerts.get(timeout=60)
-    finally:
-        client.close()
     assert (alert.namespace_name, alert.pod_name, alert.container_name) == ("default", "nginx-1", "nginx")
     assert alert.container_id == pods["nginx-1"]
     assert alert.policy_name == "audit-apt"
@@ -184,16 +175,10 @@ def test_audit_posture_reports_instead_of_blocking(
     (manifests / "pods.yaml").write_text((MANIFESTS / "pods.yaml").read_text())
     (manifests / "namespace.yaml").write_text(AUDIT_NAMESPACE)
     policies.apply(process_policy(name="only-ls", rules=paths("/bin/ls"), action="Allow"), manifests=manifests)
-    alerts: queue.Queue = queue.Queue()
-    client = AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"))
-    threading.Thread(target=_collect, args=(client, alerts), daemon=True).start()
-    try:
-        guest.run(["sleep", "1"])
+    with alert_stream(guest) as alerts:
         cat = containers.exec(pods["nginx-1"], ["/bin/cat", "/etc/debian_version"])
         assert cat.returncode == 0 and cat.stdout.strip(), cat
         alert = alerts.get(timeout=60)
-    finally:
-        client.close()
     assert alert.policy_name == "DefaultPosture" and alert.result == "Passed"
     assert alert.resource == "/usr/bin/cat" and alert.pod_name == "nginx-1"
 

@@ -49,9 +49,8 @@ class RecordingEnforcer:
 
 def container(number: int) -> Container:
     """Return container N of the nginx pod."""
-    return Container(
-        id=f"c{number}", name="nginx", pod=NGINX, pod_uid="", key=ContainerKey(number, number), rootfs=None, pid=os.getpid()
-    )
+    key = ContainerKey(number, number)
+    return Container(id=f"c{number}", name="nginx", pod=NGINX, pod_uid="", key=key, rootfs=None, pid=os.getpid())
 
 
 def request(generation: int, *paths: str) -> agent_pb2.ApplyPoliciesRequest:
@@ -83,9 +82,9 @@ def agent(enforcer: RecordingEnforcer) -> Agent:
 
 def test_container_registered_after_the_policy_gets_it_at_once(agent: Agent, enforcer: RecordingEnforcer) -> None:
     """Registration compiles the pod's stored policy before the hook returns."""
-    agent.apply(request(1, "/usr/bin/apt"))
-    assert agent.register(container(1)) == 1
-    assert list(enforcer.rules[ContainerKey(1, 1)].entries) == ["/usr/bin/apt"]
+    agent.apply(request(1, "/opt/not-in-this-root/tool"))
+    assert agent.register(container(1)) == 1  # no such file: a rule by path only, no identity
+    assert list(enforcer.rules[ContainerKey(1, 1)].entries) == ["/opt/not-in-this-root/tool"]
 
 
 def test_same_generation_twice_changes_nothing(agent: Agent, enforcer: RecordingEnforcer) -> None:

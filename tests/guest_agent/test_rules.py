@@ -140,3 +140,65 @@ def test_agent_refuses_duplicate_policy_names() -> None:
     """Two policies with one name would make alerts ambiguous."""
     with pytest.raises(InvalidPolicyError, match="twice"):
         check_policies([policy("p"), policy("p")])
+
+
+def test_identity_is_the_kernel_dev_t_and_inode(tmp_path: Path) -> None:
+    """On a plain file system a file has one identity: major << 20 | minor of its device, and its inode."""
+    (tmp_path / "tool").write_bytes(b"\x7fELF")
+    status = os.stat(tmp_path / "tool")
+    expected = FileIdentity(os.major(status.st_dev) << 20 | os.minor(status.st_dev), status.st_ino)
+    assert view_of(tmp_path).identities("/tool") == (expected,)
+
+
+def test_hard_links_share_the_rule_by_identity(tmp_path: Path) -> None:
+    """Blocking /usr/bin/apt records its inode, so a hard link under any other name matches the same rule."""
+    (tmp_path / "usr" / "bin").mkdir(parents=True)
+    (tmp_path / "usr" / "bin" / "apt").write_bytes(b"\x7fELF")
+    os.link(tmp_path / "usr" / "bin" / "apt", tmp_path / "pkg")
+    compiled = compile_rules(
+        [policy("p", ("/usr/bin/apt", agent_pb2.ACTION_BLOCK))],
+        container_name="c",
+        posture=agent_pb2.POSTURE_BLOCK,
+        view=view_of(tmp_path),
+    )
+    (link_identity,) = view_of(tmp_path).identities("/pkg")
+    assert compiled.inodes == {link_identity: ExecEntry(actions=ACTION_BLOCK, block_rule=1)}
+
+
+def test_missing_files_and_devices_are_identified_without_being_opened(tmp_path: Path) -> None:
+    """A rule for a file not there yet has no identity; a device or FIFO is named, never opened for reading."""
+    os.mkfifo(tmp_path / "fifo")
+    assert view_of(tmp_path).identities("/absent") == ()
+    assert len(view_of(tmp_path).identities("/fifo")) == 1  # would block forever if opened O_RDONLY
+
+
+def test_fileless_preset_compiles_to_flags_with_the_blocking_rule_named() -> None:
+    """filelessExec from two policies: Block wins, its rule id names the policy in alerts."""
+    preset = agent_pb2.PRESET_FILELESS_EXEC
+    policies = [
+        agent_pb2.Policy(name="audit", presets=[agent_pb2.PresetRule(preset=preset, action=agent_pb2.ACTION_AUDIT)]),
+        agent_pb2.Policy(name="block", presets=[agent_pb2.PresetRule(preset=preset, action=agent_pb2.ACTION_BLOCK)]),
+    ]
+    check_policies(policies)
+    compiled = compile_rules(policies, container_name="c", posture=agent_pb2.POSTURE_BLOCK, view=None)
+    assert compiled.fileless_actions == ACTION_AUDIT | ACTION_BLOCK
+    assert compiled.rule(compiled.fileless_rule).policy_name == "block"
+    assert not compiled.allowlist and not compiled.entries
+
+
+@pytest.mark.parametrize(
+    ("preset", "message"),
+    [
+        pytest.param(agent_pb2.PresetRule(action=agent_pb2.ACTION_BLOCK), "preset: not one", id="unspecified"),
+        pytest.param(
+            agent_pb2.PresetRule(preset=agent_pb2.PRESET_FILELESS_EXEC, action=agent_pb2.ACTION_ALLOW),
+            "Block or Audit",
+            id="allow",
+        ),
+    ],
+)
+def test_agent_refuses_malformed_presets(preset: agent_pb2.PresetRule, message: str) -> None:
+    """A preset the agent cannot enforce as sent is refused with its field named."""
+    with pytest.raises(InvalidPolicyError, match=message) as error:
+        check_policies([agent_pb2.Policy(name="p", presets=[preset])])
+    assert str(error.value).startswith("policies[0].presets[0]")

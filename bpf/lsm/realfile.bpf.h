@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The inode that holds an open file's data.
+ *
+ * On an overlay rootfs the inode a hook sees is overlayfs's own, and its
+ * number is not stable across a copy-up: a hard link made in the container
+ * gets a new overlay inode while the old name keeps the cached one. The
+ * upper or lower file overlayfs opened underneath is shared by every name,
+ * and it is what /proc/<pid>/maps shows for a mapping of the file, so the
+ * agent can record the same identity from user space.
+ */
+#ifndef KADAPTER_REALFILE_BPF_H
+#define KADAPTER_REALFILE_BPF_H
+
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+
+/* Since 6.13 file->private_data of an overlay file is a struct ovl_file (overlay module BTF). */
+struct ovl_file___kadapter {
+	struct file *realfile;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct inode *real_inode(struct file *file, struct inode *inode)
+{
+	void *private;
+	struct file *real;
+
+	if (BPF_CORE_READ(inode, i_sb, s_magic) != OVERLAYFS_SUPER_MAGIC)
+		return inode;
+	private = BPF_CORE_READ(file, private_data); /* up to 6.12: the real file itself */
+	if (!private)
+		return inode;
+	real = private;
+	if (bpf_core_type_exists(struct ovl_file___kadapter))
+		real = BPF_CORE_READ((struct ovl_file___kadapter *)private, realfile);
+	return real ? BPF_CORE_READ(real, f_inode) : inode;
+}
+
+#endif /* KADAPTER_REALFILE_BPF_H */
