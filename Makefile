@@ -8,7 +8,7 @@ BPF_OBJECT := bpf/lsm/.output/exec.bpf.o
 GUEST := build/testguest
 PROTO_OUT := kadapter_api/agent_pb2.py kadapter_api/agent_pb2_grpc.py
 
-.PHONY: all deps venv proto bpf guest build demo test lint clean
+.PHONY: all deps venv proto bpf guest build demo test lint bench clean
 .DELETE_ON_ERROR:
 
 all: build
@@ -42,6 +42,10 @@ build: venv proto bpf guest
 
 demo: build
 	$(PY) -m images.testguest.demo
+
+# Instruction-counted overhead of the BPF-LSM programs (bench/overhead.py); not part of the tests.
+bench: build
+	$(PY) -m bench.overhead
 
 lint: venv proto
 	$(VENV)/bin/ruff check .

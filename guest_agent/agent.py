@@ -35,6 +35,7 @@ _OPERATIONS = {
     bpf_types.OP_MMAP: ("Process", "mmap PROT_EXEC"),
     bpf_types.OP_LINK: ("File", "link"),
     bpf_types.OP_RENAME: ("File", "rename"),
+    bpf_types.OP_MPROTECT: ("Process", "mprotect PROT_EXEC"),
 }
 
 

@@ -19,6 +19,7 @@
 #define EACCES 13
 #define ENOMEM 12
 #define PROT_EXEC 0x4
+#define VM_EXEC 0x4
 #define BPF_F_NO_PREALLOC (1U << 0)
 #define BPF_NOEXIST 1
 #define RENAME_EXCHANGE (1 << 1)
@@ -231,10 +232,9 @@ int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
 /*
  * Running a file without exec: the dynamic loader invoked as a program
  * (ld.so /usr/bin/apt) maps it with PROT_EXEC itself, as would any
- * user-space loader. Block rules and the filelessExec preset apply here;
- * allow lists cover what may be exec'd, not every library mapped.
- * (file_mprotect would cover mapping first and adding PROT_EXEC later, but
- * 6.1 refuses bpf_d_path() and deep walks there.)
+ * user-space loader. Block and Audit rules and the filelessExec preset
+ * apply here; allow lists cover what may be exec'd, not every library
+ * mapped.
  */
 SEC("lsm/mmap_file")
 int BPF_PROG(kadapter_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
@@ -253,8 +253,31 @@ int BPF_PROG(kadapter_mmap_file, struct file *file, unsigned long reqprot, unsig
 		return 0;
 	if (blocked(&in))
 		return -EACCES;
-	if (in.name_flags & KADAPTER_NAME_FILELESS)
-		audited(&in);
+	audited(&in);
+	return 0;
+}
+
+/*
+ * Mapping a file readable and making it executable later. Under overlayfs
+ * the mapping already holds the real file, which the name walk places
+ * outside the container: such a file is matched by its real inode.
+ */
+SEC("lsm/file_mprotect")
+int BPF_PROG(kadapter_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot, unsigned long prot, int ret)
+{
+	struct file *file = BPF_CORE_READ(vma, vm_file);
+	struct verdict_input in;
+
+	if (ret)
+		return ret;
+	if (!file || !(prot & PROT_EXEC) || (BPF_CORE_READ(vma, vm_flags) & VM_EXEC))
+		return 0;
+	if (!lookup_file(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), file, KADAPTER_OP_MPROTECT,
+			 &in))
+		return 0;
+	if (blocked(&in))
+		return -EACCES;
+	audited(&in);
 	return 0;
 }
 

@@ -27,6 +27,7 @@
 #define KADAPTER_OP_MMAP 2 /* a PROT_EXEC mapping of it (loaders) */
 #define KADAPTER_OP_LINK 3 /* a new hard link to it */
 #define KADAPTER_OP_RENAME 4 /* moving it to another name */
+#define KADAPTER_OP_MPROTECT 5 /* making a mapping of it executable */
 
 /* exec_event.name_flags */
 #define KADAPTER_NAME_OUTSIDE 1 /* not under the container's root (memfd, another mount tree): no path rule applies */

@@ -66,10 +66,11 @@ class PodContainer:
 
 
 def oci_config(
-    *, args: list[str], hook: str, annotations: dict[str, str], capabilities: tuple[str, ...]
+    *, args: list[str], hook: str | None, annotations: dict[str, str], capabilities: tuple[str, ...]
 ) -> dict[str, Any]:
-    """Return a runtime-spec config.json shaped like containerd's for a pod's container."""
-    hooks = {kind: [{"path": hook, "args": [hook, kind], "timeout": 10}] for kind in ("prestart", "poststop")}
+    """Return a runtime-spec config.json shaped like containerd's for a pod's container (no hook: unregistered)."""
+    kinds = ("prestart", "poststop") if hook else ()
+    hooks = {kind: [{"path": hook, "args": [hook, kind], "timeout": 10}] for kind in kinds}
     return {
         "ociVersion": "1.0.2-dev",
         "process": {
@@ -108,12 +109,21 @@ class GuestContainers:
         self.hook = str(guest.repo / ".venv" / "bin" / "kadapter-hook")
 
     def _prepare_bundle(
-        self, container_id: str, owner: PodContainer, args: list[str], capabilities: tuple[str, ...]
+        self,
+        container_id: str,
+        owner: PodContainer,
+        args: list[str],
+        capabilities: tuple[str, ...],
+        *,
+        registered: bool = True,
     ) -> str:
         """Write config.json and mount a fresh writable overlay rootfs over the read-only guest root."""
         bundle = BUNDLES / container_id
         config = oci_config(
-            args=args, hook=self.hook, annotations=owner.annotations(container_id), capabilities=capabilities
+            args=args,
+            hook=self.hook if registered else None,
+            annotations=owner.annotations(container_id),
+            capabilities=capabilities,
         )
         layers = f"lowerdir=/,upperdir={bundle}/upper,workdir={bundle}/work"
         script = (
@@ -124,10 +134,17 @@ class GuestContainers:
         return str(bundle)
 
     def start(
-        self, container_id: str, owner: PodContainer, *, capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+        self,
+        container_id: str,
+        owner: PodContainer,
+        *,
+        capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES,
+        registered: bool = True,
     ) -> None:
-        """Start a long-running container (its init sleeps) in the background."""
-        bundle = self._prepare_bundle(container_id, owner, ["/bin/sleep", "1000000"], capabilities)
+        """Start a long-running container (its init sleeps); unregistered, Kadapter never hears of it."""
+        bundle = self._prepare_bundle(
+            container_id, owner, ["/bin/sleep", "1000000"], capabilities, registered=registered
+        )
         command = shlex.join([*RUNC, "run", "--detach", "--bundle", bundle, container_id])
         self._check(
             self.guest.run(["sh", "-c", f"{command} </dev/null >{bundle}/runc.log 2>&1 || cat {bundle}/runc.log"]),

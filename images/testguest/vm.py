@@ -43,11 +43,14 @@ class TestGuest:
 
     __test__ = False  # a fixture, not a pytest test class
 
-    def __init__(self, *, repo: Path, image_dir: Path, console_log: Path, memory_mb: int = 1024) -> None:
+    def __init__(
+        self, *, repo: Path, image_dir: Path, console_log: Path, memory_mb: int = 1024, icount: bool = False
+    ) -> None:
         self.repo = repo.resolve()
         self.image_dir = image_dir
         self.console_log = console_log
         self.memory_mb = memory_mb
+        self.icount = icount
         self.agent_port = free_local_port()
         self.testctl_port = free_local_port()
         self._qemu: subprocess.Popen[bytes] | None = None
@@ -63,6 +66,8 @@ class TestGuest:
         One vCPU: with two, multi-threaded TCG once left both vCPUs in soft
         lockups inside runc (guest kernel watchdog, RCU stalls), failing a
         whole CI run; one vCPU is what the field notes measured as stable.
+        With icount the guest clock advances one nanosecond per emulated
+        instruction, which makes guest-side timings repeatable (benchmarks).
         """
         forwards = (
             f"hostfwd=tcp:127.0.0.1:{self.agent_port}-:{AGENT_GUEST_PORT},"
@@ -78,6 +83,7 @@ class TestGuest:
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
             "-netdev", f"user,id=net0,{forwards}",
             "-device", "virtio-net-pci,netdev=net0",
+            *(["-icount", "shift=0,align=off,sleep=off"] if self.icount else []),
         ]  # fmt: skip
 
     def start(self, *, timeout: float = 180.0) -> None:

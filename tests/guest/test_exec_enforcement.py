@@ -36,6 +36,13 @@ metadata:
     kubearmor-file-posture: audit
 """
 BLOCK_APT = process_policy(name="block-apt", rules=paths("/usr/bin/apt"))
+# Map a file readable, then ask for PROT_EXEC; print the errno (0: allowed).
+MPROTECT_LATER = (
+    "import ctypes, mmap, os; libc = ctypes.CDLL(None, use_errno=True); libc.mmap.restype = ctypes.c_void_p; "
+    "libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long); "
+    "fd = os.open('{path}', os.O_RDONLY); address = libc.mmap(None, 4096, mmap.PROT_READ, mmap.MAP_PRIVATE, fd, 0); "
+    "libc.mprotect(ctypes.c_void_p(address), 4096, mmap.PROT_READ | mmap.PROT_EXEC); print(ctypes.get_errno())"
+)
 
 
 def test_apt_is_denied_in_selected_pod_and_other_programs_run(
@@ -89,7 +96,7 @@ def test_unlinked_blocked_binary_is_still_denied(
 def test_loaders_cannot_map_a_blocked_binary_executable(
     policies: PolicyApplier, containers: GuestContainers, pods: dict[str, str]
 ) -> None:
-    """ld.so run as a program, or any PROT_EXEC mapping, cannot load the blocked file; other files still load."""
+    """ld.so run as a program, a PROT_EXEC mapping or mprotect() adding PROT_EXEC: not for the blocked file."""
     policies.apply(BLOCK_APT)
     nginx = pods["nginx-1"]
     via_loader = containers.exec(nginx, ["/lib64/ld-linux-x86-64.so.2", "/usr/bin/apt", "--version"])
@@ -101,6 +108,9 @@ def test_loaders_cannot_map_a_blocked_binary_executable(
         "import mmap; f = open('/usr/bin/apt', 'rb'); mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ | mmap.PROT_EXEC)"
     )
     assert_denied(containers.exec(nginx, ["/usr/bin/python3", "-c", mapping]), "mmap PROT_EXEC")
+    for path, errno_seen in (("/usr/bin/apt", "13"), ("/usr/bin/id", "0")):
+        later = containers.exec(nginx, ["/usr/bin/python3", "-c", MPROTECT_LATER.format(path=path)])
+        assert later.stdout.split() == [errno_seen], f"mprotect PROT_EXEC of {path}: {later}"
 
 
 def test_apt_runs_outside_the_container_and_in_an_unselected_pod(
@@ -221,7 +231,7 @@ def test_poststop_removes_the_containers_map_entries(
 
 
 def _kernel_has_container(guest: TestGuest, pid_ns: int, mnt_ns: int) -> bool:
-    """Read the live `containers` BPF map with bpftool."""
-    dump = guest.run(["bpftool", "-j", "map", "dump", "name", "containers"])
+    """Read the live `container_ns` BPF map (namespaces -> container id) with bpftool."""
+    dump = guest.run(["bpftool", "-j", "map", "dump", "name", "container_ns"])
     assert dump.returncode == 0, dump
     return any(item["formatted"]["key"] == {"pid_ns": pid_ns, "mnt_ns": mnt_ns} for item in json.loads(dump.stdout))
