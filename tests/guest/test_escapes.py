@@ -100,7 +100,7 @@ def test_a_process_joining_through_setns_is_under_the_policy(
 def test_hard_links_made_before_the_policy_are_the_same_file(
     policies: PolicyApplier, containers: GuestContainers
 ) -> None:
-    """A hard link made before the policy, run from a chroot or renamed, is denied; new links and renames are refused."""
+    """A hard link made before the policy, run from a chroot or renamed, is denied; new links or renames refused."""
     container = "nginx-links"
     policies.apply()
     containers.start(container, NGINX)
