@@ -75,9 +75,6 @@ class ExecEvent(ctypes.Structure):
 
     _fields_ = (
         ("timestamp_ns", ctypes.c_uint64),
-        ("ino", ctypes.c_uint64),
-        ("container", ctypes.c_uint32),
-        ("dev", ctypes.c_uint32),
         ("pid", ctypes.c_uint32),
         ("ppid", ctypes.c_uint32),
         ("uid", ctypes.c_uint32),
@@ -87,7 +84,7 @@ class ExecEvent(ctypes.Structure):
         ("retval", ctypes.c_int32),
         ("operation", ctypes.c_uint32),
         ("name_flags", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint32),
         ("comm", ctypes.c_char * COMM_LEN),
         ("path", ctypes.c_char * PATH_MAX),
+        ("reserved", ctypes.c_uint32),
     )

@@ -62,7 +62,7 @@ class ContainerView:
         except OSError:  # the init is gone, so is the container: its files cannot be read, only named
             before_pivot = False
         if rootfs is not None and before_pivot:
-            root = root / rootfs.relative_to("/")  # still in prestart: the rootfs hangs below the guest's root
+            root = root / str(rootfs).lstrip("/")  # still in prestart: the rootfs hangs below the guest's root
         return cls(root, proc / "mountinfo")
 
     def resolve(self, path: str) -> str | None:

@@ -2,13 +2,14 @@
 /*
  * Enforce KubeArmor process rules inside a Kata guest.
  *
- * A rule names a file as its container sees it. The file the kernel is
- * about to execute (bprm->file) is matched two ways: by its name relative
- * to the container's root (filename.bpf.h), and by its inode, so a hard
- * link, a bind mount or a chroot reaches the same rule. A blocked file may
- * not gain another name (link, rename): on an overlay rootfs that forces a
- * copy-up, after which the file's inode number is not the one the rule
- * recorded.
+ * A rule names a file as its container sees it. Each hook matches the
+ * file it is about (the one exec'd, mapped executable, linked or renamed)
+ * two ways: by its name relative to the container's root, whatever root
+ * the caller has (filename.bpf.h), and by inode: the inode the name leads
+ * to and, under overlayfs, the one holding the data (realfile.bpf.h). So a
+ * hard link, a bind mount or a chroot reaches the same rule. A blocked file
+ * may not gain another name: on an overlay rootfs a link or rename forces a
+ * copy-up, after which its inode is not the one the rule recorded.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -72,8 +73,6 @@ struct verdict_input {
 	__u32 container;
 	__u32 operation;
 	__u32 name_flags;
-	__u32 dev;
-	__u64 ino;
 	struct container_policy *policy;
 	struct exec_rule_key *key;
 	struct exec_rule rule; /* the name's and the inode's rules, merged */
@@ -88,9 +87,6 @@ static __always_inline void emit(const struct verdict_input *in, __u32 rule, __u
 	if (!e)
 		return;
 	e->timestamp_ns = bpf_ktime_get_boot_ns();
-	e->ino = in->ino;
-	e->container = in->container;
-	e->dev = in->dev;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->uid = (__u32)bpf_get_current_uid_gid();
@@ -129,8 +125,6 @@ static __always_inline void match_inode(struct verdict_input *in, struct inode *
 
 	if (found)
 		merge(&in->rule, found);
-	in->dev = key.dev;
-	in->ino = key.ino;
 }
 
 /*

@@ -67,9 +67,6 @@ struct exec_rule {
 
 struct exec_event {
 	__u64 timestamp_ns;
-	__u64 ino;
-	__u32 container;
-	__u32 dev;
 	__u32 pid;
 	__u32 ppid;
 	__u32 uid;
@@ -79,9 +76,9 @@ struct exec_event {
 	__s32 retval; /* what the hook returned */
 	__u32 operation;
 	__u32 name_flags;
-	__u32 reserved;
 	char comm[KADAPTER_COMM_LEN];
 	char path[KADAPTER_PATH_MAX]; /* relative to the container's root */
+	__u32 reserved;
 };
 
 #endif /* KADAPTER_EXEC_H */
