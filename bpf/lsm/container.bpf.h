@@ -14,6 +14,7 @@
 #define KADAPTER_CONTAINER_BPF_H
 
 #include "exec.h"
+#include "kernel_consts.bpf.h"
 
 /* Container id -> its policy; the agent may resize before load. */
 struct {

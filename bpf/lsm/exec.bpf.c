@@ -16,15 +16,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "exec.h"
-
-#define EACCES 13
-#define ENOMEM 12
-#define PROT_EXEC 0x4
-#define VM_EXEC 0x4
-#define BPF_F_NO_PREALLOC (1U << 0)
-#define BPF_NOEXIST 1
-#define RENAME_EXCHANGE (1 << 1)
-
+#include "kernel_consts.bpf.h"
 #include "container.bpf.h"
 #include "filename.bpf.h"
 #include "realfile.bpf.h"

@@ -12,7 +12,7 @@
 #ifndef KADAPTER_REALFILE_BPF_H
 #define KADAPTER_REALFILE_BPF_H
 
-#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#include "kernel_consts.bpf.h"
 
 /* Since 6.13 file->private_data of an overlay file is a struct ovl_file (overlay module BTF). */
 struct ovl_file___kadapter {
