@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # Install the Debian packages Kadapter builds and tests with, when missing.
 # clang/llvm/libbpf/bpftool build the BPF-LSM object; qemu, busybox and cpio
-# build and boot the test guest; runc starts containers inside it.
+# build and boot the test guest; runc starts containers inside it; gcc and
+# libc6-dev build the static benchmark programs (make bench).
 set -euo pipefail
-packages=(clang llvm libbpf-dev libbpf1 bpftool qemu-system-x86 busybox-static cpio runc make)
+packages=(clang llvm libbpf-dev libbpf1 bpftool qemu-system-x86 busybox-static cpio runc make gcc libc6-dev)
 missing=()
 for package in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

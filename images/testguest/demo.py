@@ -38,7 +38,7 @@ def show(pod: str, argv: list[str], result: GuestResult) -> str:
         "ran" if result.returncode == 0 else "denied" if "permission denied" in result.stderr.lower() else "failed"
     )
     output = (result.stdout or result.stderr).strip().splitlines()
-    say(f"  [{pod}] $ {' '.join(argv):28} -> {outcome:6} {output[0] if output else ''}")
+    say(f"  [{pod}] $ {' '.join(argv):52} -> {outcome:6} {output[0] if output else ''}")
     return outcome
 
 
@@ -77,8 +77,10 @@ def main() -> int:
 
         say("\nworkloads:")
         apt, ls = ["/usr/bin/apt", "--version"], ["/bin/ls", "/usr/bin/apt"]
+        escape = ["unshare", "-U", "-r", "-m", "chroot", "/usr", "/bin/apt", "--version"]
         outcomes = {
             ("nginx-1", "apt"): show("nginx-1", apt, containers.exec("nginx-1-ctr", apt)),
+            ("nginx-1", "escape"): show("nginx-1", escape, containers.exec("nginx-1-ctr", escape)),
             ("nginx-1", "ls"): show("nginx-1", ls, containers.exec("nginx-1-ctr", ls)),
             ("busybox-1", "apt"): show("busybox-1", apt, containers.exec("busybox-1-ctr", apt)),
             ("guest root", "apt"): show("guest root", apt, guest.run(apt)),
@@ -92,6 +94,7 @@ def main() -> int:
 
     expected = {
         ("nginx-1", "apt"): "denied",
+        ("nginx-1", "escape"): "denied",
         ("nginx-1", "ls"): "ran",
         ("busybox-1", "apt"): "ran",
         ("guest root", "apt"): "ran",
