@@ -215,18 +215,29 @@ int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
 	return 0;
 }
 
+/* Judge making a file's pages executable: Block and Audit rules and filelessExec; return the verdict. */
+static __always_inline int judge_exec_mapping(struct file *file, __u32 operation)
+{
+	struct verdict_input in;
+
+	if (!lookup_file(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), file, operation, &in))
+		return 0;
+	if (blocked(&in))
+		return -EACCES;
+	audited(&in);
+	return 0;
+}
+
 /*
  * Running a file without exec: the dynamic loader invoked as a program
  * (ld.so /usr/bin/apt) maps it with PROT_EXEC itself, as would any
- * user-space loader. Block and Audit rules and the filelessExec preset
- * apply here; allow lists cover what may be exec'd, not every library
- * mapped.
+ * user-space loader. Allow lists cover what may be exec'd, not every
+ * library mapped, so only Block and Audit rules apply here.
  */
 SEC("lsm/mmap_file")
 int BPF_PROG(kadapter_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
 	     unsigned long flags, int ret)
 {
-	struct verdict_input in;
 	struct task_struct *task = bpf_get_current_task_btf();
 
 	if (ret)
@@ -234,13 +245,7 @@ int BPF_PROG(kadapter_mmap_file, struct file *file, unsigned long reqprot, unsig
 	/* The kernel mapping the program being exec'd: bprm_check_security has judged it. */
 	if (!file || !(prot & PROT_EXEC) || file == BPF_CORE_READ(task, mm, exe_file))
 		return 0;
-	if (!lookup_file(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), file, KADAPTER_OP_MMAP,
-			 &in))
-		return 0;
-	if (blocked(&in))
-		return -EACCES;
-	audited(&in);
-	return 0;
+	return judge_exec_mapping(file, KADAPTER_OP_MMAP);
 }
 
 /*
@@ -252,19 +257,12 @@ SEC("lsm/file_mprotect")
 int BPF_PROG(kadapter_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot, unsigned long prot, int ret)
 {
 	struct file *file = BPF_CORE_READ(vma, vm_file);
-	struct verdict_input in;
 
 	if (ret)
 		return ret;
 	if (!file || !(prot & PROT_EXEC) || (BPF_CORE_READ(vma, vm_flags) & VM_EXEC))
 		return 0;
-	if (!lookup_file(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), file, KADAPTER_OP_MPROTECT,
-			 &in))
-		return 0;
-	if (blocked(&in))
-		return -EACCES;
-	audited(&in);
-	return 0;
+	return judge_exec_mapping(file, KADAPTER_OP_MPROTECT);
 }
 
 /* Refuse a new name for a file a Block rule covers; return the verdict. */
