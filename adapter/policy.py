@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """KubeArmor policies as Kadapter reads them: the model, and validation that refuses what it cannot enforce.
 
-Kadapter takes KubeArmor policy files unchanged. Whatever it would otherwise
-skip without a word (a section it does not enforce yet, a path the kernel
-never reports) is refused with an InputError instead, so a policy is either
-enforced as written or not loaded at all. Loading a directory is all or
-nothing for the same reason.
+Kadapter takes KubeArmor policy files unchanged. Each is first checked against
+the CRD schema of its kind (adapter/schema.py), as the API server would check
+it; the semantic checks here come after. Whatever Kadapter would otherwise
+skip without a word (a field the schema accepts but Kadapter does not enforce
+yet, a path the kernel never reports) is refused with an InputError instead,
+so a policy is either enforced as written or not loaded at all. Loading a
+directory is all or nothing for the same reason.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapter.schema import validate
 from adapter.yaml_reader import Field, read_documents, read_text, yaml_files
 
 API_VERSION = "security.kubearmor.com/v1"
@@ -25,39 +28,27 @@ CONTAINER_NAME_LABEL = "kubearmor.io/container.name"
 # guest_agent/bpf_types.PATH_MAX is 256: paths live in the BPF maps with their trailing NUL.
 MAX_PATH_BYTES = 255
 
-TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
-SPEC_FIELDS = (
-    "selector",
-    "process",
-    "file",
-    "network",
-    "capabilities",
-    "syscalls",
-    "severity",
-    "tags",
-    "message",
-    "action",
-    "presets",
-    "apparmor",
-)
-PROCESS_FIELDS = ("matchPaths", "matchDirectories", "matchPatterns", "severity", "tags", "message", "action")
-RULE_FIELDS = ("path", "ownerOnly", "fromSource", "severity", "tags", "message", "action")
-PRESET_FIELDS = ("name", "action")
-
-# What KubeArmor offers and Kadapter does not enforce yet, as (where, field, YAML type).
-# A field listed here is refused when it holds a non-empty (truthy) value; drop an
-# entry once the guest agent enforces it.
-NOT_ENFORCED: tuple[tuple[str, str, type], ...] = (
-    ("spec", "file", dict),
-    ("spec", "network", dict),
-    ("spec", "capabilities", dict),
-    ("spec", "syscalls", dict),
-    ("spec", "apparmor", str),
-    ("spec.process", "matchDirectories", list),
-    ("spec.process", "matchPatterns", list),
-    ("spec.process.matchPaths[]", "fromSource", list),
-    ("spec.process.matchPaths[]", "ownerOnly", bool),
-)
+# The part of the policy schema Kadapter enforces, as nested field names: None where Kadapter
+# reads the whole value, else the fields it reads inside it (inside each item, for a list).
+# Any other field the schema accepts is refused with NOT_ENFORCED_REASON unless its value asks
+# for nothing (see _asks_for_nothing); add a field here once the guest agent enforces it.
+EnforcedFields = Mapping[str, "EnforcedFields | None"]
+_VERDICT = dict.fromkeys(("action", "severity", "tags", "message"))
+ENFORCED: EnforcedFields = {
+    "apiVersion": None,
+    "kind": None,
+    "metadata": None,
+    "status": None,
+    "spec": {
+        "selector": None,
+        "presets": None,
+        "process": {"matchPaths": {"path": None, **_VERDICT}, **_VERDICT},
+        **_VERDICT,
+    },
+}
+# Booleans whose false is KubeArmor's default, so false asks for nothing. Any other boolean is
+# refused whatever its value: for pts, false is the rule (not from a terminal) and true the default.
+FALSE_IS_DEFAULT = frozenset({"ownerOnly"})
 NOT_ENFORCED_REASON = (
     "not enforced by Kadapter yet; remove it or wait for support (refusing rather than silently not enforcing it)"
 )
@@ -90,9 +81,6 @@ class PolicyKind(enum.Enum):
 
     POLICY = "KubeArmorPolicy"
     CLUSTER_POLICY = "KubeArmorClusterPolicy"
-
-
-_ACTIONS = {action.value: action for action in Action} | {action.value.lower(): action for action in Action}
 
 
 @dataclass(frozen=True)
@@ -157,13 +145,13 @@ class _Inherited:
     tags: tuple[str, ...] = ()
     message: str = ""
 
-    def override(self, fields: Mapping[str, Field]) -> _Inherited:
+    def override(self, level: Field) -> _Inherited:
         """Apply what one level (spec, section or rule) sets; empty or missing values inherit."""
         changes = {
-            "action": _action(fields.get("action")),
-            "severity": _severity(fields.get("severity")),
-            "tags": _tags(fields.get("tags")),
-            "message": _message(fields.get("message")),
+            "action": _action(level.child("action")),
+            "severity": _severity(level.child("severity")),
+            "tags": _tags(level.child("tags")),
+            "message": _message(level.child("message")),
         }
         return dataclasses.replace(self, **{key: value for key, value in changes.items() if value is not None})
 
@@ -209,26 +197,24 @@ def _parse(text: str, *, source: str, seen: dict[tuple[PolicyKind, str | None, s
 
 
 def _policy(doc: Field, source: str) -> Policy:
-    """Validate one document as a policy."""
+    """Validate one document as a policy: its kind and apiVersion, the CRD schema, then Kadapter's checks."""
     if not isinstance(doc.value, dict):
         raise doc.expected("a mapping (a KubeArmor policy object)")
-    doc.mapping(allowed=TOP_FIELDS)
     kind = _kind(doc.child("kind"))
     api_version = doc.child("apiVersion")
     if api_version.string() != API_VERSION:
         raise api_version.error(f"expected {API_VERSION!r}, got {api_version.value!r}")
+    validate(doc, kind.value)
+    _refuse_not_enforced(doc, ENFORCED)
     metadata = doc.child("metadata")
-    metadata.mapping()
     name = metadata.child("name").dns_subdomain()
     namespace = None
     if kind is PolicyKind.POLICY:
         given = metadata.child("namespace")
         namespace = DEFAULT_NAMESPACE if given.missing else given.dns_label()
     spec = doc.child("spec")
-    spec_fields = spec.mapping(allowed=SPEC_FIELDS)
     selector = _selector(spec.child("selector"), kind)
-    _refuse_not_enforced(spec_fields, "spec")
-    inherited = _Inherited().override(spec_fields)
+    inherited = _Inherited().override(spec)
     process = spec.child("process")
     rules = _process_rules(process, inherited)
     presets = _presets(spec.child("presets"), inherited)
@@ -264,21 +250,18 @@ def _selector(field: Field, kind: PolicyKind) -> Selector:
     """Read spec.selector for either policy kind."""
     if field.missing:
         raise field.error("required: a selector naming the pods the policy applies to")
+    labels, expressions = field.child("matchLabels"), field.child("matchExpressions")
     if kind is PolicyKind.CLUSTER_POLICY:
-        field.mapping(allowed=("matchExpressions",))
-        expressions = field.child("matchExpressions")
         if expressions.missing:
             raise expressions.error("required: cluster policies select pods by namespace or label here")
-        return Selector((), (), _expressions(expressions, keys=("namespace", "label")))
-    field.mapping(allowed=("matchLabels", "matchExpressions"))
-    labels, expressions = field.child("matchLabels"), field.child("matchExpressions")
+        return Selector((), (), _expressions(expressions))
     if labels.missing and expressions.missing:
         raise field.error(
             "expected matchLabels or matchExpressions, found neither "
             "(write 'matchLabels: {}' to select every pod in the namespace)"
         )
     match_labels, container_names = ((), ()) if labels.missing else _match_labels(labels)
-    match_expressions = () if expressions.missing else _expressions(expressions, keys=("label",))
+    match_expressions = () if expressions.missing else _expressions(expressions)
     return Selector(match_labels, container_names, match_expressions)
 
 
@@ -298,18 +281,12 @@ def _match_labels(field: Field) -> tuple[tuple[tuple[str, str], ...], tuple[str,
     return labels, containers
 
 
-def _expressions(field: Field, *, keys: tuple[str, ...]) -> tuple[LabelExpression, ...]:
-    """Read matchExpressions whose keys are among ``keys``."""
+def _expressions(field: Field) -> tuple[LabelExpression, ...]:
+    """Read matchExpressions, whose keys and operators the schema has checked if present."""
     expressions = []
     for item in field.items():
-        item.mapping(allowed=("key", "operator", "values"))
-        key_field, operator_field, values_field = (item.child(name) for name in ("key", "operator", "values"))
-        key = key_field.string()
-        if key not in keys:
-            raise key_field.error(f"expected {' or '.join(repr(k) for k in keys)}, got {key!r}")
-        operator = operator_field.string()
-        if operator not in ("In", "NotIn"):
-            raise operator_field.error(f"expected 'In' or 'NotIn', got {operator!r}")
+        key, operator = item.child("key").string(), item.child("operator").string()
+        values_field = item.child("values")
         values = values_field.strings()
         if not values:
             raise values_field.error("expected at least one value, got an empty list")
@@ -329,9 +306,7 @@ def _process_rules(process: Field, inherited: _Inherited) -> tuple[ProcessRule, 
     """
     if process.missing:
         return ()
-    fields = process.mapping(allowed=PROCESS_FIELDS)
-    _refuse_not_enforced(fields, "spec.process")
-    section = inherited.override(fields)
+    section = inherited.override(process)
     match_paths = process.child("matchPaths")
     if match_paths.missing:
         raise process.error("no rules: Kadapter enforces spec.process.matchPaths and this section has none")
@@ -343,10 +318,8 @@ def _process_rules(process: Field, inherited: _Inherited) -> tuple[ProcessRule, 
 
 def _rule(item: Field, section: _Inherited) -> ProcessRule:
     """Read one matchPaths entry."""
-    fields = item.mapping(allowed=RULE_FIELDS)
-    _refuse_not_enforced(fields, "spec.process.matchPaths[]")
     path = _executable_path(item.child("path"))
-    final = section.override(fields)
+    final = section.override(item)
     return ProcessRule(path=path, action=final.action, severity=final.severity, tags=final.tags, message=final.message)
 
 
@@ -366,12 +339,11 @@ def _presets(field: Field, spec: _Inherited) -> tuple[PresetRule, ...]:
 def _preset_rule(item: Field, spec: _Inherited) -> PresetRule:
     """Read one spec.presets entry.
 
-    KubeArmor gives a preset only a name and an action: an empty or missing action
+    KubeArmor gives a preset only a name and an action: a missing action
     means Block (spec.action does not apply), and severity, tags and message are the spec's.
     """
-    fields = item.mapping(allowed=PRESET_FIELDS)
     preset = _preset(item.child("name"))
-    action = _action(fields.get("action"), allowed=PRESET_ACTIONS) or Action.BLOCK
+    action = _action(item.child("action"), allowed=PRESET_ACTIONS) or Action.BLOCK
     return PresetRule(preset=preset, action=action, severity=spec.severity, tags=spec.tags, message=spec.message)
 
 
@@ -390,23 +362,31 @@ def _preset(field: Field) -> Preset:
         ) from None
 
 
-def _refuse_not_enforced(fields: Mapping[str, Field], scope: str) -> None:
-    """Refuse any field NOT_ENFORCED lists for this scope that holds a non-empty value."""
-    for where, key, kind in NOT_ENFORCED:
-        field = fields.get(key)
-        if where == scope and field is not None and not field.missing and field.of_type(kind):
-            raise field.error(NOT_ENFORCED_REASON)
+def _refuse_not_enforced(field: Field, enforced: EnforcedFields) -> None:
+    """Refuse each field under ``field`` that Kadapter does not enforce, unless it asks for nothing."""
+    for item in field.items() if isinstance(field.value, list) else (field,):
+        for key, child in item.mapping().items():
+            if key not in enforced:
+                if _asks_for_nothing(key, child.value):
+                    continue
+                raise child.error(NOT_ENFORCED_REASON)
+            inner = enforced[key]
+            if inner is not None and not child.missing:
+                _refuse_not_enforced(child, inner)
+
+
+def _asks_for_nothing(key: str, value: object) -> bool:
+    """Tell whether a value asks for nothing: null, empty, or a boolean false that is KubeArmor's default."""
+    if isinstance(value, bool):
+        return not value and key in FALSE_IS_DEFAULT
+    return value is None or value in ("", [], {})
 
 
 def _executable_path(field: Field) -> str:
-    """Read an absolute, normalised executable path that fits the guest's BPF maps."""
+    """Read a normalised executable path (the schema has made it absolute) that fits the guest's BPF maps."""
     path = field.string()
     if "\0" in path:
         raise field.error("the path contains a NUL byte")
-    if not path.startswith("/"):
-        raise field.error(f"expected an absolute path starting with '/', got {path!r}")
-    if path.endswith("/"):
-        raise field.error(f"expected an executable's path, got a directory path ending in '/': {path!r}")
     if any(segment in ("", ".", "..") for segment in path[1:].split("/")):
         normal = "/" + posixpath.normpath(path).lstrip("/")
         hint = f"; write {normal!r}" if normal != "/" else ""
@@ -423,37 +403,26 @@ def _executable_path(field: Field) -> str:
     return path
 
 
-def _action(field: Field | None, *, allowed: Collection[Action] = tuple(Action)) -> Action | None:
-    """Read one of the ``allowed`` actions; empty or missing means inherit."""
-    if field is None or field.missing or field.value == "":
+def _action(field: Field, *, allowed: Collection[Action] = tuple(Action)) -> Action | None:
+    """Read one of the ``allowed`` actions (the schema has checked it is an action); missing means inherit."""
+    if field.missing:
         return None
-    text = field.string()
-    action = _ACTIONS.get(text)
+    action = Action(field.string())
     if action not in allowed:
-        names = ", ".join(choice.value for choice in allowed)
-        raise field.error(f"expected one of {names} (or {names.lower()}), got {text!r}")
+        raise field.error(f"expected one of {', '.join(choice.value for choice in allowed)}, got {action.value!r}")
     return action
 
 
-def _severity(field: Field | None) -> int | None:
-    """Read a severity from 1 to 10; missing means inherit."""
-    if field is None or field.missing:
-        return None
-    severity = field.integer()
-    if not 1 <= severity <= 10:
-        raise field.error(f"expected an integer from 1 to 10, got {severity}")
-    return severity
+def _severity(field: Field) -> int | None:
+    """Read a severity (the schema has checked its range); missing means inherit."""
+    return None if field.missing else field.integer()
 
 
-def _tags(field: Field | None) -> tuple[str, ...] | None:
+def _tags(field: Field) -> tuple[str, ...] | None:
     """Read a list of tags; empty or missing means inherit."""
-    if field is None or field.missing:
-        return None
-    return field.strings() or None
+    return None if field.missing else field.strings() or None
 
 
-def _message(field: Field | None) -> str | None:
+def _message(field: Field) -> str | None:
     """Read a message; empty or missing means inherit."""
-    if field is None or field.missing:
-        return None
-    return field.string() or None
+    return None if field.missing else field.string() or None

@@ -2,16 +2,17 @@
 """Strict YAML reading for policies and manifests, with field paths and line numbers.
 
 A policy Kadapter misreads is a policy it does not enforce, so every file is
-read strictly: a wrong type, an unknown key or a duplicate key stops the
-load with an error naming the file, the field (as a dotted path such as
+read strictly: a wrong type or a duplicate key stops the load with an error
+naming the file, the field (as a dotted path such as
 ``spec.process.matchPaths[0].path``), the line when known, and what was
-expected. Policies and pod manifests share this reader.
+expected. Policies and pod manifests share this reader; adapter/schema.py
+raises its errors through it too, for what the policy schema refuses.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,11 @@ def describe(value: object) -> str:
         if isinstance(value, kind):
             return name
     return type(value).__name__
+
+
+def type_name(kind: type) -> str:
+    """Name a YAML type, such as 'a string' for str."""
+    return dict(_TYPE_NAMES)[kind]
 
 
 def format_field(path: FieldPath, *, start: str = "") -> str:
@@ -114,26 +120,25 @@ class Field:
         """Build the error for a value that is missing or of the wrong type."""
         if self.missing:
             return self.error(f"required: expected {what}")
-        return self.error(f"expected {what}, got {describe(self.value)}")
+        scalar = isinstance(self.value, bool | int | float)
+        hint = " (quote the value in YAML)" if what == type_name(str) and scalar else ""
+        return self.error(f"expected {what}{hint}, got {describe(self.value)}")
 
     def of_type(self, kind: type) -> object:
         """Read a value of one YAML type (a boolean is not an integer here)."""
         if not isinstance(self.value, kind) or (kind is int and isinstance(self.value, bool)):
-            raise self.expected(dict(_TYPE_NAMES)[kind])
+            raise self.expected(type_name(kind))
         return self.value
 
-    def mapping(self, *, allowed: Collection[str] | None = None) -> dict[str, Field]:
-        """Read a mapping with string keys, refusing keys outside ``allowed``."""
+    def mapping(self) -> dict[str, Field]:
+        """Read a mapping with string keys."""
         if not isinstance(self.value, dict):
             raise self.expected("a mapping")
         fields = {}
         for key, value in self.value.items():
             if not isinstance(key, str):
                 raise self.error(f"expected string keys, got {describe(key)} key {key!r}")
-            child = Field(self.doc, (*self.path, key), value)
-            if allowed is not None and key not in allowed:
-                raise child.error(f"unknown field; expected one of: {', '.join(sorted(allowed))}")
-            fields[key] = child
+            fields[key] = Field(self.doc, (*self.path, key), value)
         return fields
 
     def child(self, key: str) -> Field:
@@ -154,8 +159,7 @@ class Field:
     def string(self) -> str:
         """Read a string."""
         if not isinstance(self.value, str):
-            scalar = isinstance(self.value, bool | int | float)
-            raise self.expected("a string" + (" (quote the value in YAML)" if scalar else ""))
+            raise self.expected(type_name(str))
         return self.value
 
     def strings(self) -> tuple[str, ...]:

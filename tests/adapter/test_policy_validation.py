@@ -25,6 +25,8 @@ from adapter.policy import (
 )
 from guest_agent.bpf_types import PATH_MAX
 
+# KubeArmor's schema limits a path to 200 characters (maxLength in deploy/crds); Kadapter adds MAX_PATH_BYTES.
+MAX_PATH_CHARACTERS = 200
 USE_CASE_FILE = Path(__file__).resolve().parents[2] / "policies" / "ksp-nginx-block-apt.yaml"
 
 USE_CASE = """\
@@ -145,12 +147,10 @@ def test_use_case_file_in_repository_matches_the_documented_policy() -> None:
         pytest.param(
             "action: Audit\nseverity: 3\ntags: [a]\nmessage: spec\n",
             "",
-            "    action: ''\n    tags: []\n    message: ''\n",
+            "    action:\n    tags: []\n    message: ''\n",
             (Action.AUDIT, 3, ("a",), "spec"),
             id="empty-values-inherit",
         ),
-        pytest.param("action: allow\n", "", "", (Action.ALLOW, 1, (), ""), id="lowercase-action"),
-        pytest.param("", "", "    action: audit\n", (Action.AUDIT, 1, (), ""), id="lowercase-rule-action"),
         pytest.param("severity: 10\n", "", "", (Action.BLOCK, 10, (), ""), id="severity-upper-bound"),
     ],
 )
@@ -178,13 +178,12 @@ def test_rules_of_one_policy_inherit_independently() -> None:
     [
         pytest.param("{name: filelessExec, action: Block}", Action.BLOCK, id="block"),
         pytest.param("{name: filelessExec, action: Audit}", Action.AUDIT, id="audit"),
-        pytest.param("{name: filelessExec, action: audit}", Action.AUDIT, id="lowercase-action"),
-        pytest.param("{name: filelessExec, action: ''}", Action.BLOCK, id="empty-action-blocks"),
+        pytest.param("{name: filelessExec, action: null}", Action.BLOCK, id="null-action-blocks"),
         pytest.param("{name: filelessExec}", Action.BLOCK, id="missing-action-blocks"),
     ],
 )
 def test_fileless_exec_preset_alone_is_a_policy(entry: str, expected: Action) -> None:
-    """A policy may hold only presets; filelessExec takes Block or Audit, and an empty action blocks."""
+    """A policy may hold only presets; filelessExec takes Block or Audit, and a missing action blocks."""
     policy = parse_one(ksp(presets(entry)))
     assert policy.process_rules == ()
     assert policy.presets == (
@@ -288,9 +287,16 @@ def test_rule_with_owner_only_false_and_empty_from_source_is_accepted() -> None:
     assert parse_one(ksp(spec)).process_rules[0].path == "/bin/sh"
 
 
-def test_path_of_exactly_the_limit_is_accepted() -> None:
-    """A path of MAX_PATH_BYTES bytes fits the guest's maps and is accepted."""
-    path = "/" + "a" * (MAX_PATH_BYTES - 1)
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/" + "a" * (MAX_PATH_CHARACTERS - 1), id="schema-limit-in-characters"),
+        pytest.param("/" + "é" * ((MAX_PATH_BYTES - 1) // 2), id="kadapter-limit-in-bytes"),
+    ],
+)
+def test_path_at_the_limits_is_accepted(path: str) -> None:
+    """A path of 200 characters (KubeArmor's schema) or 255 bytes (the guest's maps) is accepted."""
+    assert len(path) <= MAX_PATH_CHARACTERS and len(path.encode()) <= MAX_PATH_BYTES
     spec = SELECT_NGINX + f"process:\n  matchPaths:\n  - path: {path}\n"
     assert parse_one(ksp(spec)).process_rules[0].path == path
 
@@ -313,8 +319,8 @@ def test_empty_stream_has_no_policies() -> None:
 
 
 def test_status_from_kubectl_output_is_ignored() -> None:
-    """A policy exported by kubectl, with its status, still loads."""
-    assert parse_one(USE_CASE + "status:\n  PolicyStatus: OK\n").name == "ksp-nginx-block-apt"
+    """A policy exported by kubectl, with the status KubeArmor's controller wrote, still loads."""
+    assert parse_one(USE_CASE + "status:\n  status: OK\n").name == "ksp-nginx-block-apt"
 
 
 # --- rejections -----------------------------------------------------------------------------------
@@ -375,7 +381,18 @@ REJECTIONS = [
         "expected a DNS-1123 label",
         id="namespace-not-dns",
     ),
-    pytest.param(USE_CASE.split("spec:", maxsplit=1)[0], "spec", "required: expected a mapping", id="missing-spec"),
+    pytest.param(
+        USE_CASE.split("spec:", maxsplit=1)[0],
+        "spec.selector",
+        "required: a selector naming the pods the policy applies to",
+        id="missing-spec",
+    ),
+    pytest.param(
+        USE_CASE + "status:\n  PolicyStatus: OK\n",
+        "status.PolicyStatus",
+        "unknown field; expected one of: status",
+        id="unknown-status-field",
+    ),
     pytest.param(ksp(SELECT_NGINX + BLOCK_APT + "proces: {}\n"), "spec.proces", "unknown field", id="unknown-spec"),
     # selector
     pytest.param(ksp(BLOCK_APT), "spec.selector", "required", id="missing-selector"),
@@ -407,13 +424,13 @@ REJECTIONS = [
     pytest.param(
         ksp("selector:\n  matchExpressions:\n  - {key: namespace, operator: In, values: [a]}\n" + BLOCK_APT),
         "spec.selector.matchExpressions[0].key",
-        "expected 'label', got 'namespace'",
+        "expected one of label, got 'namespace'",
         id="namespaced-policy-namespace-key",
     ),
     pytest.param(
         ksp("selector:\n  matchExpressions:\n  - {key: label, operator: Exists, values: [a=b]}\n" + BLOCK_APT),
         "spec.selector.matchExpressions[0].operator",
-        "expected 'In' or 'NotIn', got 'Exists'",
+        "expected one of In, NotIn, got 'Exists'",
         id="bad-operator",
     ),
     pytest.param(
@@ -452,7 +469,7 @@ REJECTIONS = [
             kind="KubeArmorClusterPolicy",
         ),
         "spec.selector.matchExpressions[0].key",
-        "expected 'namespace' or 'label', got 'pod'",
+        "expected one of namespace, label, got 'pod'",
         id="cluster-policy-bad-key",
     ),
     # process section
@@ -510,11 +527,17 @@ REJECTIONS = [
     ),
     # paths
     pytest.param(
-        ksp(_path("usr/bin/apt")), "spec.process.matchPaths[0].path", "expected an absolute path", id="relative"
+        ksp(_path("usr/bin/apt")),
+        "spec.process.matchPaths[0].path",
+        "expected an absolute path (starting with '/', not ending in '/'), got 'usr/bin/apt'",
+        id="relative",
     ),
     pytest.param(ksp(_path("42")), "spec.process.matchPaths[0].path", "expected a string", id="path-not-string"),
     pytest.param(
-        ksp(_path("/usr/bin/")), "spec.process.matchPaths[0].path", "directory path ending in '/'", id="trailing-slash"
+        ksp(_path("/usr/bin/")),
+        "spec.process.matchPaths[0].path",
+        "not ending in '/'), got '/usr/bin/'",
+        id="trailing-slash",
     ),
     pytest.param(
         ksp(_path("/usr/lib/../bin/apt")),
@@ -536,7 +559,13 @@ REJECTIONS = [
     pytest.param(ksp(_path("/usr/bin/..")), "spec.process.matchPaths[0].path", "write '/usr'", id="trailing-dot-dot"),
     pytest.param(ksp(_path('"/bin/s\\0h"')), "spec.process.matchPaths[0].path", "NUL byte", id="nul"),
     pytest.param(
-        ksp(_path("/" + "a" * MAX_PATH_BYTES)),
+        ksp(_path("/" + "a" * MAX_PATH_CHARACTERS)),
+        "spec.process.matchPaths[0].path",
+        "expected at most 200 characters, got 201",
+        id="too-long-for-the-schema",
+    ),
+    pytest.param(
+        ksp(_path("/" + "é" * 127 + "a")),
         "spec.process.matchPaths[0].path",
         "path is 256 bytes of UTF-8; Kadapter's limit is 255 bytes",
         id="too-long",
@@ -551,8 +580,20 @@ REJECTIONS = [
     pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "action: Deny\n"),
         "spec.action",
-        "expected one of Allow, Audit, Block (or allow, audit, block), got 'Deny'",
+        "expected one of Allow, Audit, Block, got 'Deny'",
         id="unknown-action",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "action: block\n"),
+        "spec.action",
+        "expected one of Allow, Audit, Block, got 'block'",
+        id="lowercase-action",
+    ),
+    pytest.param(
+        ksp(_rule("    action: ''\n")),
+        "spec.process.matchPaths[0].action",
+        "expected one of Allow, Audit, Block, got ''",
+        id="empty-action",
     ),
     pytest.param(ksp(SELECT_NGINX + BLOCK_APT + "action: BLOCK\n"), "spec.action", "got 'BLOCK'", id="upper-action"),
     pytest.param(
@@ -623,8 +664,20 @@ REJECTIONS = [
     pytest.param(
         ksp(presets("{name: filelessExec, action: Allow}")),
         "spec.presets[0].action",
-        "expected one of Audit, Block (or audit, block), got 'Allow'",
+        "expected one of Audit, Block, got 'Allow'",
         id="preset-allow",
+    ),
+    pytest.param(
+        ksp(presets("{name: filelessExec, action: audit}")),
+        "spec.presets[0].action",
+        "expected one of Allow, Audit, Block, got 'audit'",
+        id="preset-lowercase-action",
+    ),
+    pytest.param(
+        ksp(presets("{name: filelessExec, action: ''}")),
+        "spec.presets[0].action",
+        "expected one of Allow, Audit, Block, got ''",
+        id="preset-empty-action",
     ),
     pytest.param(
         ksp(presets("{name: filelessExec, action: Deny}")),
@@ -707,6 +760,30 @@ REJECTIONS = [
     ),
     pytest.param(
         ksp(_rule("    ownerOnly: true\n")), "spec.process.matchPaths[0].ownerOnly", NOT_ENFORCED, id="owner-only"
+    ),
+    *(
+        pytest.param(
+            ksp(_rule(f"    pts: {value}\n")), "spec.process.matchPaths[0].pts", NOT_ENFORCED, id=f"pts-{value}"
+        )
+        for value in ("false", "true")
+    ),
+    pytest.param(
+        ksp(_rule("    allowedArgs: [--version]\n")),
+        "spec.process.matchPaths[0].allowedArgs",
+        NOT_ENFORCED,
+        id="allowed-args",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchPaths:\n  - execname: apt\n"),
+        "spec.process.matchPaths[0].execname",
+        NOT_ENFORCED,
+        id="execname",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + BLOCK_APT + "network:\n  matchDNSQueries:\n  - domain: example.com\n"),
+        "spec.network",
+        NOT_ENFORCED,
+        id="dns-queries",
     ),
     pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "file: []\n"), "spec.file", "expected a mapping, got a list", id="file-shape"
