@@ -196,6 +196,7 @@ class Agent:
                     mnt_ns=container.key.mnt_ns,
                     process_rules=self._enforcer.installed_rules(container.key),
                     process_allowlist=self._compiled[container.id].allowlist,
+                    alerts_dropped=self._enforcer.alerts_dropped(container.key),
                 )
             return reply
 

@@ -47,6 +47,17 @@ class ContainerPolicy(ctypes.Structure):
     )
 
 
+class AlertBudget(ctypes.Structure):
+    """A container's alert rate limit and what the kernel dropped over it."""
+
+    _fields_ = (
+        ("window_start_ns", ctypes.c_uint64),
+        ("limit", ctypes.c_uint32),
+        ("sent", ctypes.c_uint32),
+        ("dropped", ctypes.c_uint64),
+    )
+
+
 class ExecRuleKey(ctypes.Structure):
     """One executable path of one ruleset."""
 

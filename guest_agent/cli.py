@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tcp-listen", metavar="HOST:PORT", help="also serve gRPC on TCP (test guests only)")
     parser.add_argument("--max-containers", type=int, default=1024)
     parser.add_argument("--max-rules", type=int, default=65536, help="exec rule entries, all containers")
+    parser.add_argument(
+        "--alerts-per-second", type=int, default=100, help="per container; the kernel drops and counts the rest"
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -48,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("the BPF LSM is not active in this kernel (see /sys/kernel/security/lsm): cannot enforce")
         return 1
     try:
-        enforcer = Enforcer(args.bpf_object, max_containers=args.max_containers, max_rules=args.max_rules)
+        enforcer = Enforcer(
+            args.bpf_object,
+            max_containers=args.max_containers,
+            max_rules=args.max_rules,
+            alerts_per_second=args.alerts_per_second,
+        )
     except BpfError as error:
         log.error("cannot load the enforcer: %s", error)
         return 1

@@ -47,13 +47,15 @@ class _Installed:
 class Enforcer:
     """Load the exec enforcer and keep its maps in step with the containers' rules."""
 
-    def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int) -> None:
-        sizes = {"containers": max_containers, "container_ns": max_containers, "container_roots": max_containers}
+    def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int, alerts_per_second: int) -> None:
+        sizes = dict.fromkeys(("containers", "container_ns", "container_roots", "alert_budgets"), max_containers)
         self._object = BpfObject(bpf_object, max_entries=sizes | {"exec_rules": max_rules, "exec_inodes": max_rules})
         self._containers = self._object.map("containers")
         self._container_ns = self._object.map("container_ns")
         self._container_roots = self._object.map("container_roots")
         self._task_container = self._object.map("task_container")
+        self._alert_budgets = self._object.map("alert_budgets")
+        self._alerts_per_second = alerts_per_second
         self._exec_rules = self._object.map("exec_rules")
         self._exec_inodes = self._object.map("exec_inodes")
         self._installed: dict[ContainerKey, _Installed] = {}
@@ -87,6 +89,7 @@ class Enforcer:
     def _join(self, container: int, key: ContainerKey, init_pid: int) -> None:
         """Bind the container's namespaces and tag its init process: from now on it cannot leave."""
         self._container_ns.update(bpf_types.NsKey(pid_ns=key.pid_ns, mnt_ns=key.mnt_ns), ctypes.c_uint32(container))
+        self._alert_budgets.update(ctypes.c_uint32(container), bpf_types.AlertBudget(limit=self._alerts_per_second))
         pidfd = os.pidfd_open(init_pid)
         try:
             self._task_container.update(ctypes.c_int(pidfd), ctypes.c_uint32(container))
@@ -105,12 +108,22 @@ class Enforcer:
         self._container_ns.delete(bpf_types.NsKey(pid_ns=key.pid_ns, mnt_ns=key.mnt_ns))
         self._containers.delete(ctypes.c_uint32(container))
         self._container_roots.delete(ctypes.c_uint32(container))
+        self._alert_budgets.delete(ctypes.c_uint32(container))
 
     def installed_rules(self, key: ContainerKey) -> int:
         """Return how many exec rule entries (by path and by inode) the maps hold for a container."""
         with self._lock:
             installed = self._installed.get(key)
             return len(installed.paths) + len(installed.inodes) if installed else 0
+
+    def alerts_dropped(self, key: ContainerKey) -> int:
+        """Return how many of a container's alerts the kernel dropped over its budget."""
+        with self._lock:
+            installed = self._installed.get(key)
+            budget = bpf_types.AlertBudget()
+            if installed and self._alert_budgets.lookup(ctypes.c_uint32(installed.container), budget):
+                return budget.dropped
+            return 0
 
     @staticmethod
     def _write(

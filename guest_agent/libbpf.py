@@ -47,6 +47,7 @@ def _load_library() -> ctypes.CDLL:
         "bpf_map__fd": (i, [p]),
         "bpf_map__set_max_entries": (i, [p, u32]),
         "bpf_map_update_elem": (i, [i, p, p, ctypes.c_uint64]),
+        "bpf_map_lookup_elem": (i, [i, p, p]),
         "bpf_map_delete_elem": (i, [i, p]),
         "ring_buffer__new": (p, [i, _SAMPLE_FN, p, p]),
         "ring_buffer__poll": (i, [p, i]),
@@ -101,6 +102,14 @@ class BpfMap:
         """Insert or replace one element."""
         result = _lib.bpf_map_update_elem(self.fd, ctypes.byref(key), ctypes.byref(value), 0)
         _check(result, f"update map {self.name}")
+
+    def lookup(self, key: CValue, value: CValue) -> bool:
+        """Read one element into value; return False when it is not there."""
+        result = _lib.bpf_map_lookup_elem(self.fd, ctypes.byref(key), ctypes.byref(value))
+        if result == -errno.ENOENT:
+            return False
+        _check(result, f"look up in map {self.name}")
+        return True
 
     def delete(self, key: CValue) -> bool:
         """Delete one element; return False when it was not there."""

@@ -44,6 +44,14 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
+/* Container id -> its alert budget; the agent may resize before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct alert_budget);
+} alert_budgets SEC(".maps");
+
 /* Per-CPU room for the name and the lookup key, too large for the 512-byte BPF stack. */
 struct exec_scratch {
 	struct exec_rule_key key; /* zeroed past the NUL: hash keys compare every byte */
@@ -70,15 +78,40 @@ struct verdict_input {
 	struct exec_rule rule; /* the name's and the inode's rules, merged */
 };
 
+/*
+ * Spend one event of the container's budget; false when this second's is
+ * spent (the event is counted as dropped). The verdict never depends on it.
+ */
+static __always_inline int within_budget(__u32 container, __u64 now)
+{
+	struct alert_budget *budget = bpf_map_lookup_elem(&alert_budgets, &container);
+
+	if (!budget)
+		return 1;
+	if (now - budget->window_start_ns >= 1000000000ULL) {
+		budget->window_start_ns = now; /* racing CPUs may both reset: at worst a few extra events */
+		budget->sent = 0;
+	}
+	if (budget->sent >= budget->limit) {
+		__sync_fetch_and_add(&budget->dropped, 1);
+		return 0;
+	}
+	__sync_fetch_and_add(&budget->sent, 1);
+	return 1;
+}
+
 static __always_inline void emit(const struct verdict_input *in, __u32 rule, __u32 action, int retval)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 now = bpf_ktime_get_boot_ns();
 	struct exec_event *e;
 
+	if (!within_budget(in->container, now))
+		return;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e)
 		return;
-	e->timestamp_ns = bpf_ktime_get_boot_ns();
+	e->timestamp_ns = now;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->uid = (__u32)bpf_get_current_uid_gid();

@@ -46,6 +46,18 @@ struct container_policy {
 	__u32 reserved;
 };
 
+/*
+ * A container's alert budget: at most `limit` events per second reach the
+ * ring buffer, so a noisy container cannot flood the agent or the host.
+ * The agent creates it at registration; the kernel counts.
+ */
+struct alert_budget {
+	__u64 window_start_ns;
+	__u32 limit;
+	__u32 sent; /* in the current one-second window */
+	__u64 dropped; /* since registration */
+};
+
 struct exec_rule_key {
 	__u32 ruleset;
 	char path[KADAPTER_PATH_MAX];

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,29 @@ def _kernel_has_container(guest: TestGuest, pid_ns: int, mnt_ns: int) -> bool:
     dump = guest.run(["bpftool", "-j", "map", "dump", "name", "container_ns"])
     assert dump.returncode == 0, dump
     return any(item["formatted"]["key"] == {"pid_ns": pid_ns, "mnt_ns": mnt_ns} for item in json.loads(dump.stdout))
+
+
+def test_a_noisy_container_is_rate_limited_in_the_kernel(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """300 blocked execs in a burst: each is denied, at most the budget (20/s here) is sent, the rest counted."""
+    policies.apply(BLOCK_APT)
+    nginx = pods["nginx-1"]
+    with AgentClient(parse_agent_url(f"tcp://{guest.agent_target}")) as client:
+
+        def dropped() -> int:
+            return next(c.alerts_dropped for c in client.status().containers if c.id == nginx)
+
+        dropped_before = dropped()
+        with alert_stream(guest) as alerts:
+            started = time.monotonic()
+            burst = containers.shell(
+                nginx, "n=0; for i in $(seq 300); do /usr/bin/apt 2>/dev/null || n=$((n+1)); done; echo $n"
+            )
+            guest.run(["sleep", "2"])  # let the last window's events arrive
+            elapsed = time.monotonic() - started
+            received = alerts.qsize()
+        dropped_now = dropped() - dropped_before
+    assert burst.stdout.split() == ["300"], burst  # the budget never changes a verdict
+    assert dropped_now > 0 and received + dropped_now == 300, (received, dropped_now)
+    assert received <= 20 * (int(elapsed) + 2), (received, elapsed)

@@ -15,6 +15,7 @@ OBJECT = Path(__file__).resolve().parents[2] / "bpf" / "lsm" / ".output" / "exec
 MIRRORS = {
     "ns_key": bpf_types.NsKey,
     "container_policy": bpf_types.ContainerPolicy,
+    "alert_budget": bpf_types.AlertBudget,
     "exec_rule_key": bpf_types.ExecRuleKey,
     "inode_rule_key": bpf_types.InodeRuleKey,
     "exec_rule": bpf_types.ExecRule,
