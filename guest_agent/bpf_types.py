@@ -97,5 +97,7 @@ class ExecEvent(ctypes.Structure):
         ("name_flags", ctypes.c_uint32),
         ("comm", ctypes.c_char * COMM_LEN),
         ("path", ctypes.c_char * PATH_MAX),
+        ("process", ctypes.c_char * PATH_MAX),
+        ("parent_process", ctypes.c_char * PATH_MAX),
         ("reserved", ctypes.c_uint32),
     )

@@ -100,10 +100,28 @@ static __always_inline int within_budget(__u32 container, __u64 now)
 	return 1;
 }
 
+/* Name a task's executable relative to the container's root into out; empty for a task with no mm. */
+static __always_inline void name_executable(struct task_struct *task, __u64 root, char *out)
+{
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	struct exec_scratch *space;
+	__u32 zero = 0;
+
+	space = bpf_map_lookup_elem(&scratch, &zero);
+	if (!space)
+		return;
+	if (!exe) {
+		__builtin_memset(out, 0, KADAPTER_PATH_MAX);
+		return;
+	}
+	name_in_container(BPF_CORE_READ(exe, f_path.mnt), BPF_CORE_READ(exe, f_path.dentry), root, &space->name, out);
+}
+
 static __always_inline void emit(const struct verdict_input *in, __u32 rule, __u32 action, int retval)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 root = container_root(in->container, 0);
 	struct exec_event *e;
 
 	if (!within_budget(in->container, now))
@@ -124,6 +142,8 @@ static __always_inline void emit(const struct verdict_input *in, __u32 rule, __u
 	e->reserved = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__builtin_memcpy(e->path, in->key->path, sizeof(e->path));
+	name_executable(task, root, e->process);
+	name_executable(BPF_CORE_READ(task, real_parent), root, e->parent_process);
 	bpf_ringbuf_submit(e, 0);
 }
 

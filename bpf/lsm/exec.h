@@ -90,6 +90,8 @@ struct exec_event {
 	__u32 name_flags;
 	char comm[KADAPTER_COMM_LEN];
 	char path[KADAPTER_PATH_MAX]; /* relative to the container's root */
+	char process[KADAPTER_PATH_MAX]; /* the executable of the task that asked, named the same way */
+	char parent_process[KADAPTER_PATH_MAX]; /* its parent's executable */
 	__u32 reserved;
 };
 

@@ -174,14 +174,15 @@ def test_audit_alerts_name_the_container_through_escapes(
 def test_audit_alerts_name_files_from_the_container_root(
     policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
 ) -> None:
-    """In a chroot the file is still reported as /usr/bin/apt; through a bind mount, by the name used."""
+    """In a chroot the file is still /usr/bin/apt; through a bind mount, the name used; processes by executable."""
     policies.apply(process_policy(name="audit-apt", rules=paths("/usr/bin/apt"), action="Audit"))
     with alert_stream(guest) as alerts:
-        containers.shell(pods["nginx-1"], "chroot /usr /bin/apt --version")
+        containers.shell(pods["nginx-1"], "chroot /usr /bin/apt --version; true")  # `; true`: sh forks, not execs
         containers.shell(pods["nginx-1"], "unshare -U -r -m sh -c 'mount --bind /usr/bin /mnt && /mnt/apt --version'")
         chrooted, bound = alerts.get(timeout=60), alerts.get(timeout=60)
     assert (chrooted.resource, chrooted.data) == ("/usr/bin/apt", "exec")
-    assert (bound.resource, bound.data) == ("/mnt/apt", "exec")
+    assert (chrooted.process_name, chrooted.parent_process_name) == ("/usr/sbin/chroot", "/usr/bin/dash")
+    assert (bound.resource, bound.data, bound.process_name) == ("/mnt/apt", "exec", "/usr/bin/dash")
 
 
 FILELESS = """\
