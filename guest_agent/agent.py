@@ -93,7 +93,7 @@ class Agent:
             if container is None:
                 return False
             self._compiled.pop(container_id, None)
-            self._enforcer.release(container.key)
+            self._enforcer.release(container.id)
             return True
 
     def apply(self, request: agent_pb2.ApplyPoliciesRequest) -> agent_pb2.ApplyPoliciesResponse:
@@ -132,7 +132,7 @@ class Agent:
             posture=request.process_posture if request else agent_pb2.POSTURE_BLOCK,
             view=ContainerView.of_process(container.pid, container.rootfs),
         )
-        ruleset = self._enforcer.enforce(container.key, compiled, init_pid=container.pid)
+        ruleset = self._enforcer.enforce(container.id, compiled, key=container.key, init_pid=container.pid)
         self._compiled[container.id] = compiled
         self._rulesets[ruleset] = (container, compiled)
         while len(self._rulesets) > RULESETS_REMEMBERED:
@@ -195,9 +195,9 @@ class Agent:
                     ),
                     pid_ns=container.key.pid_ns,
                     mnt_ns=container.key.mnt_ns,
-                    process_rules=self._enforcer.installed_rules(container.key),
+                    process_rules=self._enforcer.installed_rules(container.id),
                     process_allowlist=self._compiled[container.id].allowlist,
-                    alerts_dropped=self._enforcer.alerts_dropped(container.key),
+                    alerts_dropped=self._enforcer.alerts_dropped(container.id),
                 )
             return reply
 

@@ -38,14 +38,20 @@ _FILELESS_FLAGS = {bpf_types.ACTION_BLOCK: bpf_types.FILELESS_BLOCK, bpf_types.A
 class _Installed:
     """What the maps hold for one container."""
 
-    container: int
+    kernel_id: int
+    key: ContainerKey
     ruleset: int = 0
     paths: tuple[str, ...] = field(default_factory=tuple)
     inodes: tuple[FileIdentity, ...] = field(default_factory=tuple)
 
 
 class Enforcer:
-    """Load the exec enforcer and keep its maps in step with the containers' rules."""
+    """Load the exec enforcer and keep its maps in step with the containers' rules.
+
+    Containers are known by the runtime's container id, never by their
+    namespaces alone: namespace ids are recycled, and a new container may
+    hold the ids of one whose poststop has not run yet.
+    """
 
     def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int, alerts_per_second: int) -> None:
         sizes = dict.fromkeys(("containers", "container_ns", "container_roots", "alert_budgets"), max_containers)
@@ -58,70 +64,76 @@ class Enforcer:
         self._alerts_per_second = alerts_per_second
         self._exec_rules = self._object.map("exec_rules")
         self._exec_inodes = self._object.map("exec_inodes")
-        self._installed: dict[ContainerKey, _Installed] = {}
-        self._container_ids = itertools.count(1)
+        self._installed: dict[str, _Installed] = {}
+        self._kernel_ids = itertools.count(1)
         self._ruleset_ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def enforce(self, key: ContainerKey, rules: CompiledRules, *, init_pid: int) -> int:
+    def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> int:
         """Make the container's rules exactly `rules`, tagging its init on first sight; return the ruleset id."""
         with self._lock:
-            previous = self._installed.get(key)
-            container = previous.container if previous else next(self._container_ids)
-            ruleset = next(self._ruleset_ids)
-            installed = _Installed(container, ruleset)
+            previous = self._installed.get(container_id)
+            installed = _Installed(previous.kernel_id if previous else next(self._kernel_ids), key)
+            installed.ruleset = next(self._ruleset_ids)
             try:
-                installed.paths = self._write(self._exec_rules, ruleset, rules.entries, _path_key)
-                installed.inodes = self._write(self._exec_inodes, ruleset, rules.inodes, _inode_key)
-                self._containers.update(ctypes.c_uint32(container), _container_policy(ruleset, rules))
+                installed.paths = self._write(self._exec_rules, installed.ruleset, rules.entries, _path_key)
+                installed.inodes = self._write(self._exec_inodes, installed.ruleset, rules.inodes, _inode_key)
+                self._containers.update(
+                    ctypes.c_uint32(installed.kernel_id), _container_policy(installed.ruleset, rules)
+                )
                 if not previous:
-                    self._join(container, key, init_pid)
+                    self._join(installed, init_pid)
             except (BpfError, OSError):
                 self._delete_rules(installed)
                 if not previous:
-                    self._forget(container, key)
+                    self._forget(installed)
                 raise
-            self._installed[key] = installed
+            self._installed[container_id] = installed
             if previous:
                 self._delete_rules(previous)
-            return ruleset
+            return installed.ruleset
 
-    def _join(self, container: int, key: ContainerKey, init_pid: int) -> None:
+    def _join(self, installed: _Installed, init_pid: int) -> None:
         """Bind the container's namespaces and tag its init process: from now on it cannot leave."""
-        self._container_ns.update(bpf_types.NsKey(pid_ns=key.pid_ns, mnt_ns=key.mnt_ns), ctypes.c_uint32(container))
-        self._alert_budgets.update(ctypes.c_uint32(container), bpf_types.AlertBudget(limit=self._alerts_per_second))
+        kernel_id = ctypes.c_uint32(installed.kernel_id)
+        self._container_ns.update(_ns_key(installed.key), kernel_id)  # a recycled key now names this container
+        self._alert_budgets.update(kernel_id, bpf_types.AlertBudget(limit=self._alerts_per_second))
         pidfd = os.pidfd_open(init_pid)
         try:
-            self._task_container.update(ctypes.c_int(pidfd), ctypes.c_uint32(container))
+            self._task_container.update(ctypes.c_int(pidfd), kernel_id)
         finally:
             os.close(pidfd)
 
-    def release(self, key: ContainerKey) -> None:
+    def release(self, container_id: str) -> None:
         """Forget a stopped container: its entries and all its rules."""
         with self._lock:
-            installed = self._installed.pop(key, None)
+            installed = self._installed.pop(container_id, None)
             if installed:
-                self._forget(installed.container, key)
+                self._forget(installed)
                 self._delete_rules(installed)
 
-    def _forget(self, container: int, key: ContainerKey) -> None:
-        self._container_ns.delete(bpf_types.NsKey(pid_ns=key.pid_ns, mnt_ns=key.mnt_ns))
-        self._containers.delete(ctypes.c_uint32(container))
-        self._container_roots.delete(ctypes.c_uint32(container))
-        self._alert_budgets.delete(ctypes.c_uint32(container))
+    def _forget(self, installed: _Installed) -> None:
+        """Delete a container's entries; its namespaces' entry only while it still names this container."""
+        kernel_id = ctypes.c_uint32(installed.kernel_id)
+        named = ctypes.c_uint32()
+        if self._container_ns.lookup(_ns_key(installed.key), named) and named.value == installed.kernel_id:
+            self._container_ns.delete(_ns_key(installed.key))
+        self._containers.delete(kernel_id)
+        self._container_roots.delete(kernel_id)
+        self._alert_budgets.delete(kernel_id)
 
-    def installed_rules(self, key: ContainerKey) -> int:
+    def installed_rules(self, container_id: str) -> int:
         """Return how many exec rule entries (by path and by inode) the maps hold for a container."""
         with self._lock:
-            installed = self._installed.get(key)
+            installed = self._installed.get(container_id)
             return len(installed.paths) + len(installed.inodes) if installed else 0
 
-    def alerts_dropped(self, key: ContainerKey) -> int:
+    def alerts_dropped(self, container_id: str) -> int:
         """Return how many of a container's alerts the kernel dropped over its budget."""
         with self._lock:
-            installed = self._installed.get(key)
+            installed = self._installed.get(container_id)
             budget = bpf_types.AlertBudget()
-            if installed and self._alert_budgets.lookup(ctypes.c_uint32(installed.container), budget):
+            if installed and self._alert_budgets.lookup(ctypes.c_uint32(installed.kernel_id), budget):
                 return budget.dropped
             return 0
 
@@ -181,6 +193,10 @@ def _container_policy(ruleset: int, rules: CompiledRules) -> bpf_types.Container
         if rules.fileless_actions & action:
             flags |= flag
     return bpf_types.ContainerPolicy(ruleset=ruleset, flags=flags, fileless_rule=rules.fileless_rule)
+
+
+def _ns_key(key: ContainerKey) -> bpf_types.NsKey:
+    return bpf_types.NsKey(pid_ns=key.pid_ns, mnt_ns=key.mnt_ns)
 
 
 def _path_key(ruleset: int, path: str) -> bpf_types.ExecRuleKey:

@@ -21,6 +21,7 @@ from tests.guest.support import (
     PolicyApplier,
     alert_stream,
     assert_denied,
+    init_pid,
     kadapter,
     paths,
     process_policy,
@@ -229,6 +230,28 @@ def test_poststop_removes_the_containers_map_entries(
         containers.delete("nginx-short")
         assert "nginx-short" not in {c.id for c in client.status().containers}
     assert not _kernel_has_container(guest, entry.pid_ns, entry.mnt_ns)
+
+
+def test_a_late_poststop_does_not_lift_a_container_that_holds_recycled_namespace_ids(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers
+) -> None:
+    """Namespace ids are recycled: after B registers with A's ids, A's late poststop leaves B enforced."""
+    policies.apply(BLOCK_APT)
+    containers.start("nginx-a", NGINX)
+    pid = init_pid(guest, "nginx-a")
+    bundle = "/run/bundles/nginx-a"
+    hook = [str(guest.repo / ".venv" / "bin" / "kadapter-hook")]
+    # B: a new container whose init holds the (pid ns, mnt ns) ids A had, registered before A's poststop.
+    state_b = json.dumps({"ociVersion": "1.0.2", "id": "nginx-b", "pid": pid, "bundle": bundle})
+    assert guest.run([*hook, "prestart"], stdin=state_b).returncode == 0
+    late = guest.run([*hook, "poststop"], stdin=json.dumps({"ociVersion": "1.0.2", "id": "nginx-a", "bundle": bundle}))
+    assert late.returncode == 0, late
+    try:
+        assert_denied(containers.exec("nginx-a", ["/usr/bin/apt", "--version"]), "apt joining through setns")
+        assert_denied(containers.shell("nginx-a", "unshare -U -m /usr/bin/apt --version"), "apt in new namespaces")
+    finally:
+        guest.run([*hook, "poststop"], stdin=json.dumps({"ociVersion": "1.0.2", "id": "nginx-b", "bundle": bundle}))
+        containers.delete("nginx-a")
 
 
 def _kernel_has_container(guest: TestGuest, pid_ns: int, mnt_ns: int) -> bool:

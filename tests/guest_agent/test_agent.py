@@ -24,31 +24,31 @@ class RecordingEnforcer:
     """Remember the rules each container was last given; fail on request like a full map."""
 
     def __init__(self) -> None:
-        self.rules: dict[ContainerKey, CompiledRules] = {}
+        self.rules: dict[str, CompiledRules] = {}
         self.calls = 0
-        self.fail_for: ContainerKey | None = None
+        self.fail_for: str | None = None
         self._ruleset = 0
 
-    def enforce(self, key: ContainerKey, rules: CompiledRules, *, init_pid: int) -> int:
+    def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> int:
         """Record, or raise ENOSPC for the chosen container."""
         self.calls += 1
-        if key == self.fail_for:
+        if container_id == self.fail_for:
             raise BpfError(errno.ENOSPC, "update map exec_rules: No space left on device")
-        self.rules[key] = rules
+        self.rules[container_id] = rules
         self._ruleset += 1
         return self._ruleset
 
-    def release(self, key: ContainerKey) -> None:
+    def release(self, container_id: str) -> None:
         """Forget a container."""
-        self.rules.pop(key, None)
+        self.rules.pop(container_id, None)
 
-    def alerts_dropped(self, key: ContainerKey) -> int:
+    def alerts_dropped(self, container_id: str) -> int:
         """Nothing is ever dropped here."""
         return 0
 
-    def installed_rules(self, key: ContainerKey) -> int:
+    def installed_rules(self, container_id: str) -> int:
         """Count entries."""
-        return len(self.rules[key].entries) if key in self.rules else 0
+        return len(self.rules[container_id].entries) if container_id in self.rules else 0
 
 
 def container(number: int) -> Container:
@@ -88,7 +88,7 @@ def test_container_registered_after_the_policy_gets_it_at_once(agent: Agent, enf
     """Registration compiles the pod's stored policy before the hook returns."""
     agent.apply(request(1, "/opt/not-in-this-root/tool"))
     assert agent.register(container(1)) == 1  # no such file: a rule by path only, no identity
-    assert list(enforcer.rules[ContainerKey(1, 1)].entries) == ["/opt/not-in-this-root/tool"]
+    assert list(enforcer.rules["c1"].entries) == ["/opt/not-in-this-root/tool"]
 
 
 def test_same_generation_twice_changes_nothing(agent: Agent, enforcer: RecordingEnforcer) -> None:
@@ -106,7 +106,7 @@ def test_older_generation_is_refused(agent: Agent, enforcer: RecordingEnforcer) 
     agent.apply(request(5, "/usr/bin/apt"))
     with pytest.raises(StaleGenerationError):
         agent.apply(request(4))
-    assert list(enforcer.rules[ContainerKey(1, 1)].entries) == ["/usr/bin/apt"]
+    assert list(enforcer.rules["c1"].entries) == ["/usr/bin/apt"]
 
 
 def test_failure_on_one_container_rolls_the_others_back(agent: Agent, enforcer: RecordingEnforcer) -> None:
@@ -114,12 +114,12 @@ def test_failure_on_one_container_rolls_the_others_back(agent: Agent, enforcer: 
     agent.register(container(1))
     agent.register(container(2))
     agent.apply(request(1, "/usr/bin/apt"))
-    enforcer.fail_for = ContainerKey(2, 2)
+    enforcer.fail_for = "c2"
     with pytest.raises(BpfError):
         agent.apply(request(2, "/usr/bin/apt", "/usr/bin/curl"))
     assert {key: list(rules.entries) for key, rules in enforcer.rules.items()} == {
-        ContainerKey(1, 1): ["/usr/bin/apt"],
-        ContainerKey(2, 2): ["/usr/bin/apt"],
+        "c1": ["/usr/bin/apt"],
+        "c2": ["/usr/bin/apt"],
     }
     assert agent.status().pods[0].generation == 1
 
@@ -153,4 +153,4 @@ def test_request_without_a_pod_name_is_refused(agent: Agent, enforcer: Recording
     blank.pod.Clear()
     with pytest.raises(ValueError, match="pod"):
         agent.apply(blank)
-    assert not enforcer.rules[ContainerKey(9, 9)].entries
+    assert not enforcer.rules["bare"].entries
