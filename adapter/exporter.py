@@ -54,6 +54,7 @@ def apply_request(
                 severity=rule.severity,
                 tags=rule.tags,
                 message=rule.message,
+                recursive=rule.recursive,
             )
         for preset in item.policy.presets:
             policy.presets.add(

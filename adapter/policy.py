@@ -42,7 +42,11 @@ ENFORCED: EnforcedFields = {
     "spec": {
         "selector": None,
         "presets": None,
-        "process": {"matchPaths": {"path": None, **_VERDICT}, **_VERDICT},
+        "process": {
+            "matchPaths": {"path": None, **_VERDICT},
+            "matchDirectories": {"dir": None, "recursive": None, **_VERDICT},
+            **_VERDICT,
+        },
         **_VERDICT,
     },
 }
@@ -85,13 +89,14 @@ class PolicyKind(enum.Enum):
 
 @dataclass(frozen=True)
 class ProcessRule:
-    """One executable path and what to do when it is run, after inheritance."""
+    """One executable path, or a directory of them, and what to do when one is run, after inheritance."""
 
-    path: str
+    path: str  # a directory ends with "/"
     action: Action
     severity: int
     tags: tuple[str, ...]
     message: str
+    recursive: bool = False  # a directory rule covering subdirectories too
 
 
 @dataclass(frozen=True)
@@ -302,25 +307,38 @@ def _process_rules(process: Field, inherited: _Inherited) -> tuple[ProcessRule, 
     """Read spec.process into rules with their inherited action, severity, tags and message.
 
     A missing section has no rules (the policy may hold only presets); a section without
-    matchPaths is refused, since whatever else it sets would apply to nothing.
+    matchPaths or matchDirectories is refused, since whatever else it sets would apply to nothing.
     """
     if process.missing:
         return ()
     section = inherited.override(process)
-    match_paths = process.child("matchPaths")
-    if match_paths.missing:
-        raise process.error("no rules: Kadapter enforces spec.process.matchPaths and this section has none")
-    items = match_paths.items()
-    if not items:
-        raise match_paths.error("expected a non-empty list of rules, got an empty list")
-    return tuple(_rule(item, section) for item in items)
+    lists = [process.child(name) for name in ("matchPaths", "matchDirectories")]
+    if all(field.missing for field in lists):
+        raise process.error(
+            "no rules: Kadapter enforces spec.process.matchPaths and matchDirectories and this section has neither"
+        )
+    rules = []
+    for field in lists:
+        if field.missing:
+            continue
+        items = field.items()
+        if not items:
+            raise field.error("expected a non-empty list of rules, got an empty list")
+        rules.extend(_rule(item, section) for item in items)
+    return tuple(rules)
 
 
 def _rule(item: Field, section: _Inherited) -> ProcessRule:
-    """Read one matchPaths entry."""
-    path = _executable_path(item.child("path"))
+    """Read one matchPaths or matchDirectories entry."""
     final = section.override(item)
-    return ProcessRule(path=path, action=final.action, severity=final.severity, tags=final.tags, message=final.message)
+    verdict = {"action": final.action, "severity": final.severity, "tags": final.tags, "message": final.message}
+    directory = item.child("dir")
+    if directory.missing:
+        return ProcessRule(path=_normalised_path(item.child("path")), **verdict)
+    recursive = item.child("recursive")
+    return ProcessRule(
+        path=_normalised_path(directory), recursive=not recursive.missing and bool(recursive.of_type(bool)), **verdict
+    )
 
 
 def _presets(field: Field, spec: _Inherited) -> tuple[PresetRule, ...]:
@@ -382,16 +400,18 @@ def _asks_for_nothing(key: str, value: object) -> bool:
     return value is None or value in ("", [], {})
 
 
-def _executable_path(field: Field) -> str:
-    """Read a normalised executable path (the schema has made it absolute) that fits the guest's BPF maps."""
+def _normalised_path(field: Field) -> str:
+    """Read a normalised file or directory path (the schema has made it absolute) that fits the guest's BPF maps."""
     path = field.string()
     if "\0" in path:
         raise field.error("the path contains a NUL byte")
-    if any(segment in ("", ".", "..") for segment in path[1:].split("/")):
+    if any(segment in ("", ".", "..") for segment in path[1:].removesuffix("/").split("/")) and path != "/":
         normal = "/" + posixpath.normpath(path).lstrip("/")
+        if path.endswith("/") and normal != "/":
+            normal += "/"
         hint = f"; write {normal!r}" if normal != "/" else ""
         raise field.error(
-            f"path {path!r} is not normalised: the kernel reports executables without '//', '.' or '..' "
+            f"path {path!r} is not normalised: the kernel reports files without '//', '.' or '..' "
             f"segments, so this rule would never match{hint}"
         )
     size = len(path.encode())

@@ -137,7 +137,7 @@ class Agent:
         self._rulesets[ruleset] = (container, compiled)
         while len(self._rulesets) > RULESETS_REMEMBERED:
             self._rulesets.popitem(last=False)
-        return len(compiled.entries) + len(compiled.inodes)
+        return len(compiled.entries) + len(compiled.inodes) + len(compiled.dirs)
 
     def on_exec_event(self, event: bpf_types.ExecEvent) -> None:
         """Turn a kernel event into an alert naming pod, container and policy."""
@@ -150,6 +150,8 @@ class Agent:
             data += ", fileless"
         if event.name_flags & bpf_types.NAME_OUTSIDE:
             data += ", outside the container's root"
+        if event.name_flags & bpf_types.NAME_LONG:
+            data += ", name cut to 255 bytes"
         alert = agent_pb2.Alert(
             timestamp_ns=event.timestamp_ns,
             pid=event.pid,

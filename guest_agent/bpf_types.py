@@ -19,6 +19,7 @@ PROCESS_ALLOWLIST = 1
 POSTURE_AUDIT = 2
 FILELESS_BLOCK = 4
 FILELESS_AUDIT = 8
+PROCESS_DIRS = 16
 
 OP_EXEC = 1
 OP_MMAP = 2
@@ -28,6 +29,7 @@ OP_MPROTECT = 5
 
 NAME_OUTSIDE = 1
 NAME_FILELESS = 2
+NAME_LONG = 4
 
 
 class NsKey(ctypes.Structure):
@@ -79,6 +81,12 @@ class ExecRule(ctypes.Structure):
         ("audit_rule", ctypes.c_uint32),
         ("allow_rule", ctypes.c_uint32),
     )
+
+
+class DirRule(ctypes.Structure):
+    """A directory's rules: for files at any depth below it, and for files directly in it."""
+
+    _fields_ = (("any_depth", ExecRule), ("direct", ExecRule))
 
 
 class ExecEvent(ctypes.Structure):

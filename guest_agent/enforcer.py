@@ -26,11 +26,12 @@ from typing import TypeVar
 from guest_agent import bpf_types
 from guest_agent.container_fs import FileIdentity
 from guest_agent.libbpf import BpfError, BpfMap, BpfObject, RingBuffer
-from guest_agent.rules import CompiledRules, ContainerKey, ExecEntry
+from guest_agent.rules import CompiledRules, ContainerKey, DirEntry, ExecEntry
 
 log = logging.getLogger(__name__)
 
 RuleName = TypeVar("RuleName", str, FileIdentity)  # rules are found by path or by file identity
+Entry = TypeVar("Entry", ExecEntry, DirEntry)
 _FILELESS_FLAGS = {bpf_types.ACTION_BLOCK: bpf_types.FILELESS_BLOCK, bpf_types.ACTION_AUDIT: bpf_types.FILELESS_AUDIT}
 
 
@@ -43,6 +44,7 @@ class _Installed:
     ruleset: int = 0
     paths: tuple[str, ...] = field(default_factory=tuple)
     inodes: tuple[FileIdentity, ...] = field(default_factory=tuple)
+    dirs: tuple[str, ...] = field(default_factory=tuple)
 
 
 class Enforcer:
@@ -55,7 +57,8 @@ class Enforcer:
 
     def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int, alerts_per_second: int) -> None:
         sizes = dict.fromkeys(("containers", "container_ns", "container_roots", "alert_budgets"), max_containers)
-        self._object = BpfObject(bpf_object, max_entries=sizes | {"exec_rules": max_rules, "exec_inodes": max_rules})
+        rule_maps = dict.fromkeys(("exec_rules", "exec_inodes", "exec_dirs"), max_rules)
+        self._object = BpfObject(bpf_object, max_entries=sizes | rule_maps)
         self._containers = self._object.map("containers")
         self._container_ns = self._object.map("container_ns")
         self._container_roots = self._object.map("container_roots")
@@ -64,6 +67,7 @@ class Enforcer:
         self._alerts_per_second = alerts_per_second
         self._exec_rules = self._object.map("exec_rules")
         self._exec_inodes = self._object.map("exec_inodes")
+        self._exec_dirs = self._object.map("exec_dirs")
         self._installed: dict[str, _Installed] = {}
         self._kernel_ids = itertools.count(1)
         self._ruleset_ids = itertools.count(1)
@@ -76,8 +80,9 @@ class Enforcer:
             installed = _Installed(previous.kernel_id if previous else next(self._kernel_ids), key)
             installed.ruleset = next(self._ruleset_ids)
             try:
-                installed.paths = self._write(self._exec_rules, installed.ruleset, rules.entries, _path_key)
-                installed.inodes = self._write(self._exec_inodes, installed.ruleset, rules.inodes, _inode_key)
+                installed.paths = self._write(self._exec_rules, installed.ruleset, rules.entries, _path_key, _rule)
+                installed.inodes = self._write(self._exec_inodes, installed.ruleset, rules.inodes, _inode_key, _rule)
+                installed.dirs = self._write(self._exec_dirs, installed.ruleset, rules.dirs, _path_key, _dir_rule)
                 self._containers.update(
                     ctypes.c_uint32(installed.kernel_id), _container_policy(installed.ruleset, rules)
                 )
@@ -123,10 +128,10 @@ class Enforcer:
         self._alert_budgets.delete(kernel_id)
 
     def installed_rules(self, container_id: str) -> int:
-        """Return how many exec rule entries (by path and by inode) the maps hold for a container."""
+        """Return how many exec rule entries (by path, inode and directory) the maps hold for a container."""
         with self._lock:
             installed = self._installed.get(container_id)
-            return len(installed.paths) + len(installed.inodes) if installed else 0
+            return len(installed.paths) + len(installed.inodes) + len(installed.dirs) if installed else 0
 
     def alerts_dropped(self, container_id: str) -> int:
         """Return how many of a container's alerts the kernel dropped over its budget."""
@@ -141,20 +146,15 @@ class Enforcer:
     def _write(
         bpf_map: BpfMap,
         ruleset: int,
-        table: Mapping[RuleName, ExecEntry],
+        table: Mapping[RuleName, Entry],
         make_key: Callable[[int, RuleName], ctypes.Structure],
+        make_value: Callable[[Entry], ctypes.Structure],
     ) -> tuple[RuleName, ...]:
         """Write every entry of one table of a new ruleset; the caller deletes them if a later write fails."""
         written: list[RuleName] = []
         try:
             for name, entry in table.items():
-                value = bpf_types.ExecRule(
-                    actions=entry.actions,
-                    block_rule=entry.block_rule,
-                    audit_rule=entry.audit_rule,
-                    allow_rule=entry.allow_rule,
-                )
-                bpf_map.update(make_key(ruleset, name), value)
+                bpf_map.update(make_key(ruleset, name), make_value(entry))
                 written.append(name)
         except BpfError:
             for name in written:
@@ -167,6 +167,8 @@ class Enforcer:
             self._exec_rules.delete(_path_key(installed.ruleset, path))
         for identity in installed.inodes:
             self._exec_inodes.delete(_inode_key(installed.ruleset, identity))
+        for path in installed.dirs:
+            self._exec_dirs.delete(_path_key(installed.ruleset, path))
 
     def watch_events(self, on_event: Callable[[bpf_types.ExecEvent], None], stop: threading.Event) -> None:
         """Deliver kernel events to on_event until stop is set (runs in the caller's thread)."""
@@ -189,10 +191,22 @@ def _container_policy(ruleset: int, rules: CompiledRules) -> bpf_types.Container
     flags = (bpf_types.PROCESS_ALLOWLIST if rules.allowlist else 0) | (
         bpf_types.POSTURE_AUDIT if rules.posture_audit else 0
     )
+    if rules.dirs:
+        flags |= bpf_types.PROCESS_DIRS
     for action, flag in _FILELESS_FLAGS.items():
         if rules.fileless_actions & action:
             flags |= flag
     return bpf_types.ContainerPolicy(ruleset=ruleset, flags=flags, fileless_rule=rules.fileless_rule)
+
+
+def _rule(entry: ExecEntry) -> bpf_types.ExecRule:
+    return bpf_types.ExecRule(
+        actions=entry.actions, block_rule=entry.block_rule, audit_rule=entry.audit_rule, allow_rule=entry.allow_rule
+    )
+
+
+def _dir_rule(entry: DirEntry) -> bpf_types.DirRule:
+    return bpf_types.DirRule(any_depth=_rule(entry.any_depth), direct=_rule(entry.direct))
 
 
 def _ns_key(key: ContainerKey) -> bpf_types.NsKey:

@@ -55,11 +55,20 @@ class ExecEntry:
 
 
 @dataclass(frozen=True)
+class DirEntry:
+    """The kernel value for one directory: rules for any file below it, and for files directly in it."""
+
+    any_depth: ExecEntry = ExecEntry()
+    direct: ExecEntry = ExecEntry()
+
+
+@dataclass(frozen=True)
 class CompiledRules:
     """A container's complete exec rule table, by path and by file identity; rule id N is rules[N - 1]."""
 
     entries: Mapping[str, ExecEntry]
     inodes: Mapping[FileIdentity, ExecEntry]
+    dirs: Mapping[str, DirEntry]  # directory paths end with "/"
     rules: tuple[RuleInfo, ...]
     allowlist: bool
     posture_audit: bool
@@ -90,7 +99,7 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
             raise InvalidPolicyError(f"{where}.name: {policy.name!r} appears twice")
         names.add((policy.namespace, policy.name))
         for number, rule in enumerate(policy.process_rules):
-            _check_path(f"{where}.process_rules[{number}].path", rule.path)
+            _check_path(f"{where}.process_rules[{number}]", rule)
             if rule.action not in _ACTION_BITS:
                 raise InvalidPolicyError(f"{where}.process_rules[{number}].action: unspecified")
         for number, preset in enumerate(policy.presets):
@@ -100,20 +109,38 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
                 raise InvalidPolicyError(f"{where}.presets[{number}].action: must be Block or Audit")
 
 
-def _check_path(field: str, path: str) -> None:
-    encoded = path.encode()
-    if not path.startswith("/") or path.endswith("/"):
-        raise InvalidPolicyError(f"{field}: {path!r} is not an absolute path to a file")
+def _check_path(where: str, rule: agent_pb2.ProcessRule) -> None:
+    path, encoded = rule.path, rule.path.encode()
+    if not path.startswith("/"):
+        raise InvalidPolicyError(f"{where}.path: {path!r} is not absolute")
+    if rule.recursive and not path.endswith("/"):
+        raise InvalidPolicyError(f"{where}.recursive: {path!r} is a file, not a directory ending in '/'")
     if len(encoded) >= PATH_MAX or b"\0" in encoded:
-        raise InvalidPolicyError(f"{field}: longer than {PATH_MAX - 1} bytes or contains NUL")
-    if any(part in ("", ".", "..") for part in path[1:].split("/")):
-        raise InvalidPolicyError(f"{field}: {path!r} is not normalised")
+        raise InvalidPolicyError(f"{where}.path: longer than {PATH_MAX - 1} bytes or contains NUL")
+    if path != "/" and any(part in ("", ".", "..") for part in path[1:].removesuffix("/").split("/")):
+        raise InvalidPolicyError(f"{where}.path: {path!r} is not normalised")
 
 
 def _with(entry: ExecEntry, action: agent_pb2.Action.ValueType, rule_id: int) -> ExecEntry:
     """Add one rule's action to an entry, keeping the first rule id of each action."""
     bit, slot = _ACTION_BITS[action]
     return replace(entry, actions=entry.actions | bit, **{slot: getattr(entry, slot) or rule_id})
+
+
+def _add_directory(
+    dirs: dict[str, DirEntry], rule: agent_pb2.ProcessRule, rule_id: int, view: ContainerView | None
+) -> None:
+    """Add a directory rule under its written path and the path it resolves to inside the container."""
+    resolved = view.resolve(rule.path) if view else None
+    for path in {rule.path, resolved.rstrip("/") + "/" if resolved else rule.path}:
+        if len(path.encode()) >= PATH_MAX:
+            continue
+        entry = dirs.get(path, DirEntry())
+        if rule.recursive:
+            entry = replace(entry, any_depth=_with(entry.any_depth, rule.action, rule_id))
+        else:
+            entry = replace(entry, direct=_with(entry.direct, rule.action, rule_id))
+        dirs[path] = entry
 
 
 def compile_rules(
@@ -126,6 +153,7 @@ def compile_rules(
     """Build the exec rule table of one container from its pod's policies."""
     entries: dict[str, ExecEntry] = {}
     inodes: dict[FileIdentity, ExecEntry] = {}
+    dirs: dict[str, DirEntry] = {}
     fileless = ExecEntry()
     rules: list[RuleInfo] = []
 
@@ -147,6 +175,9 @@ def compile_rules(
             continue
         for rule in policy.process_rules:
             rule_id = remember(policy, rule)
+            if rule.path.endswith("/"):
+                _add_directory(dirs, rule, rule_id, view)
+                continue
             resolved = view.resolve(rule.path) if view else None
             for path in {rule.path, resolved or rule.path}:
                 if len(path.encode()) < PATH_MAX:
@@ -158,6 +189,7 @@ def compile_rules(
     return CompiledRules(
         entries=entries,
         inodes=inodes,
+        dirs=dirs,
         rules=tuple(rules),
         allowlist=any(rule.action == agent_pb2.ACTION_ALLOW for rule in rules),
         posture_audit=posture == agent_pb2.POSTURE_AUDIT,

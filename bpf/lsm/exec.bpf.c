@@ -31,6 +31,14 @@ struct {
 	__type(value, struct exec_rule);
 } exec_rules SEC(".maps");
 
+/* Directory rules by path (ending in "/"); resized at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct exec_rule_key);
+	__type(value, struct dir_rule);
+} exec_dirs SEC(".maps");
+
 /* The same rules by inode; resized at load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -55,6 +63,7 @@ struct {
 /* Per-CPU room for the name and the lookup key, too large for the 512-byte BPF stack. */
 struct exec_scratch {
 	struct exec_rule_key key; /* zeroed past the NUL: hash keys compare every byte */
+	struct exec_rule_key dir_key; /* one directory above the file at a time */
 	struct name_buffer name;
 };
 
@@ -158,6 +167,47 @@ static __always_inline void merge(struct exec_rule *into, const struct exec_rule
 		into->allow_rule = rule->allow_rule;
 }
 
+/* The directory walk's state between bpf_loop() steps (one step per byte of the name's first 255). */
+struct dir_walk {
+	struct exec_scratch *space;
+	struct exec_rule *rule; /* where matches are merged */
+	struct exec_rule direct; /* the rules of the directory last seen: the file's own directory at the end */
+};
+
+static long dir_step(__u32 index, struct dir_walk *walk)
+{
+	struct exec_scratch *space = walk->space;
+	char *name = &space->name.buf[space->name.start & NAME_MASK];
+	struct dir_rule *found;
+	__u32 end = index & (KADAPTER_PATH_MAX - 1);
+
+	if (!name[end])
+		return 1;
+	if (name[end] != '/')
+		return 0;
+	/* The key is the name up to and including this '/'; the bytes after it are zero. */
+	bpf_probe_read_kernel(space->dir_key.path, (end + 1) & (KADAPTER_PATH_MAX - 1), name);
+	found = bpf_map_lookup_elem(&exec_dirs, &space->dir_key);
+	if (found) {
+		merge(walk->rule, &found->any_depth);
+		walk->direct = found->direct;
+	} else {
+		__builtin_memset(&walk->direct, 0, sizeof(walk->direct));
+	}
+	return 0;
+}
+
+/* Merge the rules of every directory above the named file, at any depth, and of its own directory. */
+static __always_inline void match_dirs(struct verdict_input *in, struct exec_scratch *space)
+{
+	struct dir_walk walk = { .space = space, .rule = &in->rule };
+
+	__builtin_memset(&space->dir_key, 0, sizeof(space->dir_key));
+	space->dir_key.ruleset = in->key->ruleset;
+	bpf_loop(KADAPTER_PATH_MAX - 1, dir_step, &walk, 0);
+	merge(&in->rule, &walk.direct);
+}
+
 /* Merge the rules recorded for one inode of the file. */
 static __always_inline void match_inode(struct verdict_input *in, struct inode *inode)
 {
@@ -200,11 +250,13 @@ static __always_inline int lookup_file(struct vfsmount *mnt, struct dentry *dent
 	in->key->ruleset = in->policy->ruleset;
 	in->name_flags = name_in_container(mnt, dentry, root, &space->name, in->key->path);
 	__builtin_memset(&in->rule, 0, sizeof(in->rule));
-	if (!(in->name_flags & KADAPTER_NAME_OUTSIDE)) {
+	if (!(in->name_flags & (KADAPTER_NAME_OUTSIDE | KADAPTER_NAME_LONG))) {
 		found = bpf_map_lookup_elem(&exec_rules, in->key);
 		if (found)
 			merge(&in->rule, found);
 	}
+	if (!(in->name_flags & KADAPTER_NAME_OUTSIDE) && (in->policy->flags & KADAPTER_PROCESS_DIRS))
+		match_dirs(in, space);
 	inode = BPF_CORE_READ(dentry, d_inode);
 	if (!inode)
 		return 1;

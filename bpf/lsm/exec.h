@@ -21,6 +21,7 @@
 #define KADAPTER_POSTURE_AUDIT 2 /* posture audits instead of blocking */
 #define KADAPTER_FILELESS_BLOCK 4 /* filelessExec preset: deny executing files with no link left */
 #define KADAPTER_FILELESS_AUDIT 8 /* filelessExec preset: report it */
+#define KADAPTER_PROCESS_DIRS 16 /* directory rules exist: look up every directory above the file */
 
 /* exec_event.operation */
 #define KADAPTER_OP_EXEC 1 /* execve of the file */
@@ -32,6 +33,7 @@
 /* exec_event.name_flags */
 #define KADAPTER_NAME_OUTSIDE 1 /* not under the container's root (memfd, another mount tree): no path rule applies */
 #define KADAPTER_NAME_FILELESS 2 /* the file has no link left (memfd, unlinked) */
+#define KADAPTER_NAME_LONG 4 /* longer than a path rule can be: the event's path is its first 255 bytes */
 
 /* A container as the kernel first knew it: the pid and mount namespace ids of its init. */
 struct ns_key {
@@ -63,6 +65,19 @@ struct exec_rule_key {
 	char path[KADAPTER_PATH_MAX];
 };
 
+struct exec_rule {
+	__u32 actions;
+	__u32 block_rule; /* rule ids, so alerts can name policy, severity and message */
+	__u32 audit_rule;
+	__u32 allow_rule;
+};
+
+/* A directory rule's value: rules for files at any depth below it, and for files directly in it. */
+struct dir_rule {
+	struct exec_rule any_depth;
+	struct exec_rule direct;
+};
+
 /* The same file under any name: its inode as the container's mounts present it. */
 struct inode_rule_key {
 	__u32 ruleset;
@@ -70,12 +85,6 @@ struct inode_rule_key {
 	__u64 ino;
 };
 
-struct exec_rule {
-	__u32 actions;
-	__u32 block_rule; /* rule ids, so alerts can name policy, severity and message */
-	__u32 audit_rule;
-	__u32 allow_rule;
-};
 
 struct exec_event {
 	__u64 timestamp_ns;

@@ -269,7 +269,7 @@ def test_empty_match_labels_selects_whole_namespace() -> None:
     [
         pytest.param("file: {}\nnetwork: {}\ncapabilities: {}\nsyscalls: {}\n", id="empty-sections"),
         pytest.param("presets: []\napparmor: ''\n", id="empty-presets-apparmor"),
-        pytest.param("process:\n  matchDirectories: []\n  matchPatterns: []\n", id="empty-process-lists"),
+        pytest.param("process:\n  matchPatterns: []\n", id="empty-process-patterns"),
     ],
 )
 def test_empty_unenforced_sections_are_accepted(extra: str) -> None:
@@ -482,11 +482,11 @@ REJECTIONS = [
     pytest.param(
         ksp(SELECT_NGINX + "presets: []\n"), "spec.process", "this policy has neither", id="empty-presets-only"
     ),
-    pytest.param(ksp(SELECT_NGINX + "process: {}\n"), "spec.process", "this section has none", id="empty-process"),
+    pytest.param(ksp(SELECT_NGINX + "process: {}\n"), "spec.process", "this section has neither", id="empty-process"),
     pytest.param(
         ksp(presets("{name: filelessExec}") + "process: {}\n"),
         "spec.process",
-        "this section has none",
+        "this section has neither",
         id="empty-process-beside-presets",
     ),
     pytest.param(
@@ -542,7 +542,7 @@ REJECTIONS = [
     pytest.param(
         ksp(_path("/usr/lib/../bin/apt")),
         "spec.process.matchPaths[0].path",
-        "not normalised: the kernel reports executables without '//', '.' or '..' segments, so this rule would "
+        "not normalised: the kernel reports files without '//', '.' or '..' segments, so this rule would "
         "never match; write '/usr/bin/apt'",
         id="dot-dot-segment",
     ),
@@ -741,12 +741,6 @@ REJECTIONS = [
         ksp(SELECT_NGINX + BLOCK_APT + "apparmor: 'deny /x r,'\n"), "spec.apparmor", NOT_ENFORCED, id="apparmor"
     ),
     pytest.param(
-        ksp(SELECT_NGINX + "process:\n  matchDirectories:\n  - dir: /tmp/\n  matchPaths:\n  - path: /bin/sh\n"),
-        "spec.process.matchDirectories",
-        NOT_ENFORCED,
-        id="match-directories",
-    ),
-    pytest.param(
         ksp(SELECT_NGINX + "process:\n  matchPatterns:\n  - pattern: /tmp/*\n"),
         "spec.process.matchPatterns",
         NOT_ENFORCED,
@@ -938,3 +932,23 @@ def test_input_error_formats_file_field_and_reason() -> None:
     assert str(InputError(file="f.yaml", field="spec.x", reason="bad")) == "f.yaml: spec.x: bad"
     assert str(InputError(file="f.yaml", field="", reason="bad")) == "f.yaml: bad"
     assert str(InputError(file="f.yaml", field="spec", reason="bad", line=3)) == "f.yaml: spec: bad (line 3)"
+
+
+def test_match_directories_become_directory_rules() -> None:
+    """matchDirectories entries are rules on directories (paths ending in '/'), recursive or not, with inheritance."""
+    spec = SELECT_NGINX + (
+        "process:\n  action: Audit\n  matchDirectories:\n  - dir: /usr/sbin/\n  - dir: /opt/tools/\n"
+        "    recursive: true\n    action: Block\n  matchPaths:\n  - path: /bin/sh\n"
+    )
+    rules = {rule.path: rule for rule in parse_one(ksp(spec)).process_rules}
+    assert (rules["/usr/sbin/"].action, rules["/usr/sbin/"].recursive) == (Action.AUDIT, False)
+    assert (rules["/opt/tools/"].action, rules["/opt/tools/"].recursive) == (Action.BLOCK, True)
+    assert rules["/bin/sh"].recursive is False
+
+
+def test_directory_that_is_not_normalised_is_refused_with_the_fix() -> None:
+    """A dir with '..' would never match the kernel's names; the hint keeps the trailing slash."""
+    spec = SELECT_NGINX + "process:\n  matchDirectories:\n  - dir: /usr/lib/../sbin/\n"
+    with pytest.raises(InputError, match=r"write '/usr/sbin/'") as error:
+        parse_one(ksp(spec))
+    assert error.value.field == "spec.process.matchDirectories[0].dir"

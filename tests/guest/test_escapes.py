@@ -174,7 +174,7 @@ def test_audit_alerts_name_the_container_through_escapes(
 def test_audit_alerts_name_files_from_the_container_root(
     policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
 ) -> None:
-    """In a chroot the file is still /usr/bin/apt; through a bind mount, the name used; processes by executable."""
+    """In a chroot or through a bind mount the file is still /usr/bin/apt; processes are named by executable."""
     policies.apply(process_policy(name="audit-apt", rules=paths("/usr/bin/apt"), action="Audit"))
     with alert_stream(guest) as alerts:
         containers.shell(pods["nginx-1"], "chroot /usr /bin/apt --version; true")  # `; true`: sh forks, not execs
@@ -182,7 +182,7 @@ def test_audit_alerts_name_files_from_the_container_root(
         chrooted, bound = alerts.get(timeout=60), alerts.get(timeout=60)
     assert (chrooted.resource, chrooted.data) == ("/usr/bin/apt", "exec")
     assert (chrooted.process_name, chrooted.parent_process_name) == ("/usr/sbin/chroot", "/usr/bin/dash")
-    assert (bound.resource, bound.data, bound.process_name) == ("/mnt/apt", "exec", "/usr/bin/dash")
+    assert (bound.resource, bound.data, bound.process_name) == ("/usr/bin/apt", "exec", "/usr/bin/dash")
 
 
 FILELESS = """\
@@ -246,3 +246,54 @@ def test_fileless_exec_preset_audits(
     assert alert.resource.startswith("/memfd:payload") and "fileless" in alert.data
     with pytest.raises(queue.Empty):
         alerts.get(timeout=2)  # one exec, one alert
+
+
+DIRECTORIES = """\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: block-dirs
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: nginx
+  process:
+    matchDirectories:
+    - dir: /opt/tools/
+      recursive: true
+    - dir: /opt/flat/
+  action: Block
+"""
+DEEP = "/".join(["a" * 50] * 6)  # 305 characters below /opt/tools/: longer than any path rule
+
+
+def test_directory_rules_block_at_any_depth_under_any_name(
+    policies: PolicyApplier, containers: GuestContainers
+) -> None:
+    """A recursive directory rule covers files at any depth, a plain one only its own files, through escapes too."""
+    container = "nginx-dirs"
+    policies.apply()
+    containers.start(container, NGINX)
+    try:
+        setup = (
+            f"mkdir -p /opt/tools/{DEEP} /opt/flat/sub /opt/other && cp /usr/bin/id /opt/tools/t"
+            f" && cp /usr/bin/id /opt/tools/{DEEP}/t && cp /usr/bin/id /opt/flat/t && cp /usr/bin/id /opt/flat/sub/t"
+            " && cp /usr/bin/id /opt/other/t"
+        )
+        assert containers.shell(container, setup).returncode == 0
+        policies.apply(DIRECTORIES)
+        for script in (
+            "/opt/tools/t --version",
+            f"/opt/tools/{DEEP}/t --version",
+            f"cd /opt/tools/{DEEP} && ./t --version",
+            "ln -s /opt/tools/t /tmp/l && /tmp/l --version",
+            "chroot /opt /tools/t --version",
+            "unshare -U -r -m sh -c 'mount --bind /opt/tools /mnt && /mnt/t --version'",
+            "/opt/flat/t --version",
+        ):
+            assert_denied(containers.shell(container, script), script)
+        for script in ("/opt/flat/sub/t --version", "/opt/other/t --version", "/usr/bin/id --version"):
+            assert_ran(containers.shell(container, script), script, prints=PRINTS["id"])
+    finally:
+        containers.delete(container)

@@ -19,6 +19,7 @@ MIRRORS = {
     "exec_rule_key": bpf_types.ExecRuleKey,
     "inode_rule_key": bpf_types.InodeRuleKey,
     "exec_rule": bpf_types.ExecRule,
+    "dir_rule": bpf_types.DirRule,
     "exec_event": bpf_types.ExecEvent,
 }
 

@@ -9,7 +9,7 @@ import pytest
 
 from guest_agent.bpf_types import ACTION_ALLOW, ACTION_AUDIT, ACTION_BLOCK
 from guest_agent.container_fs import ContainerView, FileIdentity
-from guest_agent.rules import ExecEntry, InvalidPolicyError, check_policies, compile_rules
+from guest_agent.rules import DirEntry, ExecEntry, InvalidPolicyError, check_policies, compile_rules
 from kadapter_api import agent_pb2
 
 
@@ -120,8 +120,7 @@ def test_posture_is_carried(posture: int, audit: bool) -> None:
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
-        pytest.param([("usr/bin/apt", agent_pb2.ACTION_BLOCK)], "absolute", id="relative"),
-        pytest.param([("/usr/bin/", agent_pb2.ACTION_BLOCK)], "absolute path to a file", id="directory"),
+        pytest.param([("usr/bin/apt", agent_pb2.ACTION_BLOCK)], "not absolute", id="relative"),
         pytest.param([("/usr/../bin/apt", agent_pb2.ACTION_BLOCK)], "normalised", id="dot-dot"),
         pytest.param([("/usr//bin/apt", agent_pb2.ACTION_BLOCK)], "normalised", id="double-slash"),
         pytest.param([("/" + "a" * 255, agent_pb2.ACTION_BLOCK)], "255 bytes", id="too-long"),
@@ -202,3 +201,28 @@ def test_agent_refuses_malformed_presets(preset: agent_pb2.PresetRule, message: 
     with pytest.raises(InvalidPolicyError, match=message) as error:
         check_policies([agent_pb2.Policy(name="p", presets=[preset])])
     assert str(error.value).startswith("policies[0].presets[0]")
+
+
+def test_recursive_is_for_directories_only() -> None:
+    """A file rule marked recursive is a malformed message, refused with its field named."""
+    rule = agent_pb2.ProcessRule(path="/usr/bin/apt", action=agent_pb2.ACTION_BLOCK, recursive=True)
+    with pytest.raises(InvalidPolicyError, match=r"policies\[0\]\.process_rules\[0\]\.recursive"):
+        check_policies([agent_pb2.Policy(name="p", process_rules=[rule])])
+
+
+def test_directory_rules_split_by_depth_and_follow_symlinks(merged_usr: Path) -> None:
+    """/bin/ (a link to usr/bin) covers /usr/bin/ too; recursive rules apply at any depth, others to direct children."""
+    rules = [
+        agent_pb2.ProcessRule(path="/bin/", action=agent_pb2.ACTION_BLOCK),
+        agent_pb2.ProcessRule(path="/opt/", action=agent_pb2.ACTION_AUDIT, recursive=True),
+    ]
+    policies = [agent_pb2.Policy(name="p", process_rules=rules)]
+    check_policies(policies)
+    compiled = compile_rules(policies, container_name="c", posture=agent_pb2.POSTURE_BLOCK, view=view_of(merged_usr))
+    block = ExecEntry(actions=ACTION_BLOCK, block_rule=1)
+    assert compiled.dirs == {
+        "/bin/": DirEntry(direct=block),
+        "/usr/bin/": DirEntry(direct=block),
+        "/opt/": DirEntry(any_depth=ExecEntry(actions=ACTION_AUDIT, audit_rule=2)),
+    }
+    assert not compiled.entries and not compiled.allowlist
