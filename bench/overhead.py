@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / "policies").mkdir()
         (work / "manifests").mkdir()
         (work / "manifests" / "pods.yaml").write_text(MANIFESTS)
-        containers = GuestContainers(guest)
+        containers = GuestContainers(guest, hook_timeout=60)  # instruction counting slows the guest about 2x
         containers.start("bench-untargeted", POD, registered=False)
         containers.start("bench-targeted", POD)
         for container in ("bench-untargeted", "bench-targeted"):

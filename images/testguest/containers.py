@@ -66,11 +66,16 @@ class PodContainer:
 
 
 def oci_config(
-    *, args: list[str], hook: str | None, annotations: dict[str, str], capabilities: tuple[str, ...]
+    *,
+    args: list[str],
+    hook: str | None,
+    annotations: dict[str, str],
+    capabilities: tuple[str, ...],
+    hook_timeout: int = 10,
 ) -> dict[str, Any]:
     """Return a runtime-spec config.json shaped like containerd's for a pod's container (no hook: unregistered)."""
     kinds = ("prestart", "poststop") if hook else ()
-    hooks = {kind: [{"path": hook, "args": [hook, kind], "timeout": 10}] for kind in kinds}
+    hooks = {kind: [{"path": hook, "args": [hook, kind], "timeout": hook_timeout}] for kind in kinds}
     return {
         "ociVersion": "1.0.2-dev",
         "process": {
@@ -104,9 +109,11 @@ def oci_config(
 class GuestContainers:
     """Create, exec into and delete containers in a running test guest."""
 
-    def __init__(self, guest: TestGuest) -> None:
+    def __init__(self, guest: TestGuest, *, hook_timeout: int = 10) -> None:
+        """Drive containers in guest; hooks get kata-agent's 10 s unless the guest is slowed down on purpose."""
         self.guest = guest
         self.hook = str(guest.repo / ".venv" / "bin" / "kadapter-hook")
+        self.hook_timeout = hook_timeout
 
     def _prepare_bundle(
         self,
@@ -122,6 +129,7 @@ class GuestContainers:
         config = oci_config(
             args=args,
             hook=self.hook if registered else None,
+            hook_timeout=self.hook_timeout,
             annotations=owner.annotations(container_id),
             capabilities=capabilities,
         )
