@@ -55,6 +55,7 @@ def apply_request(
                 tags=rule.tags,
                 message=rule.message,
                 recursive=rule.recursive,
+                execname=rule.execname,
             )
         for preset in item.policy.presets:
             policy.presets.add(

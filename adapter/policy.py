@@ -43,7 +43,7 @@ ENFORCED: EnforcedFields = {
         "selector": None,
         "presets": None,
         "process": {
-            "matchPaths": {"path": None, **_VERDICT},
+            "matchPaths": {"path": None, "execname": None, **_VERDICT},
             "matchDirectories": {"dir": None, "recursive": None, **_VERDICT},
             **_VERDICT,
         },
@@ -91,12 +91,13 @@ class PolicyKind(enum.Enum):
 class ProcessRule:
     """One executable path, or a directory of them, and what to do when one is run, after inheritance."""
 
-    path: str  # a directory ends with "/"
+    path: str  # a directory ends with "/"; empty for an execname rule
     action: Action
     severity: int
     tags: tuple[str, ...]
     message: str
     recursive: bool = False  # a directory rule covering subdirectories too
+    execname: str = ""  # any executable of this name, wherever it is
 
 
 @dataclass(frozen=True)
@@ -334,7 +335,12 @@ def _rule(item: Field, section: _Inherited) -> ProcessRule:
     verdict = {"action": final.action, "severity": final.severity, "tags": final.tags, "message": final.message}
     directory = item.child("dir")
     if directory.missing:
-        return ProcessRule(path=_normalised_path(item.child("path")), **verdict)
+        path, execname = item.child("path"), item.child("execname")
+        if path.missing == execname.missing:
+            raise item.error("expected either path or execname")
+        if path.missing:
+            return ProcessRule(path="", execname=_execname(execname), **verdict)
+        return ProcessRule(path=_normalised_path(path), **verdict)
     recursive = item.child("recursive")
     return ProcessRule(
         path=_normalised_path(directory), recursive=not recursive.missing and bool(recursive.of_type(bool)), **verdict
@@ -398,6 +404,14 @@ def _asks_for_nothing(key: str, value: object) -> bool:
     if isinstance(value, bool):
         return not value and key in FALSE_IS_DEFAULT
     return value is None or value in ("", [], {})
+
+
+def _execname(field: Field) -> str:
+    """Read an executable's name (the schema has refused any '/') that fits the guest's BPF maps."""
+    name = field.string()
+    if "\0" in name or name in (".", "..") or len(name.encode()) > MAX_PATH_BYTES:
+        raise field.error(f"expected a file name of at most {MAX_PATH_BYTES} bytes, got {name!r}")
+    return name
 
 
 def _normalised_path(field: Field) -> str:

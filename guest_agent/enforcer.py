@@ -193,6 +193,8 @@ def _container_policy(ruleset: int, rules: CompiledRules) -> bpf_types.Container
     )
     if rules.dirs:
         flags |= bpf_types.PROCESS_DIRS
+    if rules.has_execnames:
+        flags |= bpf_types.PROCESS_EXECNAMES
     for action, flag in _FILELESS_FLAGS.items():
         if rules.fileless_actions & action:
             flags |= flag

@@ -66,7 +66,7 @@ class DirEntry:
 class CompiledRules:
     """A container's complete exec rule table, by path and by file identity; rule id N is rules[N - 1]."""
 
-    entries: Mapping[str, ExecEntry]
+    entries: Mapping[str, ExecEntry]  # by path, or by file name (no "/") for execname rules
     inodes: Mapping[FileIdentity, ExecEntry]
     dirs: Mapping[str, DirEntry]  # directory paths end with "/"
     rules: tuple[RuleInfo, ...]
@@ -74,6 +74,11 @@ class CompiledRules:
     posture_audit: bool
     fileless_actions: int = 0  # filelessExec preset: ACTION_BLOCK and/or ACTION_AUDIT bits
     fileless_rule: int = 0
+
+    @property
+    def has_execnames(self) -> bool:
+        """Tell whether any rule names an executable by file name alone."""
+        return any(not name.startswith("/") for name in self.entries)
 
     def rule(self, rule_id: int) -> RuleInfo | None:
         """Return the rule with this id, or None for 0 (the posture decided)."""
@@ -99,7 +104,10 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
             raise InvalidPolicyError(f"{where}.name: {policy.name!r} appears twice")
         names.add((policy.namespace, policy.name))
         for number, rule in enumerate(policy.process_rules):
-            _check_path(f"{where}.process_rules[{number}]", rule)
+            if rule.execname:
+                _check_execname(f"{where}.process_rules[{number}]", rule)
+            else:
+                _check_path(f"{where}.process_rules[{number}]", rule)
             if rule.action not in _ACTION_BITS:
                 raise InvalidPolicyError(f"{where}.process_rules[{number}].action: unspecified")
         for number, preset in enumerate(policy.presets):
@@ -107,6 +115,14 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
                 raise InvalidPolicyError(f"{where}.presets[{number}].preset: not one this agent enforces")
             if preset.action not in _PRESET_ACTIONS:
                 raise InvalidPolicyError(f"{where}.presets[{number}].action: must be Block or Audit")
+
+
+def _check_execname(where: str, rule: agent_pb2.ProcessRule) -> None:
+    name = rule.execname
+    if rule.path or rule.recursive:
+        raise InvalidPolicyError(f"{where}: an execname rule has no path and is not recursive")
+    if "/" in name or "\0" in name or name in (".", "..") or len(name.encode()) >= PATH_MAX:
+        raise InvalidPolicyError(f"{where}.execname: {name!r} is not a file name")
 
 
 def _check_path(where: str, rule: agent_pb2.ProcessRule) -> None:
@@ -175,6 +191,9 @@ def compile_rules(
             continue
         for rule in policy.process_rules:
             rule_id = remember(policy, rule)
+            if rule.execname:
+                entries[rule.execname] = _with(entries.get(rule.execname, ExecEntry()), rule.action, rule_id)
+                continue
             if rule.path.endswith("/"):
                 _add_directory(dirs, rule, rule_id, view)
                 continue

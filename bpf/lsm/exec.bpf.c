@@ -63,7 +63,7 @@ struct {
 /* Per-CPU room for the name and the lookup key, too large for the 512-byte BPF stack. */
 struct exec_scratch {
 	struct exec_rule_key key; /* zeroed past the NUL: hash keys compare every byte */
-	struct exec_rule_key dir_key; /* one directory above the file at a time */
+	struct exec_rule_key dir_key; /* one directory above the file at a time, or the file's own name */
 	struct name_buffer name;
 };
 
@@ -208,6 +208,21 @@ static __always_inline void match_dirs(struct verdict_input *in, struct exec_scr
 	merge(&in->rule, &walk.direct);
 }
 
+/* Merge the execname rules for the file's own name, wherever the file is. */
+static __always_inline void match_execname(struct verdict_input *in, struct dentry *dentry,
+					   struct exec_scratch *space)
+{
+	struct qstr name = BPF_CORE_READ(dentry, d_name);
+	struct exec_rule *found;
+
+	__builtin_memset(&space->dir_key, 0, sizeof(space->dir_key));
+	space->dir_key.ruleset = in->key->ruleset;
+	bpf_probe_read_kernel(space->dir_key.path, name.len & (KADAPTER_PATH_MAX - 1), name.name);
+	found = bpf_map_lookup_elem(&exec_rules, &space->dir_key);
+	if (found)
+		merge(&in->rule, found);
+}
+
 /* Merge the rules recorded for one inode of the file. */
 static __always_inline void match_inode(struct verdict_input *in, struct inode *inode)
 {
@@ -257,6 +272,8 @@ static __always_inline int lookup_file(struct vfsmount *mnt, struct dentry *dent
 	}
 	if (!(in->name_flags & KADAPTER_NAME_OUTSIDE) && (in->policy->flags & KADAPTER_PROCESS_DIRS))
 		match_dirs(in, space);
+	if (in->policy->flags & KADAPTER_PROCESS_EXECNAMES)
+		match_execname(in, dentry, space);
 	inode = BPF_CORE_READ(dentry, d_inode);
 	if (!inode)
 		return 1;

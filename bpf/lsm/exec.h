@@ -22,6 +22,7 @@
 #define KADAPTER_FILELESS_BLOCK 4 /* filelessExec preset: deny executing files with no link left */
 #define KADAPTER_FILELESS_AUDIT 8 /* filelessExec preset: report it */
 #define KADAPTER_PROCESS_DIRS 16 /* directory rules exist: look up every directory above the file */
+#define KADAPTER_PROCESS_EXECNAMES 32 /* execname rules exist: look up the file's own name (no '/') */
 
 /* exec_event.operation */
 #define KADAPTER_OP_EXEC 1 /* execve of the file */
@@ -62,7 +63,7 @@ struct alert_budget {
 
 struct exec_rule_key {
 	__u32 ruleset;
-	char path[KADAPTER_PATH_MAX];
+	char path[KADAPTER_PATH_MAX]; /* or, for an execname rule, a file name */
 };
 
 struct exec_rule {

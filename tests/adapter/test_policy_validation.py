@@ -521,9 +521,15 @@ REJECTIONS = [
     ),
     pytest.param(
         ksp(SELECT_NGINX + "process:\n  matchPaths:\n  - action: Block\n"),
-        "spec.process.matchPaths[0].path",
-        "required: expected a string",
+        "spec.process.matchPaths[0]",
+        "expected either path or execname",
         id="missing-path",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchPaths:\n  - path: /usr/bin/apt\n    execname: apt\n"),
+        "spec.process.matchPaths[0]",
+        "expected either path or execname",
+        id="path-and-execname",
     ),
     # paths
     pytest.param(
@@ -768,12 +774,6 @@ REJECTIONS = [
         id="allowed-args",
     ),
     pytest.param(
-        ksp(SELECT_NGINX + "process:\n  matchPaths:\n  - execname: apt\n"),
-        "spec.process.matchPaths[0].execname",
-        NOT_ENFORCED,
-        id="execname",
-    ),
-    pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "network:\n  matchDNSQueries:\n  - domain: example.com\n"),
         "spec.network",
         NOT_ENFORCED,
@@ -952,3 +952,11 @@ def test_directory_that_is_not_normalised_is_refused_with_the_fix() -> None:
     with pytest.raises(InputError, match=r"write '/usr/sbin/'") as error:
         parse_one(ksp(spec))
     assert error.value.field == "spec.process.matchDirectories[0].dir"
+
+
+def test_execname_is_a_rule_on_a_file_name() -> None:
+    """matchPaths with execname names an executable wherever it is, with the usual inheritance."""
+    rule = parse_one(
+        ksp(SELECT_NGINX + "process:\n  matchPaths:\n  - execname: apt\n    action: Audit\n")
+    ).process_rules[0]
+    assert (rule.path, rule.execname, rule.action) == ("", "apt", Action.AUDIT)

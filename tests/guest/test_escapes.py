@@ -297,3 +297,23 @@ def test_directory_rules_block_at_any_depth_under_any_name(
             assert_ran(containers.shell(container, script), script, prints=PRINTS["id"])
     finally:
         containers.delete(container)
+
+
+EXECNAME = process_policy(name="block-apt-anywhere", rules="    - execname: apt\n")
+
+
+def test_execname_blocks_the_name_wherever_the_file_is(
+    policies: PolicyApplier, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """execname: apt blocks any file called apt (a copy too), under any root; other names run."""
+    policies.apply(EXECNAME)
+    nginx = pods["nginx-1"]
+    for script in (
+        "/usr/bin/apt --version",
+        "cp /usr/bin/apt /tmp/apt && /tmp/apt --version",
+        "chroot /usr /bin/apt --version",
+    ):
+        assert_denied(containers.shell(nginx, script), script)
+    renamed = containers.shell(nginx, "cp /usr/bin/apt /tmp/pkg && /tmp/pkg --version")
+    assert_ran(renamed, "a copy under another name (execname matches names)", prints=PRINTS["apt"])
+    assert_ran(containers.shell(pods["busybox-1"], "/usr/bin/apt --version"), "another pod", prints=PRINTS["apt"])

@@ -226,3 +226,29 @@ def test_directory_rules_split_by_depth_and_follow_symlinks(merged_usr: Path) ->
         "/opt/": DirEntry(any_depth=ExecEntry(actions=ACTION_AUDIT, audit_rule=2)),
     }
     assert not compiled.entries and not compiled.allowlist
+
+
+def test_execname_rules_are_keyed_by_file_name() -> None:
+    """An execname rule goes into the table under the bare name, which no path (always '/...') can equal."""
+    rule = agent_pb2.ProcessRule(execname="apt", action=agent_pb2.ACTION_BLOCK)
+    policies = [agent_pb2.Policy(name="p", process_rules=[rule])]
+    check_policies(policies)
+    compiled = compile_rules(policies, container_name="c", posture=agent_pb2.POSTURE_BLOCK, view=None)
+    assert compiled.entries == {"apt": ExecEntry(actions=ACTION_BLOCK, block_rule=1)}
+    assert compiled.has_execnames
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        pytest.param(agent_pb2.ProcessRule(execname="bin/apt", action=agent_pb2.ACTION_BLOCK), id="slash"),
+        pytest.param(agent_pb2.ProcessRule(execname="..", action=agent_pb2.ACTION_BLOCK), id="dot-dot"),
+        pytest.param(
+            agent_pb2.ProcessRule(execname="apt", path="/usr/bin/apt", action=agent_pb2.ACTION_BLOCK), id="both"
+        ),
+    ],
+)
+def test_agent_refuses_malformed_execnames(rule: agent_pb2.ProcessRule) -> None:
+    """An execname must be a plain file name, alone in its rule."""
+    with pytest.raises(InvalidPolicyError, match=r"policies\[0\]\.process_rules\[0\]"):
+        check_policies([agent_pb2.Policy(name="p", process_rules=[rule])])
