@@ -143,6 +143,22 @@ def _with(entry: ExecEntry, action: agent_pb2.Action.ValueType, rule_id: int) ->
     return replace(entry, actions=entry.actions | bit, **{slot: getattr(entry, slot) or rule_id})
 
 
+def _add_file(
+    entries: dict[str, ExecEntry],
+    inodes: dict[FileIdentity, ExecEntry],
+    rule: agent_pb2.ProcessRule,
+    rule_id: int,
+    view: ContainerView | None,
+) -> None:
+    """Add a file rule under its written path, the path it resolves to, and the identities of that file."""
+    resolved = view.resolve(rule.path) if view else None
+    for path in {rule.path, resolved or rule.path}:
+        if len(path.encode()) < PATH_MAX:
+            entries[path] = _with(entries.get(path, ExecEntry()), rule.action, rule_id)
+    for identity in view.identities(resolved) if view and resolved else ():
+        inodes[identity] = _with(inodes.get(identity, ExecEntry()), rule.action, rule_id)
+
+
 def _add_directory(
     dirs: dict[str, DirEntry], rule: agent_pb2.ProcessRule, rule_id: int, view: ContainerView | None
 ) -> None:
@@ -196,13 +212,8 @@ def compile_rules(
                 continue
             if rule.path.endswith("/"):
                 _add_directory(dirs, rule, rule_id, view)
-                continue
-            resolved = view.resolve(rule.path) if view else None
-            for path in {rule.path, resolved or rule.path}:
-                if len(path.encode()) < PATH_MAX:
-                    entries[path] = _with(entries.get(path, ExecEntry()), rule.action, rule_id)
-            for identity in view.identities(resolved) if view and resolved else ():
-                inodes[identity] = _with(inodes.get(identity, ExecEntry()), rule.action, rule_id)
+            else:
+                _add_file(entries, inodes, rule, rule_id, view)
         for preset in policy.presets:
             fileless = _with(fileless, preset.action, remember(policy, preset))
     return CompiledRules(
