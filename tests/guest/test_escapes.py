@@ -310,10 +310,10 @@ def test_execname_blocks_the_name_wherever_the_file_is(
     nginx = pods["nginx-1"]
     for script in (
         "/usr/bin/apt --version",
-        "cp /usr/bin/apt /tmp/apt && /tmp/apt --version",
+        "mkdir -p /tmp/copy && cp /usr/bin/apt /tmp/copy/apt && /tmp/copy/apt --version",
         "chroot /usr /bin/apt --version",
     ):
         assert_denied(containers.shell(nginx, script), script)
-    renamed = containers.shell(nginx, "cp /usr/bin/apt /tmp/pkg && /tmp/pkg --version")
+    renamed = containers.shell(nginx, "cp /usr/bin/apt /tmp/apt-renamed && /tmp/apt-renamed --version")
     assert_ran(renamed, "a copy under another name (execname matches names)", prints=PRINTS["apt"])
     assert_ran(containers.shell(pods["busybox-1"], "/usr/bin/apt --version"), "another pod", prints=PRINTS["apt"])

@@ -63,7 +63,7 @@ def test_apt_is_denied_in_selected_pod_and_other_programs_run(
 @pytest.mark.parametrize(
     "script",
     [
-        pytest.param("ln -s /usr/bin/apt /tmp/pkg && /tmp/pkg --version", id="symlink"),
+        pytest.param("ln -sf /usr/bin/apt /tmp/pkg && /tmp/pkg --version", id="symlink"),
         pytest.param("cd /usr/bin && ./apt --version", id="relative-path"),
         pytest.param("cd /usr/share && ../bin/apt --version", id="dot-dot-path"),
         pytest.param("exec 3</usr/bin/apt && /proc/self/fd/3 --version", id="proc-self-fd"),
