@@ -42,11 +42,25 @@ struct name_walk {
 	__u32 done;
 };
 
+/* Put one dentry's name and a '/' in front of the name so far; false when it would pass PATH_MAX. */
+static __always_inline int prepend_name(struct name_walk *walk, struct dentry *dentry)
+{
+	struct qstr name = BPF_CORE_READ(dentry, d_name);
+
+	if (name.len >= walk->pos)
+		return 0;
+	walk->pos -= name.len;
+	bpf_probe_read_kernel(&walk->space->buf[walk->pos & NAME_MASK], name.len & (KADAPTER_PATH_MAX - 1),
+			      name.name);
+	walk->pos--;
+	walk->space->buf[walk->pos & NAME_MASK] = '/';
+	return 1;
+}
+
 static long name_step(__u32 index, struct name_walk *walk)
 {
 	struct dentry *dentry = walk->dentry, *parent;
 	struct mount *mnt = walk->mnt, *up;
-	struct qstr name;
 
 	if ((__u64)dentry == walk->root) {
 		walk->flags = 0;
@@ -58,23 +72,20 @@ static long name_step(__u32 index, struct name_walk *walk)
 	    !(BPF_CORE_READ(dentry, d_sb) == walk->root_sb && BPF_CORE_READ(dentry, d_parent) != dentry)) {
 		up = BPF_CORE_READ(mnt, mnt_parent);
 		if (up == mnt) {
-			walk->done = 1; /* top of a mount tree: outside the container */
+			/* Top of a mount tree: outside the container. A file mounted on its own keeps its name. */
+			if (walk->pos == NAME_MASK)
+				prepend_name(walk, dentry);
+			walk->done = 1;
 			return 1;
 		}
 		walk->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 		walk->mnt = up;
 		return 0;
 	}
-	name = BPF_CORE_READ(dentry, d_name);
-	if (name.len >= walk->pos) {
+	if (!prepend_name(walk, dentry)) {
 		walk->done = 1; /* longer than PATH_MAX */
 		return 1;
 	}
-	walk->pos -= name.len;
-	bpf_probe_read_kernel(&walk->space->buf[walk->pos & NAME_MASK], name.len & (KADAPTER_PATH_MAX - 1),
-			      name.name);
-	walk->pos--;
-	walk->space->buf[walk->pos & NAME_MASK] = '/';
 	parent = BPF_CORE_READ(dentry, d_parent);
 	if (parent == dentry) {
 		walk->done = 1; /* a detached dentry (memfd and other pseudo files): its name is all there is */
