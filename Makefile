@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-BPF_OBJECT := bpf/lsm/.output/exec.bpf.o
+BPF_OBJECT := bpf/lsm/.output/kadapter.bpf.o
 GUEST := build/testguest
 PROTO_OUT := kadapter_api/agent_pb2.py kadapter_api/agent_pb2_grpc.py
 

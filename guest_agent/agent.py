@@ -11,8 +11,10 @@ arrives.
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
+import socket
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from pathlib import Path
 
 from guest_agent import bpf_types
 from guest_agent.alerts import AlertHub
+from guest_agent.bpf_types import Kind
+from guest_agent.capabilities import CAPABILITY_NAMES
 from guest_agent.container_fs import ContainerView
 from guest_agent.enforcer import Enforcer
 from guest_agent.rules import CompiledRules, ContainerKey, InvalidPolicyError, check_policies, compile_rules
@@ -33,9 +37,22 @@ RULESETS_REMEMBERED = 1024  # alerts in flight may name a ruleset already replac
 _OPERATIONS = {
     bpf_types.OP_EXEC: ("Process", "exec"),
     bpf_types.OP_MMAP: ("Process", "mmap PROT_EXEC"),
+    bpf_types.OP_MPROTECT: ("Process", "mprotect PROT_EXEC"),
+    bpf_types.OP_OPEN: ("File", "open"),
+    bpf_types.OP_CREATE: ("File", "create"),
+    bpf_types.OP_UNLINK: ("File", "unlink"),
+    bpf_types.OP_TRUNCATE: ("File", "truncate"),
     bpf_types.OP_LINK: ("File", "link"),
     bpf_types.OP_RENAME: ("File", "rename"),
-    bpf_types.OP_MPROTECT: ("Process", "mprotect PROT_EXEC"),
+    bpf_types.OP_SOCKET: ("Network", "socket"),
+    bpf_types.OP_CAPABLE: ("Capabilities", "capable"),
+}
+# The posture each kind follows (KubeArmor: process rules follow the file posture).
+_POSTURE_FIELDS = {
+    Kind.PROCESS: "file_posture",
+    Kind.FILE: "file_posture",
+    Kind.NETWORK: "network_posture",
+    Kind.CAPABILITIES: "capabilities_posture",
 }
 
 
@@ -129,29 +146,27 @@ class Agent:
         compiled = compile_rules(
             request.policies if request else (),
             container_name=container.name,
-            posture=request.process_posture if request else agent_pb2.POSTURE_BLOCK,
+            postures={
+                kind: getattr(request, name) if request else agent_pb2.POSTURE_BLOCK
+                for kind, name in _POSTURE_FIELDS.items()
+            },
             view=ContainerView.of_process(container.pid, container.rootfs),
         )
-        ruleset = self._enforcer.enforce(container.id, compiled, key=container.key, init_pid=container.pid)
+        rulesets = self._enforcer.enforce(container.id, compiled, key=container.key, init_pid=container.pid)
         self._compiled[container.id] = compiled
-        self._rulesets[ruleset] = (container, compiled)
+        for ruleset in rulesets.values():
+            self._rulesets[ruleset] = (container, compiled)
         while len(self._rulesets) > RULESETS_REMEMBERED:
             self._rulesets.popitem(last=False)
-        return len(compiled.entries) + len(compiled.inodes) + len(compiled.dirs)
+        return sum(rules.size for rules in compiled.kinds.values())
 
-    def on_exec_event(self, event: bpf_types.ExecEvent) -> None:
+    def on_event(self, event: bpf_types.AlertEvent) -> None:
         """Turn a kernel event into an alert naming pod, container and policy."""
         with self._lock:
             container, compiled = self._rulesets.get(event.ruleset, (None, None))
         rule = compiled.rule(event.rule) if compiled else None
         blocked = event.retval != 0
         operation, data = _OPERATIONS.get(event.operation, ("Process", "unknown"))
-        if event.name_flags & bpf_types.NAME_FILELESS:
-            data += ", fileless"
-        if event.name_flags & bpf_types.NAME_OUTSIDE:
-            data += ", outside the container's root"
-        if event.name_flags & bpf_types.NAME_LONG:
-            data += ", name cut to 255 bytes"
         alert = agent_pb2.Alert(
             timestamp_ns=event.timestamp_ns,
             pid=event.pid,
@@ -160,8 +175,8 @@ class Agent:
             process_name=(event.process or event.comm).decode(errors="replace"),
             parent_process_name=event.parent_process.decode(errors="replace"),
             operation=operation,
-            data=data,
-            resource=event.path.decode(errors="replace"),
+            data=_data(event, data),
+            resource=_resource(event),
             action=agent_pb2.ACTION_BLOCK if event.action == bpf_types.ACTION_BLOCK else agent_pb2.ACTION_AUDIT,
             result=os.strerror(-event.retval) if blocked else "Passed",
             enforcer="BPFLSM",
@@ -197,11 +212,56 @@ class Agent:
                     ),
                     pid_ns=container.key.pid_ns,
                     mnt_ns=container.key.mnt_ns,
-                    process_rules=self._enforcer.installed_rules(container.id),
-                    process_allowlist=self._compiled[container.id].allowlist,
                     alerts_dropped=self._enforcer.alerts_dropped(container.id),
+                    **_rule_counts(self._compiled[container.id]),
                 )
             return reply
+
+
+def _rule_counts(compiled: CompiledRules) -> dict[str, int | bool]:
+    """Report each kind's map entries and allow-list mode, as ContainerStatus names them."""
+    kinds = compiled.kinds
+    return {
+        "process_rules": kinds[Kind.PROCESS].size,
+        "process_allowlist": kinds[Kind.PROCESS].allowlist,
+        "file_rules": kinds[Kind.FILE].size,
+        "file_allowlist": kinds[Kind.FILE].allowlist,
+        "network_rules": kinds[Kind.NETWORK].size,
+        "network_allowlist": kinds[Kind.NETWORK].allowlist,
+        "capability_rules": kinds[Kind.CAPABILITIES].size,
+        "capabilities_allowlist": kinds[Kind.CAPABILITIES].allowlist,
+    }
+
+
+def _resource(event: bpf_types.AlertEvent) -> str:
+    """Name what the operation was about: a file, a socket or a capability."""
+    if event.operation == bpf_types.OP_SOCKET:
+        family, kind, protocol = event.args
+        return f"domain={_enum_name(socket.AddressFamily, family)} type={_enum_name(socket.SocketKind, kind)} " \
+            f"protocol={protocol}"  # fmt: skip
+    if event.operation == bpf_types.OP_CAPABLE:
+        return "CAP_" + CAPABILITY_NAMES.get(event.args[0], str(event.args[0])).upper()
+    return event.path.decode(errors="replace")
+
+
+def _enum_name(kind: type[enum.IntEnum], value: int) -> str:
+    try:
+        return kind(value).name
+    except ValueError:
+        return str(value)
+
+
+def _data(event: bpf_types.AlertEvent, data: str) -> str:
+    """Say what was attempted, with what the kernel noted about the file's name."""
+    if event.operation == bpf_types.OP_OPEN:
+        data += " for write" if event.access & bpf_types.ACCESS_WRITE else " for read"
+    if event.name_flags & bpf_types.NAME_FILELESS:
+        data += ", fileless"
+    if event.name_flags & bpf_types.NAME_OUTSIDE:
+        data += ", outside the container's root"
+    if event.name_flags & bpf_types.NAME_LONG:
+        data += ", name cut to 255 bytes"
+    return data
 
 
 def bpf_lsm_active() -> bool:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""ctypes mirrors of bpf/lsm/exec.h, the structs the agent shares with the kernel side.
+"""ctypes mirrors of bpf/lsm/kadapter.h, the structs the agent shares with the kernel side.
 
 tests/guest_agent/test_bpf_layout.py compares every field's size and offset
 with the BTF of the compiled object, so a change on one side fails the build
@@ -7,30 +7,63 @@ instead of corrupting maps.
 """
 
 import ctypes
+import enum
 
 PATH_MAX = 256
 COMM_LEN = 16
+
+
+class Kind(enum.IntEnum):
+    """KubeArmor's rule categories; a container has a ruleset of each."""
+
+    PROCESS = 0
+    FILE = 1
+    NETWORK = 2
+    CAPABILITIES = 3
+
 
 ACTION_BLOCK = 1
 ACTION_AUDIT = 2
 ACTION_ALLOW = 4
 
-PROCESS_ALLOWLIST = 1
+VARIANT_READ_ONLY = 1
+VARIANT_OWNER_ONLY = 2
+
+ALLOWLIST = 1
 POSTURE_AUDIT = 2
-FILELESS_BLOCK = 4
-FILELESS_AUDIT = 8
-PROCESS_DIRS = 16
-PROCESS_EXECNAMES = 32
+DIRS = 4
+EXECNAMES = 8
+
+FILELESS_BLOCK = 1
+FILELESS_AUDIT = 2
 
 OP_EXEC = 1
 OP_MMAP = 2
 OP_LINK = 3
 OP_RENAME = 4
 OP_MPROTECT = 5
+OP_OPEN = 6
+OP_CREATE = 7
+OP_UNLINK = 8
+OP_TRUNCATE = 9
+OP_SOCKET = 10
+OP_CAPABLE = 11
+
+ACCESS_WRITE = 1
+ACCESS_OWNER = 2
 
 NAME_OUTSIDE = 1
 NAME_FILELESS = 2
 NAME_LONG = 4
+
+# network.matchProtocols names as the kernel side numbers them (kadapter.h KADAPTER_NET_*).
+NETWORK_PROTOCOLS = {
+    name: number
+    for number, name in enumerate(
+        ("tcp", "udp", "icmp", "icmpv6", "sctp", "dccp", "raw", "packet", "stream", "dgram", "seqpacket", "rdm", "all"),
+        start=1,
+    )
+}
 
 
 class NsKey(ctypes.Structure):
@@ -39,14 +72,19 @@ class NsKey(ctypes.Structure):
     _fields_ = (("pid_ns", ctypes.c_uint32), ("mnt_ns", ctypes.c_uint32))
 
 
+class KindPolicy(ctypes.Structure):
+    """One kind's ruleset of a container (0: none) and its allow-list, posture and lookup flags."""
+
+    _fields_ = (("ruleset", ctypes.c_uint32), ("flags", ctypes.c_uint32))
+
+
 class ContainerPolicy(ctypes.Structure):
-    """Which ruleset a container uses, its allow-list, posture and preset flags."""
+    """A container's ruleset of each kind and its presets."""
 
     _fields_ = (
-        ("ruleset", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
+        ("kinds", KindPolicy * len(Kind)),
+        ("presets", ctypes.c_uint32),
         ("fileless_rule", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint32),
     )
 
 
@@ -61,10 +99,30 @@ class AlertBudget(ctypes.Structure):
     )
 
 
-class ExecRuleKey(ctypes.Structure):
-    """One executable path of one ruleset."""
+class RuleEntry(ctypes.Structure):
+    """What the rules of one name, directory, inode or id say: per action, a bit per variant; the rule ids."""
+
+    _fields_ = (
+        ("block", ctypes.c_uint8),
+        ("audit", ctypes.c_uint8),
+        ("allow", ctypes.c_uint8),
+        ("reserved", ctypes.c_uint8),
+        ("block_rule", ctypes.c_uint32),
+        ("audit_rule", ctypes.c_uint32),
+        ("allow_rule", ctypes.c_uint32),
+    )
+
+
+class NameRuleKey(ctypes.Structure):
+    """One path (or execname) of one ruleset."""
 
     _fields_ = (("ruleset", ctypes.c_uint32), ("path", ctypes.c_char * PATH_MAX))
+
+
+class DirRule(ctypes.Structure):
+    """A directory's rules: for files at any depth below it, and for files directly in it."""
+
+    _fields_ = (("any_depth", RuleEntry), ("direct", RuleEntry))
 
 
 class InodeRuleKey(ctypes.Structure):
@@ -73,25 +131,14 @@ class InodeRuleKey(ctypes.Structure):
     _fields_ = (("ruleset", ctypes.c_uint32), ("dev", ctypes.c_uint32), ("ino", ctypes.c_uint64))
 
 
-class ExecRule(ctypes.Structure):
-    """The actions policies give one path, with the rule id behind each."""
+class IdRuleKey(ctypes.Structure):
+    """A network protocol name or a capability number of one ruleset."""
 
-    _fields_ = (
-        ("actions", ctypes.c_uint32),
-        ("block_rule", ctypes.c_uint32),
-        ("audit_rule", ctypes.c_uint32),
-        ("allow_rule", ctypes.c_uint32),
-    )
+    _fields_ = (("ruleset", ctypes.c_uint32), ("id", ctypes.c_uint32))
 
 
-class DirRule(ctypes.Structure):
-    """A directory's rules: for files at any depth below it, and for files directly in it."""
-
-    _fields_ = (("any_depth", ExecRule), ("direct", ExecRule))
-
-
-class ExecEvent(ctypes.Structure):
-    """A blocked or audited exec, as the kernel reports it on the ring buffer."""
+class AlertEvent(ctypes.Structure):
+    """A blocked or audited operation, as the kernel reports it on the ring buffer."""
 
     _fields_ = (
         ("timestamp_ns", ctypes.c_uint64),
@@ -102,11 +149,13 @@ class ExecEvent(ctypes.Structure):
         ("rule", ctypes.c_uint32),
         ("action", ctypes.c_uint32),
         ("retval", ctypes.c_int32),
+        ("kind", ctypes.c_uint32),
         ("operation", ctypes.c_uint32),
         ("name_flags", ctypes.c_uint32),
+        ("access", ctypes.c_uint32),
+        ("args", ctypes.c_uint32 * 3),
         ("comm", ctypes.c_char * COMM_LEN),
         ("path", ctypes.c_char * PATH_MAX),
         ("process", ctypes.c_char * PATH_MAX),
         ("parent_process", ctypes.c_char * PATH_MAX),
-        ("reserved", ctypes.c_uint32),
     )

@@ -26,7 +26,7 @@ DEFAULT_VSOCK_PORT = 10240  # kata-agent owns 1024-1027
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Read the command line."""
     parser = argparse.ArgumentParser(prog="kadapter-agent", description=__doc__)
-    parser.add_argument("--bpf-object", type=Path, default=Path("/usr/lib/kadapter/exec.bpf.o"))
+    parser.add_argument("--bpf-object", type=Path, default=Path("/usr/lib/kadapter/kadapter.bpf.o"))
     parser.add_argument("--hook-socket", type=Path, default=Path(DEFAULT_SOCKET))
     parser.add_argument("--grpc-socket", type=Path, default=Path("/run/kadapter/grpc.sock"))
     parser.add_argument("--vsock-port", type=int, default=DEFAULT_VSOCK_PORT, help="0 disables vsock")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     alerts = AlertHub()
     agent = Agent(enforcer, alerts)
     stop = threading.Event()
-    threading.Thread(target=enforcer.watch_events, args=(agent.on_exec_event, stop), daemon=True).start()
+    threading.Thread(target=enforcer.watch_events, args=(agent.on_event, stop), daemon=True).start()
 
     server = serve(GuestAgentService(agent, alerts), unix_socket=args.grpc_socket, tcp_address=args.tcp_listen)
     relay = None

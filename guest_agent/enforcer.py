@@ -4,11 +4,11 @@
 A container gets a kernel id when it is registered: its init process is
 tagged with it (task storage, through a pidfd) and its namespaces point to
 it, so every process the container ever has is judged by its rules
-(bpf/lsm/container.bpf.h). A container's rules are written under a fresh
-ruleset id and only then is the container pointed at it, in one map
-update; the old rules are deleted after. A policy change therefore takes
-effect whole or not at all, and a failure half way (a full map) rolls back
-to the rules already in force.
+(bpf/lsm/container.bpf.h). A container's rules are written under fresh
+ruleset ids, one per kind, and only then is the container pointed at them,
+in one map update; the old rules are deleted after. A policy change
+therefore takes effect whole or not at all, and a failure half way (a full
+map) rolls back to the rules already in force.
 """
 
 from __future__ import annotations
@@ -21,34 +21,41 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from guest_agent import bpf_types
+from guest_agent.bpf_types import Kind
 from guest_agent.container_fs import FileIdentity
-from guest_agent.libbpf import BpfError, BpfMap, BpfObject, RingBuffer
-from guest_agent.rules import CompiledRules, ContainerKey, DirEntry, ExecEntry
+from guest_agent.libbpf import BpfError, BpfObject, RingBuffer
+from guest_agent.rules import CompiledRules, ContainerKey, DirEntry, KindRules, RuleEntry
 
 log = logging.getLogger(__name__)
 
-RuleName = TypeVar("RuleName", str, FileIdentity)  # rules are found by path or by file identity
-Entry = TypeVar("Entry", ExecEntry, DirEntry)
-_FILELESS_FLAGS = {bpf_types.ACTION_BLOCK: bpf_types.FILELESS_BLOCK, bpf_types.ACTION_AUDIT: bpf_types.FILELESS_AUDIT}
+RuleName = TypeVar("RuleName", str, FileIdentity, int)  # rules are found by path, file identity or id
+Entry = TypeVar("Entry", RuleEntry, DirEntry)
+
+
+@dataclass(frozen=True)
+class _Table(Generic[RuleName, Entry]):
+    """One rule map: how a kind's table is read from KindRules and written as keys and values."""
+
+    map_name: str
+    entries: Callable[[KindRules], Mapping[RuleName, Entry]]
+    make_key: Callable[[int, RuleName], ctypes.Structure]
+    make_value: Callable[[Entry], ctypes.Structure]
 
 
 @dataclass
 class _Installed:
-    """What the maps hold for one container."""
+    """What the maps hold for one container: per ruleset id, the names written in each table."""
 
     kernel_id: int
     key: ContainerKey
-    ruleset: int = 0
-    paths: tuple[str, ...] = field(default_factory=tuple)
-    inodes: tuple[FileIdentity, ...] = field(default_factory=tuple)
-    dirs: tuple[str, ...] = field(default_factory=tuple)
+    written: dict[int, dict[str, tuple[object, ...]]] = field(default_factory=dict)
 
 
 class Enforcer:
-    """Load the exec enforcer and keep its maps in step with the containers' rules.
+    """Load the enforcers and keep their maps in step with the containers' rules.
 
     Containers are known by the runtime's container id, never by their
     namespaces alone: namespace ids are recycled, and a new container may
@@ -57,35 +64,32 @@ class Enforcer:
 
     def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int, alerts_per_second: int) -> None:
         sizes = dict.fromkeys(("containers", "container_ns", "container_roots", "alert_budgets"), max_containers)
-        rule_maps = dict.fromkeys(("exec_rules", "exec_inodes", "exec_dirs"), max_rules)
+        rule_maps = dict.fromkeys((table.map_name for table in _TABLES), max_rules)
         self._object = BpfObject(bpf_object, max_entries=sizes | rule_maps)
         self._containers = self._object.map("containers")
         self._container_ns = self._object.map("container_ns")
         self._container_roots = self._object.map("container_roots")
         self._task_container = self._object.map("task_container")
         self._alert_budgets = self._object.map("alert_budgets")
+        self._rule_maps = {table.map_name: self._object.map(table.map_name) for table in _TABLES}
         self._alerts_per_second = alerts_per_second
-        self._exec_rules = self._object.map("exec_rules")
-        self._exec_inodes = self._object.map("exec_inodes")
-        self._exec_dirs = self._object.map("exec_dirs")
         self._installed: dict[str, _Installed] = {}
         self._kernel_ids = itertools.count(1)
         self._ruleset_ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> int:
-        """Make the container's rules exactly `rules`, tagging its init on first sight; return the ruleset id."""
+    def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> dict[Kind, int]:
+        """Make the container's rules exactly `rules`, tagging its init on first sight; return its ruleset ids."""
         with self._lock:
             previous = self._installed.get(container_id)
             installed = _Installed(previous.kernel_id if previous else next(self._kernel_ids), key)
-            installed.ruleset = next(self._ruleset_ids)
+            rulesets = {kind: next(self._ruleset_ids) for kind in Kind if rules.active(kind)}
             try:
-                installed.paths = self._write(self._exec_rules, installed.ruleset, rules.entries, _path_key, _rule)
-                installed.inodes = self._write(self._exec_inodes, installed.ruleset, rules.inodes, _inode_key, _rule)
-                installed.dirs = self._write(self._exec_dirs, installed.ruleset, rules.dirs, _path_key, _dir_rule)
-                self._containers.update(
-                    ctypes.c_uint32(installed.kernel_id), _container_policy(installed.ruleset, rules)
-                )
+                for kind, ruleset in rulesets.items():
+                    installed.written[ruleset] = {}
+                    for table in _TABLES:
+                        installed.written[ruleset][table.map_name] = self._write(table, ruleset, rules.kinds[kind])
+                self._containers.update(ctypes.c_uint32(installed.kernel_id), _container_policy(rulesets, rules))
                 if not previous:
                     self._join(installed, init_pid)
             except (BpfError, OSError):
@@ -96,7 +100,7 @@ class Enforcer:
             self._installed[container_id] = installed
             if previous:
                 self._delete_rules(previous)
-            return installed.ruleset
+            return rulesets
 
     def _join(self, installed: _Installed, init_pid: int) -> None:
         """Bind the container's namespaces and tag its init process: from now on it cannot leave."""
@@ -128,10 +132,12 @@ class Enforcer:
         self._alert_budgets.delete(kernel_id)
 
     def installed_rules(self, container_id: str) -> int:
-        """Return how many exec rule entries (by path, inode and directory) the maps hold for a container."""
+        """Return how many rule entries (of every kind and table) the maps hold for a container."""
         with self._lock:
             installed = self._installed.get(container_id)
-            return len(installed.paths) + len(installed.inodes) + len(installed.dirs) if installed else 0
+            if not installed:
+                return 0
+            return sum(len(names) for tables in installed.written.values() for names in tables.values())
 
     def alerts_dropped(self, container_id: str) -> int:
         """Return how many of a container's alerts the kernel dropped over its budget."""
@@ -142,39 +148,31 @@ class Enforcer:
                 return budget.dropped
             return 0
 
-    @staticmethod
-    def _write(
-        bpf_map: BpfMap,
-        ruleset: int,
-        table: Mapping[RuleName, Entry],
-        make_key: Callable[[int, RuleName], ctypes.Structure],
-        make_value: Callable[[Entry], ctypes.Structure],
-    ) -> tuple[RuleName, ...]:
-        """Write every entry of one table of a new ruleset; the caller deletes them if a later write fails."""
-        written: list[RuleName] = []
+    def _write(self, table: _Table, ruleset: int, rules: KindRules) -> tuple[object, ...]:
+        """Write one table of a kind's new ruleset; the caller deletes it if a later write fails."""
+        bpf_map = self._rule_maps[table.map_name]
+        written: list[object] = []
         try:
-            for name, entry in table.items():
-                bpf_map.update(make_key(ruleset, name), make_value(entry))
+            for name, entry in table.entries(rules).items():
+                bpf_map.update(table.make_key(ruleset, name), table.make_value(entry))
                 written.append(name)
         except BpfError:
             for name in written:
-                bpf_map.delete(make_key(ruleset, name))
+                bpf_map.delete(table.make_key(ruleset, name))
             raise
         return tuple(written)
 
     def _delete_rules(self, installed: _Installed) -> None:
-        for path in installed.paths:
-            self._exec_rules.delete(_path_key(installed.ruleset, path))
-        for identity in installed.inodes:
-            self._exec_inodes.delete(_inode_key(installed.ruleset, identity))
-        for path in installed.dirs:
-            self._exec_dirs.delete(_path_key(installed.ruleset, path))
+        for ruleset, tables in installed.written.items():
+            for table in _TABLES:
+                for name in tables.get(table.map_name, ()):
+                    self._rule_maps[table.map_name].delete(table.make_key(ruleset, name))
 
-    def watch_events(self, on_event: Callable[[bpf_types.ExecEvent], None], stop: threading.Event) -> None:
+    def watch_events(self, on_event: Callable[[bpf_types.AlertEvent], None], stop: threading.Event) -> None:
         """Deliver kernel events to on_event until stop is set (runs in the caller's thread)."""
         ring = RingBuffer(
             self._object.map("events"),
-            lambda record: on_event(bpf_types.ExecEvent.from_buffer_copy(record)),
+            lambda record: on_event(bpf_types.AlertEvent.from_buffer_copy(record)),
         )
         try:
             while not stop.is_set():
@@ -187,23 +185,30 @@ class Enforcer:
         self._object.close()
 
 
-def _container_policy(ruleset: int, rules: CompiledRules) -> bpf_types.ContainerPolicy:
-    flags = (bpf_types.PROCESS_ALLOWLIST if rules.allowlist else 0) | (
-        bpf_types.POSTURE_AUDIT if rules.posture_audit else 0
-    )
+def _container_policy(rulesets: Mapping[Kind, int], rules: CompiledRules) -> bpf_types.ContainerPolicy:
+    policy = bpf_types.ContainerPolicy(presets=rules.fileless_actions, fileless_rule=rules.fileless_rule)
+    for kind, ruleset in rulesets.items():
+        policy.kinds[kind] = bpf_types.KindPolicy(ruleset=ruleset, flags=_kind_flags(rules.kinds[kind]))
+    return policy
+
+
+def _kind_flags(rules: KindRules) -> int:
+    flags = (bpf_types.ALLOWLIST if rules.allowlist else 0) | (bpf_types.POSTURE_AUDIT if rules.posture_audit else 0)
     if rules.dirs:
-        flags |= bpf_types.PROCESS_DIRS
+        flags |= bpf_types.DIRS
     if rules.has_execnames:
-        flags |= bpf_types.PROCESS_EXECNAMES
-    for action, flag in _FILELESS_FLAGS.items():
-        if rules.fileless_actions & action:
-            flags |= flag
-    return bpf_types.ContainerPolicy(ruleset=ruleset, flags=flags, fileless_rule=rules.fileless_rule)
+        flags |= bpf_types.EXECNAMES
+    return flags
 
 
-def _rule(entry: ExecEntry) -> bpf_types.ExecRule:
-    return bpf_types.ExecRule(
-        actions=entry.actions, block_rule=entry.block_rule, audit_rule=entry.audit_rule, allow_rule=entry.allow_rule
+def _rule(entry: RuleEntry) -> bpf_types.RuleEntry:
+    return bpf_types.RuleEntry(
+        block=entry.block,
+        audit=entry.audit,
+        allow=entry.allow,
+        block_rule=entry.block_rule,
+        audit_rule=entry.audit_rule,
+        allow_rule=entry.allow_rule,
     )
 
 
@@ -215,9 +220,21 @@ def _ns_key(key: ContainerKey) -> bpf_types.NsKey:
     return bpf_types.NsKey(pid_ns=key.pid_ns, mnt_ns=key.mnt_ns)
 
 
-def _path_key(ruleset: int, path: str) -> bpf_types.ExecRuleKey:
-    return bpf_types.ExecRuleKey(ruleset=ruleset, path=path.encode())
+def _name_key(ruleset: int, path: str) -> bpf_types.NameRuleKey:
+    return bpf_types.NameRuleKey(ruleset=ruleset, path=path.encode())
 
 
 def _inode_key(ruleset: int, identity: FileIdentity) -> bpf_types.InodeRuleKey:
     return bpf_types.InodeRuleKey(ruleset=ruleset, dev=identity.dev, ino=identity.ino)
+
+
+def _id_key(ruleset: int, identifier: int) -> bpf_types.IdRuleKey:
+    return bpf_types.IdRuleKey(ruleset=ruleset, id=identifier)
+
+
+_TABLES: tuple[_Table, ...] = (
+    _Table("name_rules", lambda rules: rules.names, _name_key, _rule),
+    _Table("inode_rules", lambda rules: rules.inodes, _inode_key, _rule),
+    _Table("dir_rules", lambda rules: rules.dirs, _name_key, _dir_rule),
+    _Table("id_rules", lambda rules: rules.ids, _id_key, _rule),
+)

@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Turn a pod's desired policies into one container's exec rule table.
+"""Turn a pod's desired policies into one container's rule tables, one per kind.
 
 Pure functions over the wire messages and a view of the container's files,
 so the whole decision of what goes into the kernel can be tested without a
 kernel. The host has already chosen which policies apply to the pod; here
-they are narrowed to one container (by name) and merged per path. Each rule
+they are narrowed to one container (by name) and merged per name. Each rule
 path is also resolved inside the container (on a merged-/usr image
 `/bin/ls` runs as `/usr/bin/ls`) and the file it names is recorded by
 identity, so a hard link or a bind mount of it matches the same rule.
@@ -13,10 +13,19 @@ identity, so a hard link or a bind mount of it matches the same rule.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from guest_agent.bpf_types import ACTION_ALLOW, ACTION_AUDIT, ACTION_BLOCK, PATH_MAX
+from guest_agent.bpf_types import (
+    FILELESS_AUDIT,
+    FILELESS_BLOCK,
+    NETWORK_PROTOCOLS,
+    PATH_MAX,
+    VARIANT_OWNER_ONLY,
+    VARIANT_READ_ONLY,
+    Kind,
+)
+from guest_agent.capabilities import CAPABILITIES
 from guest_agent.container_fs import ContainerView, FileIdentity
 from kadapter_api import agent_pb2
 
@@ -45,10 +54,12 @@ class RuleInfo:
 
 
 @dataclass(frozen=True)
-class ExecEntry:
-    """The kernel value for one path: action bits and the rule id behind each."""
+class RuleEntry:
+    """The kernel value for one name, inode or id: per action, a bit per rule variant; the first rule id of each."""
 
-    actions: int = 0
+    block: int = 0
+    audit: int = 0
+    allow: int = 0
     block_rule: int = 0
     audit_rule: int = 0
     allow_rule: int = 0
@@ -58,39 +69,59 @@ class ExecEntry:
 class DirEntry:
     """The kernel value for one directory: rules for any file below it, and for files directly in it."""
 
-    any_depth: ExecEntry = ExecEntry()
-    direct: ExecEntry = ExecEntry()
+    any_depth: RuleEntry = RuleEntry()
+    direct: RuleEntry = RuleEntry()
 
 
 @dataclass(frozen=True)
-class CompiledRules:
-    """A container's complete exec rule table, by path and by file identity; rule id N is rules[N - 1]."""
+class KindRules:
+    """One kind's rule table for one container."""
 
-    entries: Mapping[str, ExecEntry]  # by path, or by file name (no "/") for execname rules
-    inodes: Mapping[FileIdentity, ExecEntry]
-    dirs: Mapping[str, DirEntry]  # directory paths end with "/"
-    rules: tuple[RuleInfo, ...]
-    allowlist: bool
-    posture_audit: bool
-    fileless_actions: int = 0  # filelessExec preset: ACTION_BLOCK and/or ACTION_AUDIT bits
-    fileless_rule: int = 0
+    names: Mapping[str, RuleEntry] = field(default_factory=dict)  # paths, or file names (no "/") for execname
+    inodes: Mapping[FileIdentity, RuleEntry] = field(default_factory=dict)
+    dirs: Mapping[str, DirEntry] = field(default_factory=dict)  # directory paths end with "/"
+    ids: Mapping[int, RuleEntry] = field(default_factory=dict)  # protocol names, capabilities
+    allowlist: bool = False
+    posture_audit: bool = False
 
     @property
     def has_execnames(self) -> bool:
         """Tell whether any rule names an executable by file name alone."""
-        return any(not name.startswith("/") for name in self.entries)
+        return any(not name.startswith("/") for name in self.names)
+
+    @property
+    def size(self) -> int:
+        """Return how many kernel map entries the table takes."""
+        return len(self.names) + len(self.inodes) + len(self.dirs) + len(self.ids)
+
+
+@dataclass(frozen=True)
+class CompiledRules:
+    """A container's complete rule tables; rule id N is rules[N - 1]."""
+
+    kinds: Mapping[Kind, KindRules]
+    rules: tuple[RuleInfo, ...]
+    fileless_actions: int = 0  # filelessExec preset: the kernel's FILELESS_BLOCK and/or FILELESS_AUDIT bits
+    fileless_rule: int = 0
+
+    def active(self, kind: Kind) -> bool:
+        """Tell whether the kernel must judge this kind at all for the container."""
+        rules = self.kinds[kind]
+        return bool(rules.size or rules.allowlist or (kind is Kind.PROCESS and self.fileless_actions))
 
     def rule(self, rule_id: int) -> RuleInfo | None:
         """Return the rule with this id, or None for 0 (the posture decided)."""
         return self.rules[rule_id - 1] if 0 < rule_id <= len(self.rules) else None
 
 
-_ACTION_BITS = {
-    agent_pb2.ACTION_BLOCK: (ACTION_BLOCK, "block_rule"),
-    agent_pb2.ACTION_AUDIT: (ACTION_AUDIT, "audit_rule"),
-    agent_pb2.ACTION_ALLOW: (ACTION_ALLOW, "allow_rule"),
+_ACTION_SLOTS = {
+    agent_pb2.ACTION_BLOCK: ("block", "block_rule"),
+    agent_pb2.ACTION_AUDIT: ("audit", "audit_rule"),
+    agent_pb2.ACTION_ALLOW: ("allow", "allow_rule"),
 }
 _PRESET_ACTIONS = (agent_pb2.ACTION_BLOCK, agent_pb2.ACTION_AUDIT)
+IdRule = agent_pb2.NetworkRule | agent_pb2.CapabilityRule
+WireRule = agent_pb2.PathRule | agent_pb2.NetworkRule | agent_pb2.CapabilityRule | agent_pb2.PresetRule
 
 
 def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
@@ -104,12 +135,19 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
             raise InvalidPolicyError(f"{where}.name: {policy.name!r} appears twice")
         names.add((policy.namespace, policy.name))
         for number, rule in enumerate(policy.process_rules):
-            if rule.execname:
-                _check_execname(f"{where}.process_rules[{number}]", rule)
-            else:
-                _check_path(f"{where}.process_rules[{number}]", rule)
-            if rule.action not in _ACTION_BITS:
-                raise InvalidPolicyError(f"{where}.process_rules[{number}].action: unspecified")
+            _check_path_rule(f"{where}.process_rules[{number}]", rule, file_rule=False)
+        for number, rule in enumerate(policy.file_rules):
+            _check_path_rule(f"{where}.file_rules[{number}]", rule, file_rule=True)
+        for number, network in enumerate(policy.network_rules):
+            _check_action(f"{where}.network_rules[{number}]", network)
+            if network.protocol not in NETWORK_PROTOCOLS:
+                raise InvalidPolicyError(f"{where}.network_rules[{number}].protocol: {network.protocol!r} is unknown")
+        for number, capability in enumerate(policy.capability_rules):
+            _check_action(f"{where}.capability_rules[{number}]", capability)
+            if capability.capability not in CAPABILITIES:
+                raise InvalidPolicyError(
+                    f"{where}.capability_rules[{number}].capability: {capability.capability!r} is unknown"
+                )
         for number, preset in enumerate(policy.presets):
             if preset.preset != agent_pb2.PRESET_FILELESS_EXEC:
                 raise InvalidPolicyError(f"{where}.presets[{number}].preset: not one this agent enforces")
@@ -117,7 +155,24 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
                 raise InvalidPolicyError(f"{where}.presets[{number}].action: must be Block or Audit")
 
 
-def _check_execname(where: str, rule: agent_pb2.ProcessRule) -> None:
+def _check_action(where: str, rule: WireRule) -> None:
+    if rule.action not in _ACTION_SLOTS:
+        raise InvalidPolicyError(f"{where}.action: unspecified")
+
+
+def _check_path_rule(where: str, rule: agent_pb2.PathRule, *, file_rule: bool) -> None:
+    _check_action(where, rule)
+    if rule.read_only and not file_rule:
+        raise InvalidPolicyError(f"{where}.read_only: only file rules can be read-only")
+    if rule.execname:
+        if file_rule:
+            raise InvalidPolicyError(f"{where}.execname: only process rules name executables")
+        _check_execname(where, rule)
+    else:
+        _check_path(where, rule)
+
+
+def _check_execname(where: str, rule: agent_pb2.PathRule) -> None:
     name = rule.execname
     if rule.path or rule.recursive:
         raise InvalidPolicyError(f"{where}: an execname rule has no path and is not recursive")
@@ -125,7 +180,7 @@ def _check_execname(where: str, rule: agent_pb2.ProcessRule) -> None:
         raise InvalidPolicyError(f"{where}.execname: {name!r} is not a file name")
 
 
-def _check_path(where: str, rule: agent_pb2.ProcessRule) -> None:
+def _check_path(where: str, rule: agent_pb2.PathRule) -> None:
     path, encoded = rule.path, rule.path.encode()
     if not path.startswith("/"):
         raise InvalidPolicyError(f"{where}.path: {path!r} is not absolute")
@@ -137,59 +192,92 @@ def _check_path(where: str, rule: agent_pb2.ProcessRule) -> None:
         raise InvalidPolicyError(f"{where}.path: {path!r} is not normalised")
 
 
-def _with(entry: ExecEntry, action: agent_pb2.Action.ValueType, rule_id: int) -> ExecEntry:
-    """Add one rule's action to an entry, keeping the first rule id of each action."""
-    bit, slot = _ACTION_BITS[action]
-    return replace(entry, actions=entry.actions | bit, **{slot: getattr(entry, slot) or rule_id})
+def _variant(rule: WireRule) -> int:
+    """Return the kernel's variant number of a rule: which of readOnly and ownerOnly it was written with."""
+    if not isinstance(rule, agent_pb2.PathRule):
+        return 0
+    return (VARIANT_READ_ONLY if rule.read_only else 0) | (VARIANT_OWNER_ONLY if rule.owner_only else 0)
 
 
-def _add_file(
-    entries: dict[str, ExecEntry],
-    inodes: dict[FileIdentity, ExecEntry],
-    rule: agent_pb2.ProcessRule,
-    rule_id: int,
-    view: ContainerView | None,
-) -> None:
-    """Add a file rule under its written path, the path it resolves to, and the identities of that file."""
-    resolved = view.resolve(rule.path) if view else None
-    for path in {rule.path, resolved or rule.path}:
-        if len(path.encode()) < PATH_MAX:
-            entries[path] = _with(entries.get(path, ExecEntry()), rule.action, rule_id)
-    for identity in view.identities(resolved) if view and resolved else ():
-        inodes[identity] = _with(inodes.get(identity, ExecEntry()), rule.action, rule_id)
+def _with(entry: RuleEntry, rule: WireRule, rule_id: int) -> RuleEntry:
+    """Add one rule to an entry, keeping the first rule id of each action."""
+    bits, slot = _ACTION_SLOTS[rule.action]
+    return replace(entry, **{bits: getattr(entry, bits) | 1 << _variant(rule), slot: getattr(entry, slot) or rule_id})
 
 
-def _add_directory(
-    dirs: dict[str, DirEntry], rule: agent_pb2.ProcessRule, rule_id: int, view: ContainerView | None
-) -> None:
-    """Add a directory rule under its written path and the path it resolves to inside the container."""
-    resolved = view.resolve(rule.path) if view else None
-    for path in {rule.path, resolved.rstrip("/") + "/" if resolved else rule.path}:
-        if len(path.encode()) >= PATH_MAX:
-            continue
-        entry = dirs.get(path, DirEntry())
-        if rule.recursive:
-            entry = replace(entry, any_depth=_with(entry.any_depth, rule.action, rule_id))
+class _TableBuilder:
+    """Collect one kind's rules for one container."""
+
+    def __init__(self, view: ContainerView | None) -> None:
+        self._view = view
+        self.names: dict[str, RuleEntry] = {}
+        self.inodes: dict[FileIdentity, RuleEntry] = {}
+        self.dirs: dict[str, DirEntry] = {}
+        self.ids: dict[int, RuleEntry] = {}
+        self.allowlist = False
+
+    def add_path_rule(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
+        """Add a process or file rule by execname, directory or file."""
+        self.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
+        if rule.execname:
+            self.names[rule.execname] = _with(self.names.get(rule.execname, RuleEntry()), rule, rule_id)
+        elif rule.path.endswith("/"):
+            self._add_directory(rule, rule_id)
         else:
-            entry = replace(entry, direct=_with(entry.direct, rule.action, rule_id))
-        dirs[path] = entry
+            self._add_file(rule, rule_id)
+
+    def add_id_rule(self, identifier: int, rule: IdRule, rule_id: int) -> None:
+        """Add a network protocol or capability rule."""
+        self.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
+        self.ids[identifier] = _with(self.ids.get(identifier, RuleEntry()), rule, rule_id)
+
+    def _add_file(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
+        """Add a file rule under its written path, the path it resolves to, and the identities of that file."""
+        resolved = self._view.resolve(rule.path) if self._view else None
+        for path in {rule.path, resolved or rule.path}:
+            if len(path.encode()) < PATH_MAX:
+                self.names[path] = _with(self.names.get(path, RuleEntry()), rule, rule_id)
+        for identity in self._view.identities(resolved) if self._view and resolved else ():
+            self.inodes[identity] = _with(self.inodes.get(identity, RuleEntry()), rule, rule_id)
+
+    def _add_directory(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
+        """Add a directory rule under its written path and the path it resolves to inside the container."""
+        resolved = self._view.resolve(rule.path) if self._view else None
+        for path in {rule.path, resolved.rstrip("/") + "/" if resolved else rule.path}:
+            if len(path.encode()) >= PATH_MAX:
+                continue
+            entry = self.dirs.get(path, DirEntry())
+            if rule.recursive:
+                entry = replace(entry, any_depth=_with(entry.any_depth, rule, rule_id))
+            else:
+                entry = replace(entry, direct=_with(entry.direct, rule, rule_id))
+            self.dirs[path] = entry
+
+    def build(self, posture: agent_pb2.Posture.ValueType) -> KindRules:
+        """Freeze the table with the kind's posture."""
+        return KindRules(
+            names=self.names,
+            inodes=self.inodes,
+            dirs=self.dirs,
+            ids=self.ids,
+            allowlist=self.allowlist,
+            posture_audit=posture == agent_pb2.POSTURE_AUDIT,
+        )
 
 
 def compile_rules(
     policies: Iterable[agent_pb2.Policy],
     *,
     container_name: str,
-    posture: agent_pb2.Posture.ValueType,
+    postures: Mapping[Kind, agent_pb2.Posture.ValueType],
     view: ContainerView | None,
 ) -> CompiledRules:
-    """Build the exec rule table of one container from its pod's policies."""
-    entries: dict[str, ExecEntry] = {}
-    inodes: dict[FileIdentity, ExecEntry] = {}
-    dirs: dict[str, DirEntry] = {}
-    fileless = ExecEntry()
+    """Build the rule tables of one container from its pod's policies."""
+    tables = {kind: _TableBuilder(view) for kind in Kind}
+    fileless = RuleEntry()
     rules: list[RuleInfo] = []
 
-    def remember(policy: agent_pb2.Policy, rule: agent_pb2.ProcessRule | agent_pb2.PresetRule) -> int:
+    def remember(policy: agent_pb2.Policy, rule: WireRule) -> int:
         rules.append(
             RuleInfo(
                 policy_name=policy.name,
@@ -205,24 +293,21 @@ def compile_rules(
     for policy in policies:
         if policy.containers and container_name not in policy.containers:
             continue
-        for rule in policy.process_rules:
-            rule_id = remember(policy, rule)
-            if rule.execname:
-                entries[rule.execname] = _with(entries.get(rule.execname, ExecEntry()), rule.action, rule_id)
-                continue
-            if rule.path.endswith("/"):
-                _add_directory(dirs, rule, rule_id, view)
-            else:
-                _add_file(entries, inodes, rule, rule_id, view)
+        for path_rule in policy.process_rules:
+            tables[Kind.PROCESS].add_path_rule(path_rule, remember(policy, path_rule))
+        for path_rule in policy.file_rules:
+            tables[Kind.FILE].add_path_rule(path_rule, remember(policy, path_rule))
+        for network in policy.network_rules:
+            tables[Kind.NETWORK].add_id_rule(NETWORK_PROTOCOLS[network.protocol], network, remember(policy, network))
+        for capability in policy.capability_rules:
+            tables[Kind.CAPABILITIES].add_id_rule(
+                CAPABILITIES[capability.capability], capability, remember(policy, capability)
+            )
         for preset in policy.presets:
-            fileless = _with(fileless, preset.action, remember(policy, preset))
+            fileless = _with(fileless, preset, remember(policy, preset))
     return CompiledRules(
-        entries=entries,
-        inodes=inodes,
-        dirs=dirs,
+        kinds={kind: table.build(postures.get(kind, agent_pb2.POSTURE_BLOCK)) for kind, table in tables.items()},
         rules=tuple(rules),
-        allowlist=any(rule.action == agent_pb2.ACTION_ALLOW for rule in rules),
-        posture_audit=posture == agent_pb2.POSTURE_AUDIT,
-        fileless_actions=fileless.actions,
+        fileless_actions=(FILELESS_BLOCK if fileless.block else 0) | (FILELESS_AUDIT if fileless.audit else 0),
         fileless_rule=fileless.block_rule or fileless.audit_rule,
     )

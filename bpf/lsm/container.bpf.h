@@ -13,7 +13,7 @@
 #ifndef KADAPTER_CONTAINER_BPF_H
 #define KADAPTER_CONTAINER_BPF_H
 
-#include "exec.h"
+#include "kadapter.h"
 #include "kernel_consts.bpf.h"
 
 /* Container id -> its policy; the agent may resize before load. */

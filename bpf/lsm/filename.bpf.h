@@ -19,7 +19,7 @@
 #ifndef KADAPTER_FILENAME_BPF_H
 #define KADAPTER_FILENAME_BPF_H
 
-#include "exec.h"
+#include "kadapter.h"
 
 #define NAME_BUF_MAX 4096 /* the kernel's PATH_MAX: the longest name built */
 #define NAME_MASK (NAME_BUF_MAX - 1)

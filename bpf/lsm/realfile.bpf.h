@@ -19,6 +19,32 @@ struct ovl_file___kadapter {
 	struct file *realfile;
 } __attribute__((preserve_access_index));
 
+/* Overlayfs's inode around the VFS one; __upperdentry is set once the file is copied up. */
+struct ovl_inode___kadapter {
+	struct inode vfs_inode;
+	struct dentry *__upperdentry;
+} __attribute__((preserve_access_index));
+
+/* The upper file's inode of a copied-up overlay inode, else the inode itself. */
+static __always_inline struct inode *upper_inode(struct inode *inode)
+{
+	struct ovl_inode___kadapter *ovl;
+	struct dentry *upper;
+
+	if (!bpf_core_type_exists(struct ovl_inode___kadapter))
+		return inode;
+	ovl = (void *)inode - bpf_core_field_offset(struct ovl_inode___kadapter, vfs_inode);
+	upper = BPF_CORE_READ(ovl, __upperdentry);
+	return upper ? BPF_CORE_READ(upper, d_inode) : inode;
+}
+
+/*
+ * The inode holding the data of a file: the real
+ * file overlayfs opened (when file is open), else the upper file of a
+ * copied-up one. Hooks that run before overlayfs opens the real file
+ * (file_open, path hooks) rely on the second: a hard link made in the
+ * container copies the file up, and both names then lead to that upper file.
+ */
 static __always_inline struct inode *real_inode(struct file *file, struct inode *inode)
 {
 	void *private;
@@ -26,9 +52,9 @@ static __always_inline struct inode *real_inode(struct file *file, struct inode 
 
 	if (BPF_CORE_READ(inode, i_sb, s_magic) != OVERLAYFS_SUPER_MAGIC)
 		return inode;
-	private = BPF_CORE_READ(file, private_data); /* up to 6.12: the real file itself */
+	private = file ? BPF_CORE_READ(file, private_data) : NULL; /* up to 6.12: the real file itself */
 	if (!private)
-		return inode;
+		return upper_inode(inode);
 	real = private;
 	if (bpf_core_type_exists(struct ovl_file___kadapter))
 		real = BPF_CORE_READ((struct ovl_file___kadapter *)private, realfile);

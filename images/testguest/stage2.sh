@@ -12,7 +12,7 @@ cd /run
 echo "testguest: lsm=$(cat /sys/kernel/security/lsm)"
 venv=$repo/.venv
 mkdir -p /run/kadapter
-"$venv/bin/kadapter-agent" --bpf-object "$repo/bpf/lsm/.output/exec.bpf.o" \
+"$venv/bin/kadapter-agent" --bpf-object "$repo/bpf/lsm/.output/kadapter.bpf.o" \
 	--tcp-listen 0.0.0.0:50051 --alerts-per-second 20 >/run/kadapter/agent.log 2>&1 &
 for _ in $(seq 600); do
 	[[ -S /run/kadapter/hook.sock ]] && break

@@ -1,4 +1,4 @@
-"""The ctypes mirrors in guest_agent/bpf_types.py match the structs compiled into exec.bpf.o."""
+"""The ctypes mirrors in guest_agent/bpf_types.py match the structs compiled into kadapter.bpf.o."""
 
 from __future__ import annotations
 
@@ -11,16 +11,18 @@ import pytest
 
 from guest_agent import bpf_types
 
-OBJECT = Path(__file__).resolve().parents[2] / "bpf" / "lsm" / ".output" / "exec.bpf.o"
+OBJECT = Path(__file__).resolve().parents[2] / "bpf" / "lsm" / ".output" / "kadapter.bpf.o"
 MIRRORS = {
     "ns_key": bpf_types.NsKey,
     "container_policy": bpf_types.ContainerPolicy,
     "alert_budget": bpf_types.AlertBudget,
-    "exec_rule_key": bpf_types.ExecRuleKey,
-    "inode_rule_key": bpf_types.InodeRuleKey,
-    "exec_rule": bpf_types.ExecRule,
+    "kind_policy": bpf_types.KindPolicy,
+    "rule_entry": bpf_types.RuleEntry,
+    "name_rule_key": bpf_types.NameRuleKey,
     "dir_rule": bpf_types.DirRule,
-    "exec_event": bpf_types.ExecEvent,
+    "inode_rule_key": bpf_types.InodeRuleKey,
+    "id_rule_key": bpf_types.IdRuleKey,
+    "alert_event": bpf_types.AlertEvent,
 }
 
 

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The file enforcer: KubeArmor file rules.
+ *
+ * Opening a file is judged as reading or writing by its open mode; so is
+ * every way of changing a file without opening it for write: creating it,
+ * truncating it (truncate(2), O_TRUNC), unlinking it, and linking or
+ * renaming another file onto its name. A file a Block rule (process or
+ * file) covers may not gain another name either.
+ */
+#ifndef KADAPTER_FILE_BPF_H
+#define KADAPTER_FILE_BPF_H
+
+#include "judge.bpf.h"
+
+/* Judge changing the file at (mnt, dentry) as a write; return the verdict. */
+static __always_inline int judge_file_change(struct vfsmount *mnt, struct dentry *dentry, __u32 operation)
+{
+	struct judgement j;
+
+	if (!judge_start(&j, KADAPTER_KIND_FILE, operation))
+		return 0;
+	match_file(&j, mnt, dentry, NULL);
+	j.access |= KADAPTER_ACCESS_WRITE;
+	return decide(&j);
+}
+
+/* Refuse a new name for a file any Block rule covers; return the verdict. */
+static __always_inline int refuse_new_names(struct vfsmount *mnt, struct dentry *dentry, __u32 operation)
+{
+	int verdict = refuse_new_name(KADAPTER_KIND_PROCESS, mnt, dentry, operation);
+
+	return verdict ? verdict : refuse_new_name(KADAPTER_KIND_FILE, mnt, dentry, operation);
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(kadapter_file_open, struct file *file, int ret)
+{
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct judgement j;
+
+	if (ret)
+		return ret;
+	/* Overlayfs opening the real file under the overlay file's name: the overlay file was judged. */
+	if (BPF_CORE_READ(file, f_inode) != BPF_CORE_READ(dentry, d_inode))
+		return 0;
+	if (!judge_start(&j, KADAPTER_KIND_FILE, KADAPTER_OP_OPEN))
+		return 0;
+	match_file(&j, BPF_CORE_READ(file, f_path.mnt), dentry, file);
+	if (BPF_CORE_READ(file, f_mode) & FMODE_WRITE)
+		j.access |= KADAPTER_ACCESS_WRITE;
+	return decide(&j);
+}
+
+SEC("lsm/path_mknod")
+int BPF_PROG(kadapter_path_mknod, const struct path *dir, struct dentry *dentry, umode_t mode, unsigned int dev,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	return judge_file_change(BPF_CORE_READ(dir, mnt), dentry, KADAPTER_OP_CREATE);
+}
+
+SEC("lsm/path_unlink")
+int BPF_PROG(kadapter_path_unlink, const struct path *dir, struct dentry *dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_file_change(BPF_CORE_READ(dir, mnt), dentry, KADAPTER_OP_UNLINK);
+}
+
+SEC("lsm/path_truncate")
+int BPF_PROG(kadapter_path_truncate, const struct path *path, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_file_change(BPF_CORE_READ(path, mnt), BPF_CORE_READ(path, dentry), KADAPTER_OP_TRUNCATE);
+}
+
+SEC("lsm/path_link")
+int BPF_PROG(kadapter_path_link, struct dentry *old_dentry, const struct path *new_dir, struct dentry *new_dentry,
+	     int ret)
+{
+	struct vfsmount *mnt = BPF_CORE_READ(new_dir, mnt);
+
+	if (ret)
+		return ret;
+	ret = refuse_new_names(mnt, old_dentry, KADAPTER_OP_LINK);
+	return ret ? ret : judge_file_change(mnt, new_dentry, KADAPTER_OP_LINK);
+}
+
+/* Renaming takes the file's old name away and replaces whatever the new name held: both are changes. */
+SEC("lsm/path_rename")
+int BPF_PROG(kadapter_path_rename, const struct path *old_dir, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry, unsigned int flags, int ret)
+{
+	struct vfsmount *mnt = BPF_CORE_READ(old_dir, mnt);
+
+	if (ret)
+		return ret;
+	ret = refuse_new_names(mnt, old_dentry, KADAPTER_OP_RENAME);
+	if (!ret && (flags & RENAME_EXCHANGE))
+		ret = refuse_new_names(mnt, new_dentry, KADAPTER_OP_RENAME);
+	if (!ret)
+		ret = judge_file_change(mnt, old_dentry, KADAPTER_OP_RENAME);
+	if (!ret)
+		ret = judge_file_change(mnt, new_dentry, KADAPTER_OP_RENAME);
+	return ret;
+}
+
+#endif /* KADAPTER_FILE_BPF_H */

@@ -1,0 +1,407 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The rule tables every enforcer shares, and the one place a verdict is
+ * reached and reported.
+ *
+ * Each container has a ruleset per kind (process, file, network,
+ * capabilities); rules are found under it by name (filename.bpf.h), by
+ * directory above the name, by inode, or by id. A hook fills a judgement
+ * with what it is about, merges what the rules say, and decide() applies
+ * Block, the kind's allow list and posture, and Audit, in that order.
+ */
+#ifndef KADAPTER_JUDGE_BPF_H
+#define KADAPTER_JUDGE_BPF_H
+
+#include "kadapter.h"
+#include "kernel_consts.bpf.h"
+#include "container.bpf.h"
+#include "filename.bpf.h"
+#include "realfile.bpf.h"
+
+/* Rules by name under each container's ruleset of a kind; resized at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct name_rule_key);
+	__type(value, struct rule_entry);
+} name_rules SEC(".maps");
+
+/* Directory rules by path (ending in "/"); resized at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct name_rule_key);
+	__type(value, struct dir_rule);
+} dir_rules SEC(".maps");
+
+/* The files of name rules by inode; resized at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct inode_rule_key);
+	__type(value, struct rule_entry);
+} inode_rules SEC(".maps");
+
+/* Network protocol names and capabilities; resized at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct id_rule_key);
+	__type(value, struct rule_entry);
+} id_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+/* Container id -> its alert budget; the agent may resize before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct alert_budget);
+} alert_budgets SEC(".maps");
+
+/* Per-CPU room for the name and the lookup keys, too large for the 512-byte BPF stack. */
+struct scratch_space {
+	struct name_rule_key key; /* zeroed past the NUL: hash keys compare every byte */
+	struct name_rule_key dir_key; /* one directory above the file at a time, or the file's own name */
+	struct name_buffer name;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch_space);
+} scratch SEC(".maps");
+
+/* Keeps struct alert_event in the object's BTF for the layout test. */
+const struct alert_event *unused_alert_event __attribute__((unused));
+
+/* One operation of a task in a container under policy, and what the rules of its kind say. */
+struct judgement {
+	__u32 container;
+	__u32 kind;
+	__u32 ruleset;
+	__u32 flags; /* the kind's flags, less any the hook does not apply */
+	__u32 operation;
+	__u32 name_flags;
+	__u32 access;
+	__u32 args[3];
+	int deny; /* what the hook returns when it denies: -EACCES, -EPERM for a capability */
+	int quiet; /* judge without reporting (the kernel probing a capability) */
+	struct container_policy *policy;
+	struct name_rule_key *key; /* the file's name; NULL for network and capabilities */
+	struct rule_entry rule; /* every matching rule, merged */
+};
+
+/*
+ * Start judging one operation of the current task: false when the task is
+ * in no container, its container has no rules of this kind, or the
+ * container has not reached its first exec. Until then only the runtime's
+ * own code runs in it (runc setting up mounts, with every capability);
+ * the first exec is judged, and records the container's root.
+ */
+static __always_inline int judge_start(struct judgement *j, __u32 kind, __u32 operation)
+{
+	struct kind_policy *kinds;
+
+	j->container = current_container();
+	if (!j->container)
+		return 0;
+	j->policy = bpf_map_lookup_elem(&containers, &j->container);
+	if (!j->policy)
+		return 0;
+	if (!container_root(j->container, operation == KADAPTER_OP_EXEC))
+		return 0;
+	kinds = j->policy->kinds;
+	j->kind = kind;
+	j->ruleset = kinds[kind & (KADAPTER_KINDS - 1)].ruleset;
+	j->flags = kinds[kind & (KADAPTER_KINDS - 1)].flags;
+	if (!j->ruleset)
+		return 0;
+	j->operation = operation;
+	j->name_flags = 0;
+	j->access = 0;
+	j->args[0] = j->args[1] = j->args[2] = 0;
+	j->deny = -EACCES;
+	j->quiet = 0;
+	j->key = NULL;
+	__builtin_memset(&j->rule, 0, sizeof(j->rule));
+	return 1;
+}
+
+static __always_inline void merge(struct rule_entry *into, const struct rule_entry *rule)
+{
+	into->block |= rule->block;
+	into->audit |= rule->audit;
+	into->allow |= rule->allow;
+	if (!into->block_rule)
+		into->block_rule = rule->block_rule;
+	if (!into->audit_rule)
+		into->audit_rule = rule->audit_rule;
+	if (!into->allow_rule)
+		into->allow_rule = rule->allow_rule;
+}
+
+/*
+ * Spend one event of the container's budget; false when this second's is
+ * spent (the event is counted as dropped). The verdict never depends on it.
+ */
+static __always_inline int within_budget(__u32 container, __u64 now)
+{
+	struct alert_budget *budget = bpf_map_lookup_elem(&alert_budgets, &container);
+
+	if (!budget)
+		return 1;
+	if (now - budget->window_start_ns >= 1000000000ULL) {
+		budget->window_start_ns = now; /* racing CPUs may both reset: at worst a few extra events */
+		budget->sent = 0;
+	}
+	if (budget->sent >= budget->limit) {
+		__sync_fetch_and_add(&budget->dropped, 1);
+		return 0;
+	}
+	__sync_fetch_and_add(&budget->sent, 1);
+	return 1;
+}
+
+/* Name a task's executable relative to the container's root into out; empty for a task with no mm. */
+static __always_inline void name_executable(struct task_struct *task, __u64 root, char *out)
+{
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	struct scratch_space *space;
+	__u32 zero = 0;
+
+	space = bpf_map_lookup_elem(&scratch, &zero);
+	if (!space)
+		return;
+	if (!exe) {
+		__builtin_memset(out, 0, KADAPTER_PATH_MAX);
+		return;
+	}
+	name_in_container(BPF_CORE_READ(exe, f_path.mnt), BPF_CORE_READ(exe, f_path.dentry), root, &space->name, out);
+}
+
+static __always_inline void emit(const struct judgement *j, __u32 rule, __u32 action, int retval)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 root = container_root(j->container, 0);
+	struct alert_event *e;
+
+	if (j->quiet || !within_budget(j->container, now))
+		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return;
+	e->timestamp_ns = now;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->ruleset = j->ruleset;
+	e->rule = rule;
+	e->action = action;
+	e->retval = retval;
+	e->kind = j->kind;
+	e->operation = j->operation;
+	e->name_flags = j->name_flags;
+	e->access = j->access;
+	e->args[0] = j->args[0];
+	e->args[1] = j->args[1];
+	e->args[2] = j->args[2];
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (j->key)
+		__builtin_memcpy(e->path, j->key->path, sizeof(e->path));
+	else
+		__builtin_memset(e->path, 0, sizeof(e->path));
+	name_executable(task, root, e->process);
+	name_executable(BPF_CORE_READ(task, real_parent), root, e->parent_process);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* The directory walk's state between bpf_loop() steps (one step per byte of the name's first 255). */
+struct dir_walk {
+	struct scratch_space *space;
+	struct rule_entry *rule; /* where matches are merged */
+	struct rule_entry direct; /* the rules of the directory last seen: the file's own directory at the end */
+};
+
+static long dir_step(__u32 index, struct dir_walk *walk)
+{
+	struct scratch_space *space = walk->space;
+	char *name = &space->name.buf[space->name.start & NAME_MASK];
+	struct dir_rule *found;
+	__u32 end = index & (KADAPTER_PATH_MAX - 1);
+
+	if (!name[end])
+		return 1;
+	if (name[end] != '/')
+		return 0;
+	/* The key is the name up to and including this '/'; the bytes after it are zero. */
+	bpf_probe_read_kernel(space->dir_key.path, (end + 1) & (KADAPTER_PATH_MAX - 1), name);
+	found = bpf_map_lookup_elem(&dir_rules, &space->dir_key);
+	if (found) {
+		merge(walk->rule, &found->any_depth);
+		walk->direct = found->direct;
+	} else {
+		__builtin_memset(&walk->direct, 0, sizeof(walk->direct));
+	}
+	return 0;
+}
+
+/* Merge the rules of every directory above the named file, at any depth, and of its own directory. */
+static __always_inline void match_dirs(struct judgement *j, struct scratch_space *space)
+{
+	struct dir_walk walk = { .space = space, .rule = &j->rule };
+
+	__builtin_memset(&space->dir_key, 0, sizeof(space->dir_key));
+	space->dir_key.ruleset = j->ruleset;
+	bpf_loop(KADAPTER_PATH_MAX - 1, dir_step, &walk, 0);
+	merge(&j->rule, &walk.direct);
+}
+
+/* Merge the execname rules for the file's own name, wherever the file is. */
+static __always_inline void match_execname(struct judgement *j, struct dentry *dentry, struct scratch_space *space)
+{
+	struct qstr name = BPF_CORE_READ(dentry, d_name);
+	struct rule_entry *found;
+
+	__builtin_memset(&space->dir_key, 0, sizeof(space->dir_key));
+	space->dir_key.ruleset = j->ruleset;
+	bpf_probe_read_kernel(space->dir_key.path, name.len & (KADAPTER_PATH_MAX - 1), name.name);
+	found = bpf_map_lookup_elem(&name_rules, &space->dir_key);
+	if (found)
+		merge(&j->rule, found);
+}
+
+/* Merge the rules recorded for one inode of the file. */
+static __always_inline void match_inode(struct judgement *j, struct inode *inode)
+{
+	struct inode_rule_key key = {
+		.ruleset = j->ruleset,
+		.dev = BPF_CORE_READ(inode, i_sb, s_dev),
+		.ino = BPF_CORE_READ(inode, i_ino),
+	};
+	struct rule_entry *found = bpf_map_lookup_elem(&inode_rules, &key);
+
+	if (found)
+		merge(&j->rule, found);
+}
+
+/* Merge the rules of one id (a protocol name, a capability). */
+static __always_inline void match_id(struct judgement *j, __u32 id)
+{
+	struct id_rule_key key = { .ruleset = j->ruleset, .id = id };
+	struct rule_entry *found = bpf_map_lookup_elem(&id_rules, &key);
+
+	if (found)
+		merge(&j->rule, found);
+}
+
+/*
+ * Merge the rules of the file reached as (mnt, dentry), opened as file
+ * when the hook has one: by name, by the directories above it, by execname,
+ * and by inode (the one the name leads to and, under overlayfs, the one
+ * holding the data). Records whether the caller owns the file.
+ */
+static __always_inline void match_file(struct judgement *j, struct vfsmount *mnt, struct dentry *dentry,
+				       struct file *file)
+{
+	struct scratch_space *space;
+	struct rule_entry *found;
+	struct inode *inode, *real;
+	__u32 zero = 0;
+
+	space = bpf_map_lookup_elem(&scratch, &zero);
+	if (!space)
+		return;
+	j->key = &space->key;
+	j->key->ruleset = j->ruleset;
+	j->name_flags = name_in_container(mnt, dentry, container_root(j->container, 0), &space->name, j->key->path);
+	if (!(j->name_flags & (KADAPTER_NAME_OUTSIDE | KADAPTER_NAME_LONG))) {
+		found = bpf_map_lookup_elem(&name_rules, j->key);
+		if (found)
+			merge(&j->rule, found);
+	}
+	if (!(j->name_flags & KADAPTER_NAME_OUTSIDE) && (j->flags & KADAPTER_DIRS))
+		match_dirs(j, space);
+	if (j->flags & KADAPTER_EXECNAMES)
+		match_execname(j, dentry, space);
+	inode = BPF_CORE_READ(dentry, d_inode);
+	if (!inode) {
+		j->access |= KADAPTER_ACCESS_OWNER; /* a file being created will be the caller's */
+		return;
+	}
+	if (BPF_CORE_READ(inode, i_uid.val) == BPF_CORE_READ(bpf_get_current_task_btf(), cred, fsuid.val))
+		j->access |= KADAPTER_ACCESS_OWNER;
+	if (!BPF_CORE_READ(inode, i_nlink))
+		j->name_flags |= KADAPTER_NAME_FILELESS;
+	match_inode(j, inode);
+	real = real_inode(file, inode);
+	if (real != inode)
+		match_inode(j, real);
+}
+
+/* The variants of a rule (bits 1 << variant) whose scope the access stays within. */
+static __always_inline __u8 variants_within(__u32 access)
+{
+	int reading = !(access & KADAPTER_ACCESS_WRITE), owner = access & KADAPTER_ACCESS_OWNER;
+
+	return 1 | (reading ? 1 << KADAPTER_VARIANT_READ_ONLY : 0) | (owner ? 1 << KADAPTER_VARIANT_OWNER_ONLY : 0) |
+	       (reading && owner ? 1 << (KADAPTER_VARIANT_READ_ONLY | KADAPTER_VARIANT_OWNER_ONLY) : 0);
+}
+
+/* Whether a Block or Audit rule applies: plain ones always, qualified ones when the access leaves their scope. */
+static __always_inline int applies(__u8 variants, __u8 within)
+{
+	return variants & (1 | (__u8)~within);
+}
+
+/*
+ * Decide and report: a Block rule denies; in allow-list mode an access no
+ * Allow rule covers gets the kind's posture; an Audit rule reports. Return
+ * the hook's verdict.
+ */
+static __always_inline int decide(const struct judgement *j)
+{
+	__u8 within = variants_within(j->access);
+
+	if (applies(j->rule.block, within)) {
+		emit(j, j->rule.block_rule, KADAPTER_ACTION_BLOCK, j->deny);
+		return j->deny;
+	}
+	if ((j->flags & KADAPTER_ALLOWLIST) && !(j->rule.allow & within)) {
+		if (j->flags & KADAPTER_POSTURE_AUDIT) {
+			emit(j, 0, KADAPTER_ACTION_AUDIT, 0);
+			return 0;
+		}
+		emit(j, 0, KADAPTER_ACTION_BLOCK, j->deny);
+		return j->deny;
+	}
+	if (applies(j->rule.audit, within))
+		emit(j, j->rule.audit_rule, KADAPTER_ACTION_AUDIT, 0);
+	return 0;
+}
+
+/*
+ * Refuse a new name (hard link, rename) for a file a Block rule of this
+ * kind covers, in whole or in part: under overlayfs the new name would
+ * lead to a copied-up inode no rule recorded. Return the verdict.
+ */
+static __always_inline int refuse_new_name(__u32 kind, struct vfsmount *mnt, struct dentry *dentry, __u32 operation)
+{
+	struct judgement j;
+
+	if (!judge_start(&j, kind, operation))
+		return 0;
+	match_file(&j, mnt, dentry, NULL);
+	if (!j.rule.block)
+		return 0;
+	emit(&j, j.rule.block_rule, KADAPTER_ACTION_BLOCK, -EACCES);
+	return -EACCES;
+}
+
+#endif /* KADAPTER_JUDGE_BPF_H */

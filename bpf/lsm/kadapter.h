@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Structs shared by kadapter.bpf.c and the guest agent (guest_agent/bpf_types.py
+ * mirrors them; tests/guest_agent/test_bpf_layout.py checks the mirror
+ * against this object's BTF). Fixed-width fields, explicit padding only.
+ */
+#ifndef KADAPTER_H
+#define KADAPTER_H
+
+/* Bytes of a path in a rule key, NUL included. */
+#define KADAPTER_PATH_MAX 256
+#define KADAPTER_COMM_LEN 16
+
+/* Rule kinds, KubeArmor's categories; each has its own ruleset and posture per container. */
+#define KADAPTER_KIND_PROCESS 0
+#define KADAPTER_KIND_FILE 1
+#define KADAPTER_KIND_NETWORK 2
+#define KADAPTER_KIND_CAPABILITIES 3
+#define KADAPTER_KINDS 4
+
+/* Actions, as reported in events. */
+#define KADAPTER_ACTION_BLOCK 1
+#define KADAPTER_ACTION_AUDIT 2
+#define KADAPTER_ACTION_ALLOW 4
+
+/*
+ * A rule's variant: the qualifiers it was written with. rule_entry holds,
+ * per action, a bit per variant present (1 << variant). readOnly narrows a
+ * Block or Audit rule to writing and an Allow rule to reading; ownerOnly
+ * narrows Block and Audit to others than the file's owner and Allow to
+ * the owner.
+ */
+#define KADAPTER_VARIANT_READ_ONLY 1
+#define KADAPTER_VARIANT_OWNER_ONLY 2
+
+/* kind_policy.flags */
+#define KADAPTER_ALLOWLIST 1 /* an Allow rule exists: what no Allow rule covers hits the posture */
+#define KADAPTER_POSTURE_AUDIT 2 /* the posture audits instead of blocking */
+#define KADAPTER_DIRS 4 /* directory rules exist: look up every directory above the file */
+#define KADAPTER_EXECNAMES 8 /* execname rules exist: look up the file's own name (no '/') */
+
+/* container_policy.presets */
+#define KADAPTER_FILELESS_BLOCK 1 /* filelessExec: deny executing files with no link left */
+#define KADAPTER_FILELESS_AUDIT 2 /* filelessExec: report it */
+
+/* alert_event.operation */
+#define KADAPTER_OP_EXEC 1 /* execve of the file */
+#define KADAPTER_OP_MMAP 2 /* a PROT_EXEC mapping of it (loaders) */
+#define KADAPTER_OP_LINK 3 /* a new hard link to it, or a link made at its name */
+#define KADAPTER_OP_RENAME 4 /* moving it to another name, or another file onto its name */
+#define KADAPTER_OP_MPROTECT 5 /* making a mapping of it executable */
+#define KADAPTER_OP_OPEN 6
+#define KADAPTER_OP_CREATE 7 /* a new file at the name (mknod, open O_CREAT) */
+#define KADAPTER_OP_UNLINK 8
+#define KADAPTER_OP_TRUNCATE 9 /* truncate(2) or open with O_TRUNC */
+#define KADAPTER_OP_SOCKET 10 /* socket(2): args are family, type, protocol */
+#define KADAPTER_OP_CAPABLE 11 /* using a capability: args[0] is its number */
+
+/* alert_event.access */
+#define KADAPTER_ACCESS_WRITE 1 /* the operation changes the file */
+#define KADAPTER_ACCESS_OWNER 2 /* the caller owns the file */
+
+/* alert_event.name_flags */
+#define KADAPTER_NAME_OUTSIDE 1 /* not under the container's root (memfd, another mount tree): no path rule applies */
+#define KADAPTER_NAME_FILELESS 2 /* the file has no link left (memfd, unlinked) */
+#define KADAPTER_NAME_LONG 4 /* longer than a path rule can be: the event's path is its first 255 bytes */
+
+/*
+ * network.matchProtocols names, as rule ids: a socket is looked up under
+ * each name it answers to (a TCP socket is tcp, stream and all).
+ */
+#define KADAPTER_NET_TCP 1
+#define KADAPTER_NET_UDP 2
+#define KADAPTER_NET_ICMP 3
+#define KADAPTER_NET_ICMPV6 4
+#define KADAPTER_NET_SCTP 5
+#define KADAPTER_NET_DCCP 6
+#define KADAPTER_NET_RAW 7
+#define KADAPTER_NET_PACKET 8
+#define KADAPTER_NET_STREAM 9
+#define KADAPTER_NET_DGRAM 10
+#define KADAPTER_NET_SEQPACKET 11
+#define KADAPTER_NET_RDM 12
+#define KADAPTER_NET_ALL 13
+
+/* A container as the kernel first knew it: the pid and mount namespace ids of its init. */
+struct ns_key {
+	__u32 pid_ns;
+	__u32 mnt_ns;
+};
+
+/* One kind's rules for a container: ruleset 0 means it has none. */
+struct kind_policy {
+	__u32 ruleset; /* rules live under this id; swapping it swaps them all at once */
+	__u32 flags;
+};
+
+struct container_policy {
+	struct kind_policy kinds[KADAPTER_KINDS];
+	__u32 presets;
+	__u32 fileless_rule; /* the preset's rule id, for alerts */
+};
+
+/*
+ * A container's alert budget: at most `limit` events per second reach the
+ * ring buffer, so a noisy container cannot flood the agent or the host.
+ * The agent creates it at registration; the kernel counts.
+ */
+struct alert_budget {
+	__u64 window_start_ns;
+	__u32 limit;
+	__u32 sent; /* in the current one-second window */
+	__u64 dropped; /* since registration */
+};
+
+/* What the rules of one name, directory, inode or id say, merged. */
+struct rule_entry {
+	__u8 block; /* bit (1 << variant) per variant of Block rule */
+	__u8 audit;
+	__u8 allow;
+	__u8 reserved;
+	__u32 block_rule; /* rule ids, so alerts can name policy, severity and message */
+	__u32 audit_rule;
+	__u32 allow_rule;
+};
+
+struct name_rule_key {
+	__u32 ruleset;
+	char path[KADAPTER_PATH_MAX]; /* or, for an execname rule, a file name */
+};
+
+/* A directory rule's value: rules for files at any depth below it, and for files directly in it. */
+struct dir_rule {
+	struct rule_entry any_depth;
+	struct rule_entry direct;
+};
+
+/* The same file under any name: its inode as the container's mounts present it. */
+struct inode_rule_key {
+	__u32 ruleset;
+	__u32 dev; /* the kernel's dev_t of the superblock: major << 20 | minor */
+	__u64 ino;
+};
+
+/* A network protocol name (KADAPTER_NET_*) or a capability number. */
+struct id_rule_key {
+	__u32 ruleset;
+	__u32 id;
+};
+
+struct alert_event {
+	__u64 timestamp_ns;
+	__u32 pid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 ruleset;
+	__u32 rule; /* 0: no rule matched, the posture decided */
+	__u32 action; /* KADAPTER_ACTION_BLOCK or KADAPTER_ACTION_AUDIT */
+	__s32 retval; /* what the hook returned */
+	__u32 kind;
+	__u32 operation;
+	__u32 name_flags;
+	__u32 access;
+	__u32 args[3]; /* socket family, type and protocol; a capability */
+	char comm[KADAPTER_COMM_LEN];
+	char path[KADAPTER_PATH_MAX]; /* relative to the container's root */
+	char process[KADAPTER_PATH_MAX]; /* the executable of the task that asked, named the same way */
+	char parent_process[KADAPTER_PATH_MAX]; /* its parent's executable */
+};
+
+#endif /* KADAPTER_H */

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The process enforcer: KubeArmor process rules and the filelessExec preset.
+ *
+ * A rule names a file as its container sees it; exec is judged, and so is
+ * every way of running a file without exec: the dynamic loader invoked as
+ * a program maps it executable itself, and a readable mapping can be made
+ * executable later. New names for a blocked file are refused in
+ * file.bpf.h, whose hooks they share.
+ */
+#ifndef KADAPTER_PROCESS_BPF_H
+#define KADAPTER_PROCESS_BPF_H
+
+#include "judge.bpf.h"
+
+/* Start judging running the file, matching its rules; false when no process rule applies to the caller. */
+static __always_inline int process_start(struct judgement *j, struct file *file, __u32 operation)
+{
+	if (!judge_start(j, KADAPTER_KIND_PROCESS, operation))
+		return 0;
+	match_file(j, BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), file);
+	return 1;
+}
+
+/* filelessExec: deny or report running a file with no link left; return the verdict. */
+static __always_inline int judge_fileless(const struct judgement *j)
+{
+	__u32 presets = j->policy->presets;
+
+	if (!(j->name_flags & KADAPTER_NAME_FILELESS))
+		return 0;
+	if (presets & KADAPTER_FILELESS_BLOCK) {
+		emit(j, j->policy->fileless_rule, KADAPTER_ACTION_BLOCK, -EACCES);
+		return -EACCES;
+	}
+	if (presets & KADAPTER_FILELESS_AUDIT)
+		emit(j, j->policy->fileless_rule, KADAPTER_ACTION_AUDIT, 0);
+	return 0;
+}
+
+/* Judge running a file: its rules first, then the preset. */
+static __always_inline int judge_run(struct judgement *j)
+{
+	int verdict = decide(j);
+
+	return verdict ? verdict : judge_fileless(j);
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
+{
+	struct judgement j;
+
+	if (ret)
+		return ret;
+	if (!process_start(&j, bprm->file, KADAPTER_OP_EXEC))
+		return 0;
+	return judge_run(&j);
+}
+
+/*
+ * Making a file's pages executable without exec. Allow lists cover what
+ * may be exec'd, not every library mapped, so only Block and Audit rules
+ * and the preset apply here.
+ */
+static __always_inline int judge_exec_mapping(struct file *file, __u32 operation)
+{
+	struct judgement j;
+
+	if (!process_start(&j, file, operation))
+		return 0;
+	j.flags &= ~KADAPTER_ALLOWLIST;
+	return judge_run(&j);
+}
+
+SEC("lsm/mmap_file")
+int BPF_PROG(kadapter_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot, unsigned long flags,
+	     int ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (ret)
+		return ret;
+	/* The kernel mapping the program being exec'd: bprm_check_security has judged it. */
+	if (!file || !(prot & PROT_EXEC) || file == BPF_CORE_READ(task, mm, exe_file))
+		return 0;
+	return judge_exec_mapping(file, KADAPTER_OP_MMAP);
+}
+
+/*
+ * Mapping a file readable and making it executable later. Under overlayfs
+ * the mapping already holds the real file, which the name walk places
+ * outside the container: such a file is matched by its real inode.
+ */
+SEC("lsm/file_mprotect")
+int BPF_PROG(kadapter_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot, unsigned long prot, int ret)
+{
+	struct file *file = BPF_CORE_READ(vma, vm_file);
+
+	if (ret)
+		return ret;
+	if (!file || !(prot & PROT_EXEC) || (BPF_CORE_READ(vma, vm_flags) & VM_EXEC))
+		return 0;
+	return judge_exec_mapping(file, KADAPTER_OP_MPROTECT);
+}
+
+#endif /* KADAPTER_PROCESS_BPF_H */
