@@ -33,7 +33,12 @@ def _parser() -> argparse.ArgumentParser:
         "--agent", action="append", required=True, metavar="[NS/POD=]URL",
         help="agent of a pod (or of every pod without a prefix): tcp://, unix://, vsock://CID:PORT, hvsock://UDS:PORT",
     )  # fmt: skip
-    apply.add_argument("--default-posture", choices=sorted(POSTURES), default="block")
+    apply.add_argument(
+        "--default-posture",
+        choices=sorted(POSTURES),
+        default="block",
+        help="posture of each category (file, network, capabilities) unless a kubearmor-*-posture annotation sets it",
+    )
     apply.add_argument("--follow", action="store_true", help="then print the agents' alerts as JSON lines")
 
     validate = commands.add_parser("validate", help="check policy files or directories without applying them")

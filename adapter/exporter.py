@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 import grpc
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from adapter.pods import Pod
+from adapter.pods import Pod, Postures
 from adapter.policy import Action, Preset
 from adapter.selection import PodPolicy
 from adapter.transport import AgentAddress, grpc_target
@@ -35,13 +35,15 @@ _POSTURES = {"block": agent_pb2.POSTURE_BLOCK, "audit": agent_pb2.POSTURE_AUDIT}
 
 
 def apply_request(
-    pod: Pod, pod_policies: Iterable[PodPolicy], *, generation: int, posture: str = "block"
+    pod: Pod, pod_policies: Iterable[PodPolicy], *, generation: int, postures: Postures
 ) -> agent_pb2.ApplyPoliciesRequest:
     """Build the ApplyPolicies message for one pod."""
     request = agent_pb2.ApplyPoliciesRequest(
         pod=agent_pb2.PodRef(namespace=pod.namespace, name=pod.name, uid=pod.uid),
         generation=generation,
-        process_posture=_POSTURES[posture],
+        file_posture=_POSTURES[postures.file],
+        network_posture=_POSTURES[postures.network],
+        capabilities_posture=_POSTURES[postures.capabilities],
     )
     for item in pod_policies:
         policy = request.policies.add(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from adapter.errors import InputError
 from adapter.exporter import AgentClient, apply_request, new_generation
-from adapter.pods import Inventory, Pod, kata_pods, load_manifest_dir
+from adapter.pods import Inventory, Pod, Posture, Postures, kata_pods, load_manifest_dir
 from adapter.policy import load_policy_dir
 from adapter.selection import PodPolicy, desired_state
 from adapter.transport import AgentAddress, parse_agent_url
@@ -30,7 +30,7 @@ class PodPlan:
 
     pod: Pod
     policies: tuple[PodPolicy, ...]
-    posture: str
+    postures: Postures
     agent: AgentAddress
 
 
@@ -42,20 +42,24 @@ def parse_agent_option(value: str) -> tuple[str, AgentAddress]:
     return pod, parse_agent_url(url)
 
 
-def _posture(pod: Pod, inventory: Inventory, default: str) -> str:
-    """Return the pod's namespace posture, or the default when the namespace sets none."""
-    found = next((ns.posture for ns in inventory.namespaces if ns.name == pod.namespace), None)
-    return found or default
+def _postures(pod: Pod, inventory: Inventory, default: Postures) -> Postures:
+    """Return the pod's postures: the defaults, but where its namespace's annotations set one."""
+    namespace = next((ns for ns in inventory.namespaces if ns.name == pod.namespace), None)
+    return default if namespace is None else default.overridden(namespace.postures)
 
 
 def plan(
-    *, policies_dir: Path, manifests_dir: Path, agents: Mapping[str, AgentAddress], default_posture: str
+    *, policies_dir: Path, manifests_dir: Path, agents: Mapping[str, AgentAddress], default_posture: Posture
 ) -> list[PodPlan]:
-    """Decide every Kata pod's policy set, or raise InputError and decide nothing."""
+    """Decide every Kata pod's policy set and postures, or raise InputError and decide nothing.
+
+    ``default_posture`` applies to every category a pod's namespace sets no posture for.
+    """
     policies = load_policy_dir(policies_dir)
     inventory = load_manifest_dir(manifests_dir)
     pods = kata_pods(inventory)
     desired = desired_state(pods, policies)
+    default = Postures.everywhere(default_posture)
     plans = []
     for pod in pods:
         agent = agents.get(pod.ref) or agents.get(ANY_POD)
@@ -63,8 +67,8 @@ def plan(
             raise InputError(
                 file=str(manifests_dir), field=pod.ref, reason="Kata pod has no agent (use --agent NS/POD=URL)"
             )
-        posture = _posture(pod, inventory, default_posture)
-        plans.append(PodPlan(pod=pod, policies=desired[pod.ref], posture=posture, agent=agent))
+        postures = _postures(pod, inventory, default)
+        plans.append(PodPlan(pod=pod, policies=desired[pod.ref], postures=postures, agent=agent))
     return plans
 
 
@@ -73,7 +77,7 @@ def export(plans: list[PodPlan]) -> list[tuple[PodPlan, agent_pb2.ApplyPoliciesR
     generation = new_generation()
     results = []
     for pod_plan in plans:
-        request = apply_request(pod_plan.pod, pod_plan.policies, generation=generation, posture=pod_plan.posture)
+        request = apply_request(pod_plan.pod, pod_plan.policies, generation=generation, postures=pod_plan.postures)
         with AgentClient(pod_plan.agent) as client:
             results.append((pod_plan, client.apply(request)))
     return results

@@ -9,17 +9,43 @@ in the directory is not taken to mean its pods are protected.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from adapter.yaml_reader import Field, read_documents, read_text, yaml_files
 
 DEFAULT_NAMESPACE = "default"
 KATA_HANDLER = "kata"
 API_VERSIONS = {"Pod": "v1", "Namespace": "v1", "RuntimeClass": "node.k8s.io/v1", "List": "v1"}
-# KubeArmor's per-namespace posture; its process rules follow the file posture.
-POSTURE_ANNOTATION = "kubearmor-file-posture"
-POSTURES = ("audit", "block")
+# What a category in allow-list mode does with an operation no Allow rule covers.
+Posture = Literal["audit", "block"]
+POSTURES: tuple[Posture, ...] = get_args(Posture)
+# KubeArmor's posture categories, each with the namespace annotation that sets it.
+POSTURE_ANNOTATIONS = {
+    "file": "kubearmor-file-posture",
+    "network": "kubearmor-network-posture",
+    "capabilities": "kubearmor-capabilities-posture",
+}
+
+
+@dataclass(frozen=True)
+class Postures:
+    """A posture for each of KubeArmor's categories; process rules follow the file posture, as in KubeArmor."""
+
+    file: Posture
+    network: Posture
+    capabilities: Posture
+
+    @classmethod
+    def everywhere(cls, posture: Posture) -> Postures:
+        """Give every category the same posture, as a global default does."""
+        return cls(file=posture, network=posture, capabilities=posture)
+
+    def overridden(self, changes: tuple[tuple[str, Posture], ...]) -> Postures:
+        """Replace the postures of the categories a namespace sets, as (category, posture) pairs."""
+        return dataclasses.replace(self, **dict(changes))
 
 
 @dataclass(frozen=True)
@@ -50,12 +76,12 @@ class RuntimeClass:
 
 @dataclass(frozen=True)
 class Namespace:
-    """A Namespace with its labels, annotations and KubeArmor posture (None: the default)."""
+    """A Namespace with its labels, annotations and the postures its annotations set (others: the default)."""
 
     name: str
     labels: tuple[tuple[str, str], ...]
     annotations: tuple[tuple[str, str], ...]
-    posture: str | None = None
+    postures: tuple[tuple[str, Posture], ...] = ()  # (category, posture), in POSTURE_ANNOTATIONS order
 
 
 @dataclass(frozen=True)
@@ -118,7 +144,7 @@ class _Collector:
                 metadata.child("name").dns_label(),
                 _pairs(metadata.child("labels")),
                 _pairs(annotations),
-                _posture(annotations.child(POSTURE_ANNOTATION)),
+                _postures(annotations),
             )
             self._remember(kind, namespace.name, metadata)
             self.namespaces.append(namespace)
@@ -132,14 +158,18 @@ class _Collector:
         self._seen[kind, name] = metadata.doc.source
 
 
-def _posture(field: Field) -> str | None:
-    """Read a posture annotation: audit or block."""
-    if field.missing:
-        return None
-    posture = field.string()
-    if posture not in POSTURES:
-        raise field.error(f"expected one of {', '.join(POSTURES)}, got {posture!r}")
-    return posture
+def _postures(annotations: Field) -> tuple[tuple[str, Posture], ...]:
+    """Read the posture annotations a namespace has, each audit or block."""
+    postures = []
+    for category, annotation in POSTURE_ANNOTATIONS.items():
+        field = annotations.child(annotation)
+        if field.missing:
+            continue
+        posture = field.string()
+        if posture not in POSTURES:
+            raise field.error(f"expected one of {', '.join(POSTURES)}, got {posture!r}")
+        postures.append((category, posture))
+    return tuple(postures)
 
 
 def parse_manifests(text: str, *, source: str) -> Inventory:

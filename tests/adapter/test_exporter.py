@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from adapter.exporter import apply_request
-from adapter.pods import Pod
+from adapter.pods import Pod, Postures
 from adapter.policy import parse_policies
 from adapter.selection import PodPolicy
 from kadapter_api import agent_pb2
@@ -18,6 +20,7 @@ NGINX = Pod(
     containers=("nginx",),
     annotations=(),
 )
+BLOCK = Postures.everywhere("block")
 
 POLICY = """\
 apiVersion: security.kubearmor.com/v1
@@ -43,18 +46,20 @@ spec:
 def test_apply_request_carries_process_rules_and_presets() -> None:
     """Each policy goes on the wire with its rules and its presets, severity, tags and message included."""
     (policy,) = parse_policies(POLICY, source="p.yaml")
-    request = apply_request(NGINX, [PodPolicy(policy=policy, containers=("nginx",))], generation=7)
+    request = apply_request(NGINX, [PodPolicy(policy=policy, containers=("nginx",))], generation=7, postures=BLOCK)
     expected = agent_pb2.ApplyPoliciesRequest(
         pod=agent_pb2.PodRef(namespace="default", name="nginx", uid="u-1"),
         generation=7,
-        process_posture=agent_pb2.POSTURE_BLOCK,
+        file_posture=agent_pb2.POSTURE_BLOCK,
+        network_posture=agent_pb2.POSTURE_BLOCK,
+        capabilities_posture=agent_pb2.POSTURE_BLOCK,
         policies=[
             agent_pb2.Policy(
                 name="fileless",
                 namespace="default",
                 containers=["nginx"],
                 process_rules=[
-                    agent_pb2.ProcessRule(
+                    agent_pb2.PathRule(
                         path="/usr/bin/apt",
                         action=agent_pb2.ACTION_AUDIT,
                         severity=8,
@@ -75,3 +80,21 @@ def test_apply_request_carries_process_rules_and_presets() -> None:
         ],
     )
     assert request == expected
+
+
+@pytest.mark.parametrize(
+    ("postures", "expected"),
+    [
+        pytest.param(BLOCK, (agent_pb2.POSTURE_BLOCK,) * 3, id="block"),
+        pytest.param(Postures.everywhere("audit"), (agent_pb2.POSTURE_AUDIT,) * 3, id="audit"),
+        pytest.param(
+            Postures(file="audit", network="block", capabilities="audit"),
+            (agent_pb2.POSTURE_AUDIT, agent_pb2.POSTURE_BLOCK, agent_pb2.POSTURE_AUDIT),
+            id="per-category",
+        ),
+    ],
+)
+def test_apply_request_carries_a_posture_per_category(postures: Postures, expected: tuple[int, int, int]) -> None:
+    """Each category's posture goes in its own field, whatever the others are."""
+    request = apply_request(NGINX, [], generation=1, postures=postures)
+    assert (request.file_posture, request.network_posture, request.capabilities_posture) == expected

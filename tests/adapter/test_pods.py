@@ -9,9 +9,11 @@ import pytest
 
 from adapter.errors import InputError
 from adapter.pods import (
+    POSTURE_ANNOTATIONS,
     Inventory,
     Namespace,
     Pod,
+    Postures,
     RuntimeClass,
     is_kata_handler,
     kata_pods,
@@ -106,11 +108,37 @@ def test_runtime_class_and_namespace_parse() -> None:
     )
 
 
-def test_namespace_posture_annotation_is_read() -> None:
-    """kubearmor-file-posture: audit on a Namespace becomes its posture (process rules follow it)."""
-    text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n  annotations: {kubearmor-file-posture: audit}\n"
-    (namespace,) = parse_manifests(text, source="m.yaml").namespaces
-    assert namespace.posture == "audit"
+def namespace_manifest(annotations: str) -> str:
+    """Build a Namespace manifest named web with the given flow-mapping annotations."""
+    return f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n  annotations: {annotations}\n"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "expected"),
+    [
+        pytest.param("{}", (), id="none"),
+        pytest.param("{kubearmor-file-posture: audit}", (("file", "audit"),), id="file"),
+        pytest.param("{kubearmor-network-posture: block}", (("network", "block"),), id="network"),
+        pytest.param("{kubearmor-capabilities-posture: audit}", (("capabilities", "audit"),), id="capabilities"),
+        pytest.param(
+            "{kubearmor-capabilities-posture: block, kubearmor-network-posture: audit, kubearmor-file-posture: block}",
+            (("file", "block"), ("network", "audit"), ("capabilities", "block")),
+            id="all-three",
+        ),
+    ],
+)
+def test_namespace_posture_annotations_are_read(annotations: str, expected: tuple[tuple[str, str], ...]) -> None:
+    """Each kubearmor-CATEGORY-posture annotation on a Namespace sets that category's posture, and only it."""
+    (namespace,) = parse_manifests(namespace_manifest(annotations), source="m.yaml").namespaces
+    assert namespace.postures == expected
+
+
+def test_postures_override_only_the_categories_given() -> None:
+    """A namespace's postures replace the default for their categories and leave the others alone."""
+    default = Postures.everywhere("block")
+    assert default == Postures(file="block", network="block", capabilities="block")
+    assert default.overridden((("network", "audit"),)) == Postures(file="block", network="audit", capabilities="block")
+    assert default.overridden(()) == default
 
 
 def test_list_items_are_read_like_documents() -> None:
@@ -282,6 +310,16 @@ REJECTIONS = [
         id="list-item",
     ),
     pytest.param("kind: Pod\n  bad: [\n", "", "invalid YAML at line 2", id="bad-yaml"),
+    *(
+        pytest.param(
+            namespace_manifest(f"{{{annotation}: {value!r}}}"),
+            f"metadata.annotations.{annotation}",
+            f"expected one of audit, block, got {value!r}",
+            id=f"{annotation}-{value or 'empty'}",
+        )
+        for annotation in POSTURE_ANNOTATIONS.values()
+        for value in ("Block", "strict", "")
+    ),
 ]
 
 
