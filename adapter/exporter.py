@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import grpc
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from adapter.pods import Pod, Postures
-from adapter.policy import Action, Preset
+from adapter.policy import Action, PathRule, Preset, Rule
 from adapter.selection import PodPolicy
 from adapter.transport import AgentAddress, grpc_target
 from kadapter_api import agent_pb2, agent_pb2_grpc
@@ -38,36 +39,50 @@ def apply_request(
     pod: Pod, pod_policies: Iterable[PodPolicy], *, generation: int, postures: Postures
 ) -> agent_pb2.ApplyPoliciesRequest:
     """Build the ApplyPolicies message for one pod."""
-    request = agent_pb2.ApplyPoliciesRequest(
+    return agent_pb2.ApplyPoliciesRequest(
         pod=agent_pb2.PodRef(namespace=pod.namespace, name=pod.name, uid=pod.uid),
         generation=generation,
+        policies=[_policy(item) for item in pod_policies],
         file_posture=_POSTURES[postures.file],
         network_posture=_POSTURES[postures.network],
         capabilities_posture=_POSTURES[postures.capabilities],
     )
-    for item in pod_policies:
-        policy = request.policies.add(
-            name=item.policy.name, namespace=item.policy.namespace or "", containers=item.containers
-        )
-        for rule in item.policy.process_rules:
-            policy.process_rules.add(
-                path=rule.path,
-                action=_ACTIONS[rule.action],
-                severity=rule.severity,
-                tags=rule.tags,
-                message=rule.message,
-                recursive=rule.recursive,
-                execname=rule.execname,
-            )
-        for preset in item.policy.presets:
-            policy.presets.add(
-                preset=_PRESETS[preset.preset],
-                action=_ACTIONS[preset.action],
-                severity=preset.severity,
-                tags=preset.tags,
-                message=preset.message,
-            )
-    return request
+
+
+def _policy(item: PodPolicy) -> agent_pb2.Policy:
+    """Build one policy's message, limited to the containers it applies to in this pod."""
+    policy = item.policy
+    return agent_pb2.Policy(
+        name=policy.name,
+        namespace=policy.namespace or "",
+        containers=item.containers,
+        process_rules=[_path_rule(rule) for rule in policy.process_rules],
+        presets=[agent_pb2.PresetRule(preset=_PRESETS[rule.preset], **_verdict(rule)) for rule in policy.presets],
+        file_rules=[_path_rule(rule) for rule in policy.file_rules],
+        network_rules=[
+            agent_pb2.NetworkRule(protocol=rule.protocol, **_verdict(rule)) for rule in policy.network_rules
+        ],
+        capability_rules=[
+            agent_pb2.CapabilityRule(capability=rule.capability, **_verdict(rule)) for rule in policy.capability_rules
+        ],
+    )
+
+
+def _path_rule(rule: PathRule) -> agent_pb2.PathRule:
+    """Build a process or file rule's message: the wire has one PathRule for both."""
+    return agent_pb2.PathRule(
+        path=rule.path,
+        recursive=rule.recursive,
+        execname=rule.execname,
+        read_only=rule.read_only,
+        owner_only=rule.owner_only,
+        **_verdict(rule),
+    )
+
+
+def _verdict(rule: Rule) -> dict[str, Any]:
+    """Return the fields every rule message shares: what to do when it matches, and what to report."""
+    return {"action": _ACTIONS[rule.action], "severity": rule.severity, "tags": rule.tags, "message": rule.message}
 
 
 def new_generation() -> int:

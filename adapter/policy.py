@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import posixpath
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from adapter.schema import validate
 from adapter.yaml_reader import Field, read_documents, read_text, yaml_files
@@ -28,12 +29,27 @@ CONTAINER_NAME_LABEL = "kubearmor.io/container.name"
 # guest_agent/bpf_types.PATH_MAX is 256: paths live in the BPF maps with their trailing NUL.
 MAX_PATH_BYTES = 255
 
+# The rule lists Kadapter enforces in each section of spec, and the fields it reads in their entries
+# besides the verdict (action, severity, tags, message), which every level may set. Add a list or a
+# field here once the guest agent enforces it (and read it in that section's reader, see _policy).
+_VERDICT = ("action", "severity", "tags", "message")
+RULE_FIELDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "process": {
+        "matchPaths": ("path", "execname", "ownerOnly"),
+        "matchDirectories": ("dir", "recursive", "ownerOnly"),
+    },
+    "file": {
+        "matchPaths": ("path", "readOnly", "ownerOnly"),
+        "matchDirectories": ("dir", "recursive", "readOnly", "ownerOnly"),
+    },
+    "network": {"matchProtocols": ("protocol",)},
+    "capabilities": {"matchCapabilities": ("capability",)},
+}
 # The part of the policy schema Kadapter enforces, as nested field names: None where Kadapter
 # reads the whole value, else the fields it reads inside it (inside each item, for a list).
 # Any other field the schema accepts is refused with NOT_ENFORCED_REASON unless its value asks
-# for nothing (see _asks_for_nothing); add a field here once the guest agent enforces it.
+# for nothing (see _asks_for_nothing).
 EnforcedFields = Mapping[str, "EnforcedFields | None"]
-_VERDICT = dict.fromkeys(("action", "severity", "tags", "message"))
 ENFORCED: EnforcedFields = {
     "apiVersion": None,
     "kind": None,
@@ -42,17 +58,16 @@ ENFORCED: EnforcedFields = {
     "spec": {
         "selector": None,
         "presets": None,
-        "process": {
-            "matchPaths": {"path": None, "execname": None, **_VERDICT},
-            "matchDirectories": {"dir": None, "recursive": None, **_VERDICT},
-            **_VERDICT,
+        **{
+            section: {
+                **{name: dict.fromkeys((*fields, *_VERDICT)) for name, fields in lists.items()},
+                **dict.fromkeys(_VERDICT),
+            }
+            for section, lists in RULE_FIELDS.items()
         },
-        **_VERDICT,
+        **dict.fromkeys(_VERDICT),
     },
 }
-# Booleans whose false is KubeArmor's default, so false asks for nothing. Any other boolean is
-# refused whatever its value: for pts, false is the rule (not from a terminal) and true the default.
-FALSE_IS_DEFAULT = frozenset({"ownerOnly"})
 NOT_ENFORCED_REASON = (
     "not enforced by Kadapter yet; remove it or wait for support (refusing rather than silently not enforcing it)"
 )
@@ -60,6 +75,19 @@ NOT_ENFORCED_REASON = (
 # not a Preset member are refused with NOT_ENFORCED_REASON. Add a Preset member (and its
 # wire value in adapter/exporter.py) once the guest agent enforces one.
 KUBEARMOR_PRESETS = ("filelessExec", "anonymousMapExec", "protectEnv", "protectProc", "exec")
+# The names network.matchProtocols and capabilities.matchCapabilities take, as the CRD lists them
+# (tests/adapter/test_policy_validation.py checks they agree) and as they go on the wire: lower
+# case, and capabilities without "cap_" (CAP_CHOWN to CAP_MAC_ADMIN, in the kernel's order).
+PROTOCOLS = (
+    "tcp", "udp", "icmp", "icmpv6", "sctp", "dccp", "raw", "packet", "stream", "dgram", "seqpacket", "rdm", "all",
+)  # fmt: skip
+CAPABILITIES = (
+    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
+    "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw", "ipc_lock", "ipc_owner",
+    "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
+    "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
+    "mac_override", "mac_admin",
+)  # fmt: skip
 
 
 class Action(enum.Enum):
@@ -87,28 +115,49 @@ class PolicyKind(enum.Enum):
     CLUSTER_POLICY = "KubeArmorClusterPolicy"
 
 
-@dataclass(frozen=True)
-class ProcessRule:
-    """One executable path, or a directory of them, and what to do when one is run, after inheritance."""
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """What every rule does when it matches, after inheritance; the subclasses say what it matches."""
 
-    path: str  # a directory ends with "/"; empty for an execname rule
     action: Action
     severity: int
     tags: tuple[str, ...]
     message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathRule(Rule):
+    """A file or a directory of them: executing them (process rules) or opening and changing them (file rules)."""
+
+    path: str  # a directory ends with "/"; empty for an execname rule
     recursive: bool = False  # a directory rule covering subdirectories too
-    execname: str = ""  # any executable of this name, wherever it is
+    execname: str = ""  # process rules only: any executable of this name, wherever it is
+    read_only: bool = False  # file rules only: Block and Audit cover writing, Allow allows reading
+    owner_only: bool = False  # Block and Audit cover users other than the owner, Allow allows the owner
 
 
-@dataclass(frozen=True)
-class PresetRule:
+@dataclass(frozen=True, kw_only=True)
+class NetworkRule(Rule):
+    """Creating sockets of one protocol or type (network.matchProtocols), one of PROTOCOLS."""
+
+    protocol: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CapabilityRule(Rule):
+    """Using one capability (capabilities.matchCapabilities), one of CAPABILITIES."""
+
+    capability: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PresetRule(Rule):
     """One spec.presets entry, with the spec's severity, tags and message (a preset has none of its own)."""
 
     preset: Preset
-    action: Action
-    severity: int
-    tags: tuple[str, ...]
-    message: str
+
+
+_R = TypeVar("_R", bound=Rule)
 
 
 @dataclass(frozen=True)
@@ -137,9 +186,12 @@ class Policy:
     name: str
     namespace: str | None
     selector: Selector
-    process_rules: tuple[ProcessRule, ...]
+    process_rules: tuple[PathRule, ...]
     source: str
     presets: tuple[PresetRule, ...] = ()
+    file_rules: tuple[PathRule, ...] = ()
+    network_rules: tuple[NetworkRule, ...] = ()
+    capability_rules: tuple[CapabilityRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +212,10 @@ class _Inherited:
             "message": _message(level.child("message")),
         }
         return dataclasses.replace(self, **{key: value for key, value in changes.items() if value is not None})
+
+    def rule(self, kind: type[_R], **subject: Any) -> _R:
+        """Build a rule of ``kind`` about ``subject`` that does what these values say."""
+        return kind(action=self.action, severity=self.severity, tags=self.tags, message=self.message, **subject)
 
 
 def parse_policies(text: str, *, source: str) -> list[Policy]:
@@ -221,22 +277,23 @@ def _policy(doc: Field, source: str) -> Policy:
     spec = doc.child("spec")
     selector = _selector(spec.child("selector"), kind)
     inherited = _Inherited().override(spec)
-    process = spec.child("process")
-    rules = _process_rules(process, inherited)
-    presets = _presets(spec.child("presets"), inherited)
-    if not rules and not presets:
-        raise process.error(
-            "no rules: Kadapter enforces spec.process.matchPaths and spec.presets, and this policy has neither"
-        )
-    return Policy(
+    policy = Policy(
         kind=kind,
         name=name,
         namespace=namespace,
         selector=selector,
-        process_rules=rules,
+        process_rules=_section_rules(spec.child("process"), inherited, _path_rule),
         source=source,
-        presets=presets,
+        presets=_presets(spec.child("presets"), inherited),
+        file_rules=_section_rules(spec.child("file"), inherited, _path_rule),
+        network_rules=_section_rules(spec.child("network"), inherited, _protocol_rules),
+        capability_rules=_section_rules(spec.child("capabilities"), inherited, _capability_rules),
     )
+    rules = (policy.process_rules, policy.file_rules, policy.network_rules, policy.capability_rules)
+    if not any(rules) and not policy.presets:
+        enforced = ", ".join(f"spec.{section} ({', '.join(lists)})" for section, lists in RULE_FIELDS.items())
+        raise spec.error(f"no rules: Kadapter enforces {enforced} and spec.presets, and this policy has none")
+    return policy
 
 
 def _kind(field: Field) -> PolicyKind:
@@ -304,47 +361,63 @@ def _expressions(field: Field) -> tuple[LabelExpression, ...]:
     return tuple(expressions)
 
 
-def _process_rules(process: Field, inherited: _Inherited) -> tuple[ProcessRule, ...]:
-    """Read spec.process into rules with their inherited action, severity, tags and message.
+def _section_rules(
+    section: Field, inherited: _Inherited, read: Callable[[Field, _Inherited], Iterable[_R]]
+) -> tuple[_R, ...]:
+    """Read spec.process, file, network or capabilities into rules, each entry with ``read``.
 
-    A missing section has no rules (the policy may hold only presets); a section without
-    matchPaths or matchDirectories is refused, since whatever else it sets would apply to nothing.
+    Each entry's action, severity, tags and message default to the section's, and those to the
+    spec's. A missing section has no rules (the others or the presets may hold some); a section
+    with none of its rule lists is refused, since whatever else it sets would apply to nothing.
     """
-    if process.missing:
+    if section.missing:
         return ()
-    section = inherited.override(process)
-    lists = [process.child(name) for name in ("matchPaths", "matchDirectories")]
+    inherited = inherited.override(section)
+    names = RULE_FIELDS[str(section.path[-1])]
+    lists = [section.child(name) for name in names]
     if all(field.missing for field in lists):
-        raise process.error(
-            "no rules: Kadapter enforces spec.process.matchPaths and matchDirectories and this section has neither"
-        )
-    rules = []
+        raise section.error(f"no rules: this section has no {' or '.join(names)}, where Kadapter reads its rules")
+    rules: list[_R] = []
     for field in lists:
         if field.missing:
             continue
         items = field.items()
         if not items:
             raise field.error("expected a non-empty list of rules, got an empty list")
-        rules.extend(_rule(item, section) for item in items)
+        for item in items:
+            rules.extend(read(item, inherited.override(item)))
     return tuple(rules)
 
 
-def _rule(item: Field, section: _Inherited) -> ProcessRule:
-    """Read one matchPaths or matchDirectories entry."""
-    final = section.override(item)
-    verdict = {"action": final.action, "severity": final.severity, "tags": final.tags, "message": final.message}
+def _path_rule(item: Field, verdict: _Inherited) -> tuple[PathRule]:
+    """Read one matchPaths or matchDirectories entry of spec.process or spec.file.
+
+    The schema has left only the fields of the entry's own section: execname only in process
+    rules, readOnly only in file rules, and path (or dir) required in file rules.
+    """
+    flags = {"read_only": _flag(item.child("readOnly")), "owner_only": _flag(item.child("ownerOnly"))}
     directory = item.child("dir")
-    if directory.missing:
-        path, execname = item.child("path"), item.child("execname")
-        if path.missing == execname.missing:
-            raise item.error("expected either path or execname")
-        if path.missing:
-            return ProcessRule(path="", execname=_execname(execname), **verdict)
-        return ProcessRule(path=_normalised_path(path), **verdict)
-    recursive = item.child("recursive")
-    return ProcessRule(
-        path=_normalised_path(directory), recursive=not recursive.missing and bool(recursive.of_type(bool)), **verdict
-    )
+    if not directory.missing:
+        recursive = _flag(item.child("recursive"))
+        return (verdict.rule(PathRule, path=_normalised_path(directory), recursive=recursive, **flags),)
+    path, execname = item.child("path"), item.child("execname")
+    if path.missing == execname.missing:
+        raise item.error("expected either path or execname")
+    if path.missing:
+        return (verdict.rule(PathRule, path="", execname=_execname(execname), **flags),)
+    return (verdict.rule(PathRule, path=_normalised_path(path), **flags),)
+
+
+def _protocol_rules(item: Field, verdict: _Inherited) -> tuple[NetworkRule, ...]:
+    """Read one matchProtocols entry: a rule for each protocol it names."""
+    protocols = _names(item.child("protocol"), PROTOCOLS, what="protocol")
+    return tuple(verdict.rule(NetworkRule, protocol=protocol) for protocol in protocols)
+
+
+def _capability_rules(item: Field, verdict: _Inherited) -> tuple[CapabilityRule, ...]:
+    """Read one matchCapabilities entry: a rule for each capability it names."""
+    capabilities = _names(item.child("capability"), CAPABILITIES, what="capability", prefix="cap_")
+    return tuple(verdict.rule(CapabilityRule, capability=capability) for capability in capabilities)
 
 
 def _presets(field: Field, spec: _Inherited) -> tuple[PresetRule, ...]:
@@ -368,7 +441,7 @@ def _preset_rule(item: Field, spec: _Inherited) -> PresetRule:
     """
     preset = _preset(item.child("name"))
     action = _action(item.child("action"), allowed=PRESET_ACTIONS) or Action.BLOCK
-    return PresetRule(preset=preset, action=action, severity=spec.severity, tags=spec.tags, message=spec.message)
+    return dataclasses.replace(spec, action=action).rule(PresetRule, preset=preset)
 
 
 def _preset(field: Field) -> Preset:
@@ -391,7 +464,7 @@ def _refuse_not_enforced(field: Field, enforced: EnforcedFields) -> None:
     for item in field.items() if isinstance(field.value, list) else (field,):
         for key, child in item.mapping().items():
             if key not in enforced:
-                if _asks_for_nothing(key, child.value):
+                if _asks_for_nothing(child.value):
                     continue
                 raise child.error(NOT_ENFORCED_REASON)
             inner = enforced[key]
@@ -399,11 +472,37 @@ def _refuse_not_enforced(field: Field, enforced: EnforcedFields) -> None:
                 _refuse_not_enforced(child, inner)
 
 
-def _asks_for_nothing(key: str, value: object) -> bool:
-    """Tell whether a value asks for nothing: null, empty, or a boolean false that is KubeArmor's default."""
-    if isinstance(value, bool):
-        return not value and key in FALSE_IS_DEFAULT
-    return value is None or value in ("", [], {})
+def _asks_for_nothing(value: object) -> bool:
+    """Tell whether a value asks for nothing: null or empty.
+
+    A boolean always asks for something: the only one the schema accepts where Kadapter does not
+    read it is pts, and for pts false is the rule (not from a terminal) and true the default.
+    """
+    return value is None or (not isinstance(value, bool) and value in ("", [], {}))
+
+
+def _flag(field: Field) -> bool:
+    """Read an optional boolean (the schema has checked its type); missing means false."""
+    return not field.missing and bool(field.of_type(bool))
+
+
+def _names(field: Field, known: Sequence[str], *, what: str, prefix: str = "") -> tuple[str, ...]:
+    """Read the protocols or capabilities of one entry, in lower case without ``prefix``.
+
+    KubeArmor splits the value at commas and drops spaces, and compares names in any case; the
+    schema only checked how the value ends. KubeArmor splits only when the list's first entry
+    holds a comma; Kadapter splits every entry, since an unsplit one would match nothing.
+    """
+    text = field.string()
+    names = []
+    for piece in text.replace(" ", "").split(","):
+        name = piece.lower().removeprefix(prefix)
+        if name not in known:
+            within = f" in {text!r}" if piece != text else ""
+            with_prefix = f", with or without {prefix!r}" if prefix else ""
+            raise field.error(f"unknown {what} {piece!r}{within}; expected one of {', '.join(known)}{with_prefix}")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
 
 
 def _execname(field: Field) -> str:

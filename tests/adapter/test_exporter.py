@@ -82,6 +82,74 @@ def test_apply_request_carries_process_rules_and_presets() -> None:
     assert request == expected
 
 
+EVERY_RULE_KIND = """\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorClusterPolicy
+metadata:
+  name: every-kind
+spec:
+  selector:
+    matchExpressions:
+    - {key: namespace, operator: In, values: [default]}
+  severity: 3
+  process:
+    matchPaths:
+    - execname: su
+      ownerOnly: true
+    matchDirectories:
+    - dir: /sbin/
+      recursive: true
+  file:
+    tags: [files]
+    matchPaths:
+    - path: /etc/shadow
+      readOnly: true
+      ownerOnly: true
+    matchDirectories:
+    - dir: /etc/ssl/
+      recursive: true
+      readOnly: true
+      action: Audit
+  network:
+    action: Allow
+    matchProtocols:
+    - protocol: TCP,udp
+      message: web traffic only
+  capabilities:
+    matchCapabilities:
+    - capability: cap_net_raw
+"""
+
+
+def test_apply_request_carries_file_network_and_capability_rules() -> None:
+    """Process and file rules go out as PathRules with their flags, network and capability rules by their names."""
+    (policy,) = parse_policies(EVERY_RULE_KIND, source="p.yaml")
+    request = apply_request(NGINX, [PodPolicy(policy=policy, containers=())], generation=1, postures=BLOCK)
+    block, audit, allow = agent_pb2.ACTION_BLOCK, agent_pb2.ACTION_AUDIT, agent_pb2.ACTION_ALLOW
+    assert list(request.policies) == [
+        agent_pb2.Policy(
+            name="every-kind",
+            process_rules=[
+                agent_pb2.PathRule(execname="su", owner_only=True, action=block, severity=3),
+                agent_pb2.PathRule(path="/sbin/", recursive=True, action=block, severity=3),
+            ],
+            file_rules=[
+                agent_pb2.PathRule(
+                    path="/etc/shadow", read_only=True, owner_only=True, action=block, severity=3, tags=["files"]
+                ),
+                agent_pb2.PathRule(
+                    path="/etc/ssl/", recursive=True, read_only=True, action=audit, severity=3, tags=["files"]
+                ),
+            ],
+            network_rules=[
+                agent_pb2.NetworkRule(protocol=name, action=allow, severity=3, message="web traffic only")
+                for name in ("tcp", "udp")
+            ],
+            capability_rules=[agent_pb2.CapabilityRule(capability="net_raw", action=block, severity=3)],
+        )
+    ]
+
+
 @pytest.mark.parametrize(
     ("postures", "expected"),
     [

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -10,19 +11,24 @@ import pytest
 
 from adapter.errors import InputError
 from adapter.policy import (
+    CAPABILITIES,
     MAX_PATH_BYTES,
+    PROTOCOLS,
     Action,
+    CapabilityRule,
     LabelExpression,
+    NetworkRule,
+    PathRule,
     Policy,
     PolicyKind,
     Preset,
     PresetRule,
-    ProcessRule,
     Selector,
     load_policy_dir,
     load_policy_file,
     parse_policies,
 )
+from adapter.schema import policy_schema
 from guest_agent.bpf_types import PATH_MAX
 
 # KubeArmor's schema limits a path to 200 characters (maxLength in deploy/crds); Kadapter adds MAX_PATH_BYTES.
@@ -65,6 +71,11 @@ process:
   matchPaths:
   - path: /usr/bin/apt
 """
+# Sections of one rule each; lines indented by four spaces and appended add fields to that rule.
+FILE_SHADOW = "file:\n  matchPaths:\n  - path: /etc/shadow\n"
+FILE_DIRECTORY = "file:\n  matchDirectories:\n  - dir: /etc/ssl/\n"
+NETWORK_RAW = "network:\n  matchProtocols:\n  - protocol: raw\n"
+CAPABILITY_NET_RAW = "capabilities:\n  matchCapabilities:\n  - capability: net_raw\n"
 
 
 def presets(*entries: str) -> str:
@@ -96,7 +107,7 @@ def test_use_case_policy_parses_to_expected_model() -> None:
         namespace="default",
         selector=Selector(match_labels=(("app", "nginx"),), container_names=(), match_expressions=()),
         process_rules=(
-            ProcessRule(
+            PathRule(
                 path="/usr/bin/apt",
                 action=Action.BLOCK,
                 severity=5,
@@ -120,7 +131,18 @@ def test_use_case_file_in_repository_matches_the_documented_policy() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec_extra", "process_extra", "rule_extra", "expected"),
+    ("section", "rule_list", "model_field"),
+    [
+        pytest.param("process", "  matchPaths:\n  - path: /bin/sh\n", "process_rules", id="process"),
+        pytest.param("file", "  matchDirectories:\n  - dir: /etc/\n", "file_rules", id="file"),
+        pytest.param("network", "  matchProtocols:\n  - protocol: tcp\n", "network_rules", id="network"),
+        pytest.param(
+            "capabilities", "  matchCapabilities:\n  - capability: net_raw\n", "capability_rules", id="capabilities"
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    ("spec_extra", "section_extra", "rule_extra", "expected"),
     [
         pytest.param("", "", "", (Action.BLOCK, 1, (), ""), id="defaults"),
         pytest.param(
@@ -155,11 +177,17 @@ def test_use_case_file_in_repository_matches_the_documented_policy() -> None:
     ],
 )
 def test_rule_inherits_action_severity_tags_message(
-    spec_extra: str, process_extra: str, rule_extra: str, expected: tuple[Action, int, tuple[str, ...], str]
+    section: str,
+    rule_list: str,
+    model_field: str,
+    spec_extra: str,
+    section_extra: str,
+    rule_extra: str,
+    expected: tuple[Action, int, tuple[str, ...], str],
 ) -> None:
-    """A rule takes each of action, severity, tags and message from the nearest level that sets it."""
-    spec = SELECT_NGINX + spec_extra + "process:\n" + process_extra + "  matchPaths:\n  - path: /bin/sh\n"
-    (rule,) = parse_one(ksp(spec + rule_extra)).process_rules
+    """In every section, a rule takes action, severity, tags and message from the nearest level that sets them."""
+    spec = SELECT_NGINX + spec_extra + f"{section}:\n" + section_extra + rule_list
+    (rule,) = getattr(parse_one(ksp(spec + rule_extra)), model_field)
     assert (rule.action, rule.severity, rule.tags, rule.message) == expected
 
 
@@ -203,6 +231,104 @@ def test_preset_takes_spec_severity_tags_message_but_not_its_action() -> None:
     assert [(rule.path, rule.action, rule.severity) for rule in policy.process_rules] == [
         ("/usr/bin/apt", Action.AUDIT, 7)
     ]
+
+
+# --- ownerOnly, readOnly, file, network and capabilities rules --------------------------------------
+
+
+def test_process_rules_read_owner_only() -> None:
+    """ownerOnly on a process path, execname or directory rule is carried; leaving it out means false."""
+    spec = SELECT_NGINX + (
+        "process:\n  matchPaths:\n  - path: /bin/su\n    ownerOnly: true\n  - execname: sudo\n    ownerOnly: true\n"
+        "  - path: /bin/sh\n  matchDirectories:\n  - dir: /sbin/\n    ownerOnly: true\n"
+    )
+    rules = parse_one(ksp(spec)).process_rules
+    assert [(rule.path or rule.execname, rule.owner_only, rule.read_only) for rule in rules] == [
+        ("/bin/su", True, False),
+        ("sudo", True, False),
+        ("/bin/sh", False, False),
+        ("/sbin/", True, False),
+    ]
+
+
+def test_file_rules_parse_to_path_rules() -> None:
+    """file.matchPaths and matchDirectories become path rules with readOnly, ownerOnly and recursive."""
+    spec = SELECT_NGINX + (
+        "file:\n  action: Audit\n  matchPaths:\n  - path: /etc/shadow\n    readOnly: true\n    ownerOnly: true\n"
+        "  - path: /etc/passwd\n    readOnly: false\n  matchDirectories:\n  - dir: /etc/ssl/\n    recursive: true\n"
+        "    readOnly: true\n    action: Block\n"
+    )
+    policy = parse_one(ksp(spec))
+    verdict = {"severity": 1, "tags": (), "message": ""}
+    assert policy.process_rules == ()
+    assert policy.file_rules == (
+        PathRule(path="/etc/shadow", read_only=True, owner_only=True, action=Action.AUDIT, **verdict),
+        PathRule(path="/etc/passwd", action=Action.AUDIT, **verdict),
+        PathRule(path="/etc/ssl/", recursive=True, read_only=True, action=Action.BLOCK, **verdict),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        *(pytest.param(name, (name,), id=name) for name in PROTOCOLS),
+        *(pytest.param(name.upper(), (name,), id=name.upper()) for name in PROTOCOLS),
+        pytest.param("tcp,udp", ("tcp", "udp"), id="comma-separated"),
+        pytest.param("'Tcp, icmp,UDP'", ("tcp", "icmp", "udp"), id="spaces-and-any-case-before-the-last"),
+        pytest.param("udp,tcp,udp", ("udp", "tcp"), id="repeats-once"),
+    ],
+)
+def test_protocols_become_one_network_rule_each(value: str, expected: tuple[str, ...]) -> None:
+    """A protocol in either case, or a comma-separated list of them, gives a lower-case rule per protocol."""
+    spec = SELECT_NGINX + f"network:\n  action: Allow\n  matchProtocols:\n  - protocol: {value}\n"
+    rules = parse_one(ksp(spec)).network_rules
+    assert rules == tuple(
+        NetworkRule(protocol=name, action=Action.ALLOW, severity=1, tags=(), message="") for name in expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        *(pytest.param(name, (name,), id=name) for name in CAPABILITIES),
+        pytest.param("cap_net_raw", ("net_raw",), id="cap-prefix"),
+        pytest.param("CAP_net_raw", ("net_raw",), id="upper-case-prefix"),
+        pytest.param("NET_ADMIN,sys_admin", ("net_admin", "sys_admin"), id="comma-separated-any-case-before-the-last"),
+        pytest.param("'cap_sys_ptrace, cap_sys_module'", ("sys_ptrace", "sys_module"), id="spaces"),
+    ],
+)
+def test_capabilities_become_one_rule_each(value: str, expected: tuple[str, ...]) -> None:
+    """A capability with or without cap_, or a comma-separated list of them, gives a rule per capability."""
+    spec = SELECT_NGINX + f"capabilities:\n  matchCapabilities:\n  - capability: {value}\n    severity: 4\n"
+    rules = parse_one(ksp(spec)).capability_rules
+    assert rules == tuple(
+        CapabilityRule(capability=name, action=Action.BLOCK, severity=4, tags=(), message="") for name in expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "field"),
+    [
+        pytest.param(PROTOCOLS, "network.matchProtocols.protocol", id="protocols"),
+        pytest.param(CAPABILITIES, "capabilities.matchCapabilities.capability", id="capabilities"),
+    ],
+)
+def test_known_names_are_the_crd_pattern_names(names: tuple[str, ...], field: str) -> None:
+    """Kadapter knows exactly the protocols and capabilities the CRD pattern lets through, in lower case."""
+    schema = policy_schema("KubeArmorPolicy")["properties"]["spec"]
+    section, rule_list, key = field.split(".")
+    pattern = schema["properties"][section]["properties"][rule_list]["items"]["properties"][key]["pattern"]
+    alternatives = re.fullmatch(r"\((.*)\)\$", pattern)
+    assert alternatives is not None
+    assert sorted(names) == sorted({name.lower() for name in alternatives.group(1).split("|")})
+
+
+def test_every_section_together() -> None:
+    """One policy may hold process, file, network and capabilities rules and presets at once."""
+    spec = presets("{name: filelessExec}") + BLOCK_APT + FILE_SHADOW + NETWORK_RAW + CAPABILITY_NET_RAW
+    policy = parse_one(ksp(spec))
+    assert [len(rules) for rules in (policy.process_rules, policy.file_rules, policy.network_rules)] == [1, 1, 1]
+    assert (len(policy.capability_rules), len(policy.presets)) == (1, 1)
 
 
 # --- accepted shapes ------------------------------------------------------------------------------
@@ -267,7 +393,7 @@ def test_empty_match_labels_selects_whole_namespace() -> None:
 @pytest.mark.parametrize(
     "extra",
     [
-        pytest.param("file: {}\nnetwork: {}\ncapabilities: {}\nsyscalls: {}\n", id="empty-sections"),
+        pytest.param("syscalls: {}\n", id="empty-syscalls"),
         pytest.param("presets: []\napparmor: ''\n", id="empty-presets-apparmor"),
         pytest.param("process:\n  matchPatterns: []\n", id="empty-process-patterns"),
     ],
@@ -475,18 +601,23 @@ REJECTIONS = [
     # process section
     pytest.param(
         ksp(SELECT_NGINX),
-        "spec.process",
-        "no rules: Kadapter enforces spec.process.matchPaths and spec.presets, and this policy has neither",
-        id="missing-process",
+        "spec",
+        "no rules: Kadapter enforces spec.process (matchPaths, matchDirectories), spec.file (matchPaths, "
+        "matchDirectories), spec.network (matchProtocols), spec.capabilities (matchCapabilities) and "
+        "spec.presets, and this policy has none",
+        id="no-rules",
     ),
+    pytest.param(ksp(SELECT_NGINX + "presets: []\n"), "spec", "this policy has none", id="empty-presets-only"),
     pytest.param(
-        ksp(SELECT_NGINX + "presets: []\n"), "spec.process", "this policy has neither", id="empty-presets-only"
+        ksp(SELECT_NGINX + "process: {}\n"),
+        "spec.process",
+        "no rules: this section has no matchPaths or matchDirectories, where Kadapter reads its rules",
+        id="empty-process",
     ),
-    pytest.param(ksp(SELECT_NGINX + "process: {}\n"), "spec.process", "this section has neither", id="empty-process"),
     pytest.param(
         ksp(presets("{name: filelessExec}") + "process: {}\n"),
         "spec.process",
-        "this section has neither",
+        "this section has no matchPaths or matchDirectories",
         id="empty-process-beside-presets",
     ),
     pytest.param(
@@ -720,27 +851,9 @@ REJECTIONS = [
     ),
     # sections Kadapter does not enforce
     pytest.param(
-        ksp(SELECT_NGINX + BLOCK_APT + "file:\n  matchPaths:\n  - path: /etc/shadow\n"),
-        "spec.file",
-        NOT_ENFORCED + "; remove it or wait for support (refusing rather than silently not enforcing it)",
-        id="file",
-    ),
-    pytest.param(
-        ksp(SELECT_NGINX + BLOCK_APT + "network:\n  matchProtocols:\n  - protocol: raw\n"),
-        "spec.network",
-        NOT_ENFORCED,
-        id="network",
-    ),
-    pytest.param(
-        ksp(SELECT_NGINX + BLOCK_APT + "capabilities:\n  matchCapabilities:\n  - capability: net_raw\n"),
-        "spec.capabilities",
-        NOT_ENFORCED,
-        id="capabilities",
-    ),
-    pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "syscalls:\n  matchSyscalls:\n  - syscall: [unlink]\n"),
         "spec.syscalls",
-        NOT_ENFORCED,
+        NOT_ENFORCED + "; remove it or wait for support (refusing rather than silently not enforcing it)",
         id="syscalls",
     ),
     pytest.param(
@@ -758,9 +871,6 @@ REJECTIONS = [
         NOT_ENFORCED,
         id="from-source",
     ),
-    pytest.param(
-        ksp(_rule("    ownerOnly: true\n")), "spec.process.matchPaths[0].ownerOnly", NOT_ENFORCED, id="owner-only"
-    ),
     *(
         pytest.param(
             ksp(_rule(f"    pts: {value}\n")), "spec.process.matchPaths[0].pts", NOT_ENFORCED, id=f"pts-{value}"
@@ -775,9 +885,32 @@ REJECTIONS = [
     ),
     pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "network:\n  matchDNSQueries:\n  - domain: example.com\n"),
-        "spec.network",
+        "spec.network.matchDNSQueries",
         NOT_ENFORCED,
         id="dns-queries",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "network:\n  matchProtocols:\n  - protocol: tcp\n  matchDNSQueries:\n  - domain: x.io\n"),
+        "spec.network.matchDNSQueries",
+        NOT_ENFORCED,
+        id="dns-queries-beside-protocols",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "file:\n  matchPatterns:\n  - pattern: /etc/*\n"),
+        "spec.file.matchPatterns",
+        NOT_ENFORCED,
+        id="file-patterns",
+    ),
+    *(
+        pytest.param(ksp(SELECT_NGINX + section + extra), f"{field}.{key}", NOT_ENFORCED, id=f"{field}.{key}")
+        for section, field in (
+            (FILE_SHADOW, "spec.file.matchPaths[0]"),
+            (FILE_DIRECTORY, "spec.file.matchDirectories[0]"),
+            (NETWORK_RAW, "spec.network.matchProtocols[0]"),
+            (CAPABILITY_NET_RAW, "spec.capabilities.matchCapabilities[0]"),
+        )
+        for key, extra in (("fromSource", "    fromSource:\n    - path: /bin/ping\n"), ("pts", "    pts: true\n"))
+        if not (key == "pts" and "capabilities" in field)  # the schema has no pts for capabilities
     ),
     pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "file: []\n"), "spec.file", "expected a mapping, got a list", id="file-shape"
@@ -787,6 +920,156 @@ REJECTIONS = [
         "spec.process.matchPaths[0].ownerOnly",
         "expected a boolean, got a string",
         id="owner-only-shape",
+    ),
+    # file, network and capabilities sections
+    *(
+        pytest.param(
+            ksp(SELECT_NGINX + f"{section}: {{}}\n"), f"spec.{section}", f"this section has no {lists}", id=id_
+        )
+        for section, lists, id_ in (
+            ("file", "matchPaths or matchDirectories", "empty-file"),
+            ("network", "matchProtocols,", "empty-network"),
+            ("capabilities", "matchCapabilities,", "empty-capabilities"),
+        )
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "file:\n  action: Block\n  severity: 3\n"),
+        "spec.file",
+        "no rules: this section has no matchPaths or matchDirectories",
+        id="file-verdict-without-rules",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "network:\n  matchProtocols: []\n"),
+        "spec.network.matchProtocols",
+        "expected a non-empty list of rules",
+        id="empty-protocols",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + FILE_SHADOW + "    execname: shadow\n"),
+        "spec.file.matchPaths[0].execname",
+        "unknown field; expected one of: action, fromSource, message, ownerOnly, path, pts, readOnly, severity, tags",
+        id="file-execname",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "file:\n  matchPaths:\n  - readOnly: true\n"),
+        "spec.file.matchPaths[0].path",
+        "required: expected a string",
+        id="file-without-path",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchDirectories:\n  - dir: /bin/\n    readOnly: true\n"),
+        "spec.process.matchDirectories[0].readOnly",
+        "unknown field",
+        id="process-directory-read-only",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + FILE_SHADOW + "    readOnly: 'yes'\n"),
+        "spec.file.matchPaths[0].readOnly",
+        "expected a boolean, got a string",
+        id="read-only-shape",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "file:\n  matchPaths:\n  - path: /etc/./shadow\n"),
+        "spec.file.matchPaths[0].path",
+        "not normalised: the kernel reports files without '//', '.' or '..' segments, so this rule would never "
+        "match; write '/etc/shadow'",
+        id="file-path-not-normalised",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "file:\n  matchDirectories:\n  - dir: /etc//ssl/\n"),
+        "spec.file.matchDirectories[0].dir",
+        "write '/etc/ssl/'",
+        id="file-dir-not-normalised",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "file:\n  matchPaths:\n  - path: /" + "é" * 128 + "\n"),
+        "spec.file.matchPaths[0].path",
+        "path is 257 bytes of UTF-8; Kadapter's limit is 255 bytes",
+        id="file-path-too-long",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + FILE_SHADOW + "    action: Deny\n"),
+        "spec.file.matchPaths[0].action",
+        "expected one of Allow, Audit, Block, got 'Deny'",
+        id="file-rule-action",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "network:\n  matchProtocols:\n  - protocol: Tcp\n"),
+        "spec.network.matchProtocols[0].protocol",
+        "expected a protocol: tcp, udp, raw, icmp, icmpv6, sctp, stream, dgram, rdm, seqpacket, dccp, packet or all "
+        "(lowercase or uppercase), got 'Tcp'",
+        id="protocol-mixed-case",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "network:\n  matchProtocols:\n  - protocol: http\n"),
+        "spec.network.matchProtocols[0].protocol",
+        "expected a protocol",
+        id="protocol-unknown",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "network:\n  matchProtocols:\n  - protocol: xtcp\n"),
+        "spec.network.matchProtocols[0].protocol",
+        "unknown protocol 'xtcp'; expected one of tcp, udp, icmp, icmpv6, sctp, dccp, raw, packet, stream, dgram, "
+        "seqpacket, rdm, all",
+        id="protocol-suffix-only",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "network:\n  matchProtocols:\n  - protocol: http,tcp\n"),
+        "spec.network.matchProtocols[0].protocol",
+        "unknown protocol 'http' in 'http,tcp'; expected one of",
+        id="protocol-unknown-in-list",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "network:\n  matchProtocols:\n  - protocol: ',tcp'\n"),
+        "spec.network.matchProtocols[0].protocol",
+        "unknown protocol '' in ',tcp'",
+        id="protocol-empty-in-list",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "network:\n  matchProtocols:\n  - protocol: 6\n"),
+        "spec.network.matchProtocols[0].protocol",
+        "expected a string",
+        id="protocol-number",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "network:\n  matchProtocols:\n  - action: Block\n"),
+        "spec.network.matchProtocols[0].protocol",
+        "required: expected a string",
+        id="protocol-missing",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "capabilities:\n  matchCapabilities:\n  - capability: CAP_NET_RAW\n"),
+        "spec.capabilities.matchCapabilities[0].capability",
+        "expected a Linux capability in lowercase without CAP_, such as net_raw or sys_admin, got 'CAP_NET_RAW'",
+        id="capability-upper-case",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "capabilities:\n  matchCapabilities:\n  - capability: syslog\n"),
+        "spec.capabilities.matchCapabilities[0].capability",
+        "expected a Linux capability",
+        id="capability-unknown",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "capabilities:\n  matchCapabilities:\n  - capability: all_net_raw\n"),
+        "spec.capabilities.matchCapabilities[0].capability",
+        "unknown capability 'all_net_raw'; expected one of chown, dac_override, ",
+        id="capability-suffix-only",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "capabilities:\n  matchCapabilities:\n  - capability: bpf,net_raw\n"),
+        "spec.capabilities.matchCapabilities[0].capability",
+        "unknown capability 'bpf' in 'bpf,net_raw'; expected one of chown, dac_override, dac_read_search, fowner, "
+        "fsetid, kill, setgid, setuid, setpcap, linux_immutable, net_bind_service, net_broadcast, net_admin, "
+        "net_raw, ipc_lock, ipc_owner, sys_module, sys_rawio, sys_chroot, sys_ptrace, sys_pacct, sys_admin, "
+        "sys_boot, sys_nice, sys_resource, sys_time, sys_tty_config, mknod, lease, audit_write, audit_control, "
+        "setfcap, mac_override, mac_admin, with or without 'cap_'",
+        id="capability-unknown-in-list",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + CAPABILITY_NET_RAW + "    severity: 11\n"),
+        "spec.capabilities.matchCapabilities[0].severity",
+        "from 1 to 10, got 11",
+        id="capability-severity",
     ),
     # YAML structure
     pytest.param(

@@ -11,15 +11,15 @@ from adapter.pods import Pod, kata_pods, parse_manifests
 from adapter.policy import (
     Action,
     LabelExpression,
+    PathRule,
     Policy,
     PolicyKind,
-    ProcessRule,
     Selector,
     load_policy_file,
 )
 from adapter.selection import PodPolicy, desired_state, policies_for_pod
 
-RULES = (ProcessRule(path="/usr/bin/apt", action=Action.BLOCK, severity=1, tags=(), message=""),)
+RULES = (PathRule(path="/usr/bin/apt", action=Action.BLOCK, severity=1, tags=(), message=""),)
 USE_CASE_FILE = Path(__file__).resolve().parents[2] / "policies" / "ksp-nginx-block-apt.yaml"
 
 
