@@ -11,6 +11,7 @@ from adapter.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "images" / "testguest" / "manifests"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # Nothing listens here: reaching the agent at all would fail the command with exit 1, not 2.
 UNREACHABLE = "tcp://127.0.0.1:9"
 
@@ -19,6 +20,12 @@ def test_validate_reports_each_policy(capsys: pytest.CaptureFixture[str]) -> Non
     """`kadapter validate policies` names every policy it accepted."""
     assert main(["validate", str(REPO / "policies")]) == 0
     assert "KubeArmorPolicy default/ksp-nginx-block-apt: ok" in capsys.readouterr().out
+
+
+def test_validate_accepts_file_network_and_capability_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    """A policy with every rule kind Kadapter enforces validates."""
+    assert main(["validate", str(FIXTURES / "ksp-nginx-harden.yaml")]) == 0
+    assert "KubeArmorPolicy default/ksp-nginx-harden: ok" in capsys.readouterr().out
 
 
 def test_bad_policy_directory_stops_before_any_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
