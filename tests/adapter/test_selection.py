@@ -111,66 +111,141 @@ def test_container_name_key_limits_policy_to_containers(
     assert tuple(entry.containers for entry in chosen) == expected
 
 
+def expr(key: str, operator: str, *values: str) -> LabelExpression:
+    """Build one matchExpressions entry."""
+    return LabelExpression(key, operator, values)
+
+
+LABELLED = {"app": "nginx", "tier": "front"}
+
+
+@pytest.mark.parametrize("kind", list(PolicyKind))
 @pytest.mark.parametrize(
-    ("operator", "values", "applies"),
+    ("expressions", "applies"),
     [
-        pytest.param("In", ("app=nginx",), True, id="in-present"),
-        pytest.param("In", ("app=apache", "tier=front"), True, id="in-any-of"),
-        pytest.param("In", ("app=apache",), False, id="in-absent"),
-        pytest.param("In", ("app",), False, id="in-key-only-is-not-a-pair"),
-        pytest.param("NotIn", ("app=apache",), True, id="notin-absent"),
-        pytest.param("NotIn", ("app=apache", "tier=front"), False, id="notin-one-present"),
+        pytest.param((), True, id="none"),
+        pytest.param((expr("label", "In", "app=nginx"),), True, id="in-present"),
+        pytest.param((expr("label", "In", "app=apache", "tier=front"),), True, id="in-any-of"),
+        pytest.param((expr("label", "In", "app=apache"),), False, id="in-absent"),
+        pytest.param((expr("label", "In", "app=apache"), expr("label", "In", "tier=front")), True, id="ins-pooled"),
+        pytest.param((expr("label", "NotIn", "app=apache"),), True, id="notin-absent"),
+        pytest.param((expr("label", "NotIn", "app=apache", "tier=front"),), False, id="notin-one-present"),
+        pytest.param(
+            (expr("label", "NotIn", "app=apache"), expr("label", "NotIn", "tier=front")), False, id="notins-pooled"
+        ),
+        pytest.param(
+            (expr("label", "In", "app=nginx"), expr("label", "NotIn", "tier=front")), True, id="notin-after-in-ignored"
+        ),
+        pytest.param(
+            (expr("label", "In", "app=apache"), expr("label", "NotIn", "app=redis")), False, id="in-decides-alone"
+        ),
+        pytest.param(
+            (expr("label", "NotIn", "app=apache"), expr("label", "In", "app=redis")),
+            True,
+            id="notin-first-in-ignored",
+        ),
+        pytest.param(
+            (expr("label", "NotIn", "tier=front"), expr("label", "In", "app=nginx")),
+            False,
+            id="notin-first-excludes",
+        ),
+        pytest.param((expr("label", "In", "namespaceName=web"),), True, id="namespace-pseudo-label"),
+        pytest.param((expr("label", "NotIn", "namespaceName=web"),), False, id="namespace-pseudo-label-notin"),
     ],
 )
-def test_label_expressions_in_and_not_in(operator: str, values: tuple[str, ...], applies: bool) -> None:
-    """In needs one of the 'k=v' pairs on the pod; NotIn needs none of them."""
-    policy = ksp(expressions=(LabelExpression("label", operator, values),))
-    chosen = policies_for_pod(pod(labels={"app": "nginx", "tier": "front"}), [policy])
+def test_label_expressions_follow_kubearmor(
+    kind: PolicyKind, expressions: tuple[LabelExpression, ...], applies: bool
+) -> None:
+    """In expressions pool their pairs (any one will do); a NotIn counts only before the first In, and then alone."""
+    policy = ksp(namespace="web", expressions=expressions) if kind is PolicyKind.POLICY else csp("csp", *expressions)
+    chosen = policies_for_pod(pod(namespace="web", labels=LABELLED), [policy])
     assert bool(chosen) is applies
 
 
 def test_match_labels_and_expressions_must_both_hold() -> None:
-    """matchLabels and every matchExpression are combined with AND."""
+    """matchLabels and the label expressions are combined with AND."""
     policy = ksp(labels={"app": "nginx"}, expressions=(LabelExpression("label", "NotIn", ("env=prod",)),))
     assert policies_for_pod(pod(labels={"app": "nginx", "env": "dev"}), [policy])
     assert not policies_for_pod(pod(labels={"app": "nginx", "env": "prod"}), [policy])
 
 
+def test_namespaced_policy_without_selector_selects_its_whole_namespace() -> None:
+    """A KubeArmorPolicy with an empty selector selects every pod of its namespace, and none elsewhere."""
+    pods = [pod("a", namespace="web"), pod("b", namespace="web", labels={"app": "x"}), pod("c")]
+    state = desired_state(pods, [ksp(namespace="web")])
+    assert {ref: names(chosen) for ref, chosen in state.items()} == {
+        "web/a": ["ksp"],
+        "web/b": ["ksp"],
+        "default/c": [],
+    }
+
+
 # --- KubeArmorClusterPolicy -----------------------------------------------------------------------
+
+CLUSTER_PODS = (
+    pod("a", namespace="default", labels={"app": "nginx"}),
+    pod("b", namespace="web", labels={"app": "nginx"}),
+    pod("c", namespace="web", labels={"app": "redis"}),
+    pod("d", namespace="api", labels={"app": "nginx-dev"}),
+    pod("e", namespace="kube-system", labels={"app": "nginx"}),
+)
 
 
 @pytest.mark.parametrize(
-    ("operator", "namespace", "applies"),
+    ("expressions", "selected"),
     [
-        pytest.param("In", "web", True, id="in-listed"),
-        pytest.param("In", "default", False, id="in-unlisted"),
-        pytest.param("NotIn", "kube-system", False, id="notin-listed"),
-        pytest.param("NotIn", "web", True, id="notin-unlisted"),
+        pytest.param((), "default/a web/b web/c api/d kube-system/e", id="no-expressions-every-namespace"),
+        pytest.param((expr("namespace", "In", "web"),), "web/b web/c", id="ns-in"),
+        pytest.param((expr("namespace", "In", "web", "api"),), "web/b web/c api/d", id="ns-in-two"),
+        pytest.param(
+            (expr("namespace", "In", "web"), expr("namespace", "In", "api")), "web/b web/c api/d", id="ns-ins-pooled"
+        ),
+        pytest.param((expr("namespace", "In", "absent"),), "", id="ns-in-unknown-namespace"),
+        pytest.param(
+            (expr("namespace", "NotIn", "kube-system"),), "default/a web/b web/c api/d", id="ns-notin-all-but"
+        ),
+        pytest.param(
+            (expr("namespace", "NotIn", "kube-system"), expr("namespace", "NotIn", "default")),
+            "web/b web/c api/d",
+            id="ns-notins-pooled",
+        ),
+        pytest.param(
+            (expr("namespace", "NotIn", "web"), expr("namespace", "In", "web", "api")),
+            "web/b web/c api/d",
+            id="ns-notin-ignored-with-in-before",
+        ),
+        pytest.param(
+            (expr("namespace", "In", "web", "api"), expr("namespace", "NotIn", "web")),
+            "web/b web/c api/d",
+            id="ns-notin-ignored-with-in-after",
+        ),
+        pytest.param(
+            (expr("namespace", "In", "web"), expr("label", "In", "app=nginx", "app=nginx-dev")),
+            "web/b",
+            id="ns-in-label-in",
+        ),
+        pytest.param(
+            (expr("namespace", "NotIn", "web"), expr("label", "NotIn", "app=nginx")),
+            "api/d",
+            id="ns-notin-label-notin",
+        ),
+        pytest.param(
+            (expr("namespace", "NotIn", "kube-system"), expr("label", "In", "app=nginx")),
+            "default/a web/b",
+            id="ns-notin-label-in",
+        ),
+        pytest.param(
+            (expr("label", "In", "app=nginx"), expr("namespace", "NotIn", "kube-system")),
+            "default/a web/b",
+            id="label-in-ns-notin-any-order",
+        ),
+        pytest.param((expr("label", "NotIn", "app=nginx"),), "web/c api/d", id="label-notin-every-namespace"),
     ],
 )
-def test_cluster_policy_selects_by_namespace(operator: str, namespace: str, applies: bool) -> None:
-    """A cluster policy's namespace expression matches the pod's namespace name."""
-    values = ("web", "api") if operator == "In" else ("kube-system",)
-    policy = csp("csp", LabelExpression("namespace", operator, values))
-    assert bool(policies_for_pod(pod(namespace=namespace), [policy])) is applies
-
-
-def test_cluster_policy_combines_namespace_and_label_expressions() -> None:
-    """A cluster policy applies across namespaces, only where all its expressions hold."""
-    policy = csp(
-        "csp",
-        LabelExpression("namespace", "NotIn", ("kube-system",)),
-        LabelExpression("label", "In", ("app=nginx",)),
-    )
-    assert policies_for_pod(pod(namespace="web", labels={"app": "nginx"}), [policy])
-    assert policies_for_pod(pod(namespace="api", labels={"app": "nginx"}), [policy])
-    assert not policies_for_pod(pod(namespace="kube-system", labels={"app": "nginx"}), [policy])
-    assert not policies_for_pod(pod(namespace="web", labels={"app": "apache"}), [policy])
-
-
-def test_cluster_policy_without_expressions_selects_every_pod() -> None:
-    """An empty matchExpressions list selects every pod in every namespace."""
-    assert names(policies_for_pod(pod(namespace="anything"), [csp("all")])) == ["all"]
+def test_cluster_policy_selects_pods_as_kubearmor_does(expressions: tuple[LabelExpression, ...], selected: str) -> None:
+    """Which pods of which namespaces a cluster policy selects, for each kind of selector."""
+    state = desired_state(CLUSTER_PODS, [csp("csp", *expressions)])
+    assert [ref for ref, chosen in state.items() if chosen] == selected.split()
 
 
 # --- ordering and desired state -------------------------------------------------------------------
