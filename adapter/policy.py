@@ -162,7 +162,10 @@ _R = TypeVar("_R", bound=Rule)
 
 @dataclass(frozen=True)
 class LabelExpression:
-    """One matchExpressions entry: key "label" (values "k=v") or "namespace" (cluster policies)."""
+    """One matchExpressions entry: key "label" (values "k=v") or "namespace" (cluster policies).
+
+    Selectors keep their entries in file order, which KubeArmor's reading of them depends on.
+    """
 
     key: str
     operator: str
@@ -171,7 +174,7 @@ class LabelExpression:
 
 @dataclass(frozen=True)
 class Selector:
-    """The pods a policy selects; container_names narrows it to some containers of those pods."""
+    """The pods a policy selects, all it can reach when empty; container_names narrows it to some containers."""
 
     match_labels: tuple[tuple[str, str], ...]
     container_names: tuple[str, ...]
@@ -275,7 +278,7 @@ def _policy(doc: Field, source: str) -> Policy:
         given = metadata.child("namespace")
         namespace = DEFAULT_NAMESPACE if given.missing else given.dns_label()
     spec = doc.child("spec")
-    selector = _selector(spec.child("selector"), kind)
+    selector = _selector(spec.child("selector"))
     inherited = _Inherited().override(spec)
     policy = Policy(
         kind=kind,
@@ -309,20 +312,17 @@ def _kind(field: Field) -> PolicyKind:
         raise field.error(f"unknown kind {text!r}; expected KubeArmorPolicy or KubeArmorClusterPolicy") from None
 
 
-def _selector(field: Field, kind: PolicyKind) -> Selector:
-    """Read spec.selector for either policy kind."""
+def _selector(field: Field) -> Selector:
+    """Read spec.selector; missing or empty, it selects every pod the policy can reach.
+
+    As in KubeArmor, that is every pod of its namespace for a KubeArmorPolicy and
+    of every namespace for a KubeArmorClusterPolicy. The schema has left each kind
+    only its own fields: matchLabels only in KubeArmorPolicy, the namespace key
+    only in KubeArmorClusterPolicy. adapter/selection.py gives them their meaning.
+    """
     if field.missing:
-        raise field.error("required: a selector naming the pods the policy applies to")
+        return Selector((), (), ())
     labels, expressions = field.child("matchLabels"), field.child("matchExpressions")
-    if kind is PolicyKind.CLUSTER_POLICY:
-        if expressions.missing:
-            raise expressions.error("required: cluster policies select pods by namespace or label here")
-        return Selector((), (), _expressions(expressions))
-    if labels.missing and expressions.missing:
-        raise field.error(
-            "expected matchLabels or matchExpressions, found neither "
-            "(write 'matchLabels: {}' to select every pod in the namespace)"
-        )
     match_labels, container_names = ((), ()) if labels.missing else _match_labels(labels)
     match_expressions = () if expressions.missing else _expressions(expressions)
     return Selector(match_labels, container_names, match_expressions)

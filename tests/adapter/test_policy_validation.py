@@ -384,6 +384,61 @@ def test_match_labels_are_sorted_pairs() -> None:
     assert parse_one(ksp(spec + BLOCK_APT)).selector.match_labels == (("a", "2"), ("z", "1"))
 
 
+EVERYTHING = Selector(match_labels=(), container_names=(), match_expressions=())
+
+
+@pytest.mark.parametrize("kind", ["KubeArmorPolicy", "KubeArmorClusterPolicy"])
+@pytest.mark.parametrize(
+    "selector",
+    [
+        pytest.param("", id="no-selector"),
+        pytest.param("selector:\n", id="null-selector"),
+        pytest.param("selector: {}\n", id="empty-selector"),
+        pytest.param("selector: {matchExpressions: null}\n", id="null-expressions"),
+        pytest.param("selector: {matchExpressions: []}\n", id="empty-expressions"),
+    ],
+)
+def test_empty_selector_selects_everything_in_reach(kind: str, selector: str) -> None:
+    """As in KubeArmor, a missing or empty selector is accepted: all pods of the namespace, or of the cluster."""
+    policy = parse_one(ksp(selector + BLOCK_APT, kind=kind, metadata="{name: p, namespace: web}"))
+    assert policy.selector == EVERYTHING
+    assert policy.namespace == ("web" if kind == "KubeArmorPolicy" else None)
+
+
+@pytest.mark.parametrize(
+    ("expressions", "expected"),
+    [
+        pytest.param(
+            "- {key: namespace, operator: NotIn, values: [kube-system, kubearmor]}\n",
+            (LabelExpression("namespace", "NotIn", ("kube-system", "kubearmor")),),
+            id="only-namespace-notin",
+        ),
+        pytest.param(
+            "- {key: label, operator: NotIn, values: [app=nginx]}\n",
+            (LabelExpression("label", "NotIn", ("app=nginx",)),),
+            id="only-label-notin",
+        ),
+        pytest.param(
+            "- {key: namespace, operator: NotIn, values: [a]}\n- {key: namespace, operator: In, values: [a, b]}\n",
+            (LabelExpression("namespace", "NotIn", ("a",)), LabelExpression("namespace", "In", ("a", "b"))),
+            id="notin-then-in-in-file-order",
+        ),
+        pytest.param(
+            "- {key: label, operator: In, values: [app=x]}\n- {key: label, operator: NotIn, values: [tier=y]}\n",
+            (LabelExpression("label", "In", ("app=x",)), LabelExpression("label", "NotIn", ("tier=y",))),
+            id="in-then-notin-in-file-order",
+        ),
+    ],
+)
+def test_cluster_policy_expressions_are_kept_in_file_order(
+    expressions: str, expected: tuple[LabelExpression, ...]
+) -> None:
+    """A cluster policy may select by NotIn alone; its expressions keep their order, which KubeArmor's reading needs."""
+    spec = "selector:\n  matchExpressions:\n" + textwrap.indent(expressions, "  ")
+    policy = parse_one(ksp(spec + BLOCK_APT, kind="KubeArmorClusterPolicy"))
+    assert policy.selector == Selector(match_labels=(), container_names=(), match_expressions=expected)
+
+
 def test_empty_match_labels_selects_whole_namespace() -> None:
     """An explicit 'matchLabels: {}' is accepted as selecting every pod of the namespace."""
     selector = parse_one(ksp("selector:\n  matchLabels: {}\n" + BLOCK_APT)).selector
@@ -507,12 +562,7 @@ REJECTIONS = [
         "expected a DNS-1123 label",
         id="namespace-not-dns",
     ),
-    pytest.param(
-        USE_CASE.split("spec:", maxsplit=1)[0],
-        "spec.selector",
-        "required: a selector naming the pods the policy applies to",
-        id="missing-spec",
-    ),
+    pytest.param(USE_CASE.split("spec:", maxsplit=1)[0], "spec", "no rules", id="missing-spec"),
     pytest.param(
         USE_CASE + "status:\n  PolicyStatus: OK\n",
         "status.PolicyStatus",
@@ -521,8 +571,7 @@ REJECTIONS = [
     ),
     pytest.param(ksp(SELECT_NGINX + BLOCK_APT + "proces: {}\n"), "spec.proces", "unknown field", id="unknown-spec"),
     # selector
-    pytest.param(ksp(BLOCK_APT), "spec.selector", "required", id="missing-selector"),
-    pytest.param(ksp("selector: {}\n" + BLOCK_APT), "spec.selector", "found neither", id="empty-selector"),
+    pytest.param(ksp("selector: [app]\n" + BLOCK_APT), "spec.selector", "expected a mapping", id="selector-list"),
     pytest.param(
         ksp("selector:\n  matchLabel: {app: x}\n" + BLOCK_APT),
         "spec.selector.matchLabel",
@@ -584,10 +633,70 @@ REJECTIONS = [
         id="cluster-policy-match-labels",
     ),
     pytest.param(
-        ksp("selector: {matchExpressions: null}\n" + BLOCK_APT, kind="KubeArmorClusterPolicy"),
+        ksp("selector: {matchLabels: {}}\n" + BLOCK_APT, kind="KubeArmorClusterPolicy"),
+        "spec.selector.matchLabels",
+        "unknown field; expected one of: matchExpressions",
+        id="cluster-policy-empty-match-labels",
+    ),
+    pytest.param(
+        ksp("selector: {matchExpressions: {key: namespace}}\n" + BLOCK_APT, kind="KubeArmorClusterPolicy"),
         "spec.selector.matchExpressions",
-        "required",
-        id="cluster-policy-without-expressions",
+        "expected a list, got a mapping",
+        id="cluster-policy-expressions-not-list",
+    ),
+    pytest.param(
+        ksp(
+            "selector:\n  matchExpressions:\n  - {operator: NotIn, values: [kube-system]}\n" + BLOCK_APT,
+            kind="KubeArmorClusterPolicy",
+        ),
+        "spec.selector.matchExpressions[0].key",
+        "required: expected a string",
+        id="cluster-policy-expression-without-key",
+    ),
+    pytest.param(
+        ksp(
+            "selector:\n  matchExpressions:\n  - {key: namespace, values: [kube-system]}\n" + BLOCK_APT,
+            kind="KubeArmorClusterPolicy",
+        ),
+        "spec.selector.matchExpressions[0].operator",
+        "required: expected a string",
+        id="cluster-policy-expression-without-operator",
+    ),
+    pytest.param(
+        ksp(
+            "selector:\n  matchExpressions:\n  - {key: namespace, operator: NotIn}\n" + BLOCK_APT,
+            kind="KubeArmorClusterPolicy",
+        ),
+        "spec.selector.matchExpressions[0].values",
+        "required: expected a list",
+        id="cluster-policy-expression-without-values",
+    ),
+    pytest.param(
+        ksp(
+            "selector:\n  matchExpressions:\n  - {key: namespace, operator: In, values: []}\n" + BLOCK_APT,
+            kind="KubeArmorClusterPolicy",
+        ),
+        "spec.selector.matchExpressions[0].values",
+        "expected at least one value, got an empty list",
+        id="cluster-policy-namespace-in-no-values",
+    ),
+    pytest.param(
+        ksp(
+            "selector:\n  matchExpressions:\n  - {key: namespace, operator: NotIn, values: [7]}\n" + BLOCK_APT,
+            kind="KubeArmorClusterPolicy",
+        ),
+        "spec.selector.matchExpressions[0].values[0]",
+        "expected a string",
+        id="cluster-policy-namespace-not-string",
+    ),
+    pytest.param(
+        ksp(
+            "selector:\n  matchExpressions:\n  - {key: label, operator: NotIn, values: [nginx]}\n" + BLOCK_APT,
+            kind="KubeArmorClusterPolicy",
+        ),
+        "spec.selector.matchExpressions[0].values[0]",
+        "expected a label as 'key=value', got 'nginx'",
+        id="cluster-policy-label-without-equals",
     ),
     pytest.param(
         ksp(
@@ -1079,15 +1188,15 @@ REJECTIONS = [
         id="duplicate-key",
     ),
     pytest.param(
-        USE_CASE + "---\n" + ksp(BLOCK_APT, metadata="name: second"),
-        "document[1].spec.selector",
-        "required",
+        USE_CASE + "---\n" + ksp(SELECT_NGINX, metadata="name: second"),
+        "document[1].spec",
+        "no rules",
         id="second-document",
     ),
     pytest.param(
-        "---\n---\n" + USE_CASE + "---\n" + ksp(BLOCK_APT, metadata="name: second"),
-        "document[2].spec.selector",
-        "required",
+        "---\n---\n" + USE_CASE + "---\n" + ksp(SELECT_NGINX, metadata="name: second"),
+        "document[2].spec",
+        "no rules",
         id="document-index-counts-empty-documents",
     ),
 ]

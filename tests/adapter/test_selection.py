@@ -16,6 +16,7 @@ from adapter.policy import (
     PolicyKind,
     Selector,
     load_policy_file,
+    parse_policies,
 )
 from adapter.selection import PodPolicy, desired_state, policies_for_pod
 
@@ -296,4 +297,33 @@ spec: {containers: [{name: nginx}]}
     assert state == {
         "default/nginx": (PodPolicy(policy=policies[0], containers=()),),
         "default/redis": (),
+    }
+
+
+def test_cluster_policies_from_yaml_without_selector_or_with_notin_only() -> None:
+    """End to end: KubeArmor's selector-less and NotIn-only cluster policies reach the Kata pods it would pick."""
+    policies = parse_policies(
+        """\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorClusterPolicy
+metadata: {name: everywhere}
+spec:
+  process: {matchPaths: [{path: /usr/bin/apt}]}
+---
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorClusterPolicy
+metadata: {name: not-in-web}
+spec:
+  selector:
+    matchExpressions:
+    - {key: namespace, operator: NotIn, values: [web]}
+  process: {matchPaths: [{path: /usr/bin/apt}]}
+""",
+        source="p.yaml",
+    )
+    pods = [pod("a"), pod("b", namespace="web"), pod("c", namespace="api")]
+    assert {ref: names(chosen) for ref, chosen in desired_state(pods, policies).items()} == {
+        "default/a": ["everywhere", "not-in-web"],
+        "web/b": ["everywhere"],
+        "api/c": ["everywhere", "not-in-web"],
     }
