@@ -131,14 +131,6 @@ class Enforcer:
         self._container_roots.delete(kernel_id)
         self._alert_budgets.delete(kernel_id)
 
-    def installed_rules(self, container_id: str) -> int:
-        """Return how many rule entries (of every kind and table) the maps hold for a container."""
-        with self._lock:
-            installed = self._installed.get(container_id)
-            if not installed:
-                return 0
-            return sum(len(names) for tables in installed.written.values() for names in tables.values())
-
     def alerts_dropped(self, container_id: str) -> int:
         """Return how many of a container's alerts the kernel dropped over its budget."""
         with self._lock:

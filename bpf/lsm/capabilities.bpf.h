@@ -6,7 +6,9 @@
  * capability sets allow; denying one makes the task act as if it lacked
  * the capability (-EPERM). Only checks of the calling task's own
  * credentials are judged: the kernel also asks about other credentials
- * (a socket opener's, another task's), which are not the caller acting.
+ * (a socket opener's, another task's) and about credentials it put on for
+ * the task (overlayfs acting as its mounter, access(2) checking as the
+ * real uid), which are not the task using its capabilities.
  * Checks the kernel makes quietly (CAP_OPT_NOAUDIT, probing whether to
  * take a privileged path) are judged the same but not reported.
  */
@@ -23,7 +25,7 @@ int BPF_PROG(kadapter_capable, const struct cred *cred, struct user_namespace *n
 
 	if (ret)
 		return ret;
-	if (cred != BPF_CORE_READ(bpf_get_current_task_btf(), cred))
+	if (cred != BPF_CORE_READ(bpf_get_current_task_btf(), real_cred))
 		return 0;
 	if (!judge_start(&j, KADAPTER_KIND_CAPABILITIES, KADAPTER_OP_CAPABLE))
 		return 0;

@@ -7,8 +7,10 @@
  * inherits the tag in task_alloc, so no unshare, setns, chroot or exec can
  * shed it. Tasks that join the container later through setns (runc exec,
  * kata-agent's exec) carry no tag: they are found by the (pid ns, mnt ns)
- * the container had at registration and tagged on first sight, before the
- * program they exec runs.
+ * the container had at registration and tagged on first sight, marked as
+ * joining. Until a joining task execs it is still the runtime's code
+ * setting up the exec (as the init is until the container's first exec),
+ * so only its exec is judged; from then on everything is.
  */
 #ifndef KADAPTER_CONTAINER_BPF_H
 #define KADAPTER_CONTAINER_BPF_H
@@ -32,7 +34,10 @@ struct {
 	__type(value, __u32);
 } container_ns SEC(".maps");
 
-/* Task -> container id. */
+/* A tag's bit for a task that joined through setns and has not exec'd yet. */
+#define KADAPTER_TAG_JOINING (1U << 31)
+
+/* Task -> container id, with KADAPTER_TAG_JOINING. */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -53,12 +58,12 @@ struct {
 	__type(value, __u64);
 } container_roots SEC(".maps");
 
-/* Return the current task's container id (0: none), tagging a task that joined through setns. */
-static __always_inline __u32 current_container(void)
+/* Return the current task's tag (0: in no container), tagging a task that joined through setns. */
+static __always_inline __u32 current_tag(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct ns_key ns;
-	__u32 *tag, *found, id;
+	__u32 *tag, *found, joining;
 
 	tag = bpf_task_storage_get(&task_container, task, 0, 0);
 	if (tag)
@@ -68,10 +73,30 @@ static __always_inline __u32 current_container(void)
 	found = bpf_map_lookup_elem(&container_ns, &ns);
 	if (!found)
 		return 0;
-	id = *found;
-	/* If tagging fails the task is still judged by its namespaces on its next call. */
-	bpf_task_storage_get(&task_container, task, &id, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	return id;
+	joining = *found | KADAPTER_TAG_JOINING;
+	/* Untagged, the task is found by its namespaces again next time; judged in full, since no exec could be recorded. */
+	if (!bpf_task_storage_get(&task_container, task, &joining, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		return *found;
+	return joining;
+}
+
+/*
+ * Return the current task's container id for judging an operation, or 0
+ * when there is none or the task is joining and this is not its exec. A
+ * joining task's exec ends its joining.
+ */
+static __always_inline __u32 current_container(int exec)
+{
+	__u32 tag = current_tag(), container = tag & ~KADAPTER_TAG_JOINING, *stored;
+
+	if (!(tag & KADAPTER_TAG_JOINING))
+		return tag;
+	if (!exec)
+		return 0;
+	stored = bpf_task_storage_get(&task_container, bpf_get_current_task_btf(), 0, 0);
+	if (stored)
+		*stored = container;
+	return container;
 }
 
 /* Return the container's root dentry; the first exec in the container records it. */
@@ -99,14 +124,14 @@ static __always_inline __u64 container_root(__u32 container, int record)
 SEC("lsm/task_alloc")
 int BPF_PROG(kadapter_task_alloc, struct task_struct *task, unsigned long clone_flags, int ret)
 {
-	__u32 container;
+	__u32 tag;
 
 	if (ret)
 		return ret;
-	container = current_container();
-	if (!container)
+	tag = current_tag();
+	if (!tag)
 		return 0;
-	if (!bpf_task_storage_get(&task_container, task, &container, BPF_LOCAL_STORAGE_GET_F_CREATE))
+	if (!bpf_task_storage_get(&task_container, task, &tag, BPF_LOCAL_STORAGE_GET_F_CREATE))
 		return -ENOMEM;
 	return 0;
 }

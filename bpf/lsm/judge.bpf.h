@@ -108,7 +108,7 @@ static __always_inline int judge_start(struct judgement *j, __u32 kind, __u32 op
 {
 	struct kind_policy *kinds;
 
-	j->container = current_container();
+	j->container = current_container(operation == KADAPTER_OP_EXEC);
 	if (!j->container)
 		return 0;
 	j->policy = bpf_map_lookup_elem(&containers, &j->container);

@@ -13,6 +13,7 @@ import pytest
 
 from guest_agent.agent import Agent, Container, PodKey, StaleGenerationError
 from guest_agent.alerts import AlertHub
+from guest_agent.bpf_types import Kind
 from guest_agent.libbpf import BpfError
 from guest_agent.rules import CompiledRules, ContainerKey
 from kadapter_api import agent_pb2
@@ -29,14 +30,14 @@ class RecordingEnforcer:
         self.fail_for: str | None = None
         self._ruleset = 0
 
-    def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> int:
+    def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> dict[Kind, int]:
         """Record, or raise ENOSPC for the chosen container."""
         self.calls += 1
         if container_id == self.fail_for:
-            raise BpfError(errno.ENOSPC, "update map exec_rules: No space left on device")
+            raise BpfError(errno.ENOSPC, "update map name_rules: No space left on device")
         self.rules[container_id] = rules
         self._ruleset += 1
-        return self._ruleset
+        return {Kind.PROCESS: self._ruleset}
 
     def release(self, container_id: str) -> None:
         """Forget a container."""
@@ -45,10 +46,6 @@ class RecordingEnforcer:
     def alerts_dropped(self, container_id: str) -> int:
         """Nothing is ever dropped here."""
         return 0
-
-    def installed_rules(self, container_id: str) -> int:
-        """Count entries."""
-        return len(self.rules[container_id].entries) if container_id in self.rules else 0
 
 
 def container(number: int) -> Container:
@@ -64,7 +61,7 @@ def request(generation: int, *paths: str) -> agent_pb2.ApplyPoliciesRequest:
         generation=generation,
         policies=[
             agent_pb2.Policy(
-                name="p", process_rules=[agent_pb2.ProcessRule(path=p, action=agent_pb2.ACTION_BLOCK) for p in paths]
+                name="p", process_rules=[agent_pb2.PathRule(path=p, action=agent_pb2.ACTION_BLOCK) for p in paths]
             )
         ]
         if paths
@@ -88,7 +85,7 @@ def test_container_registered_after_the_policy_gets_it_at_once(agent: Agent, enf
     """Registration compiles the pod's stored policy before the hook returns."""
     agent.apply(request(1, "/opt/not-in-this-root/tool"))
     assert agent.register(container(1)) == 1  # no such file: a rule by path only, no identity
-    assert list(enforcer.rules["c1"].entries) == ["/opt/not-in-this-root/tool"]
+    assert list(enforcer.rules["c1"].kinds[Kind.PROCESS].names) == ["/opt/not-in-this-root/tool"]
 
 
 def test_same_generation_twice_changes_nothing(agent: Agent, enforcer: RecordingEnforcer) -> None:
@@ -106,7 +103,7 @@ def test_older_generation_is_refused(agent: Agent, enforcer: RecordingEnforcer) 
     agent.apply(request(5, "/usr/bin/apt"))
     with pytest.raises(StaleGenerationError):
         agent.apply(request(4))
-    assert list(enforcer.rules["c1"].entries) == ["/usr/bin/apt"]
+    assert list(enforcer.rules["c1"].kinds[Kind.PROCESS].names) == ["/usr/bin/apt"]
 
 
 def test_failure_on_one_container_rolls_the_others_back(agent: Agent, enforcer: RecordingEnforcer) -> None:
@@ -117,7 +114,7 @@ def test_failure_on_one_container_rolls_the_others_back(agent: Agent, enforcer: 
     enforcer.fail_for = "c2"
     with pytest.raises(BpfError):
         agent.apply(request(2, "/usr/bin/apt", "/usr/bin/curl"))
-    assert {key: list(rules.entries) for key, rules in enforcer.rules.items()} == {
+    assert {key: list(rules.kinds[Kind.PROCESS].names) for key, rules in enforcer.rules.items()} == {
         "c1": ["/usr/bin/apt"],
         "c2": ["/usr/bin/apt"],
     }
@@ -153,4 +150,4 @@ def test_request_without_a_pod_name_is_refused(agent: Agent, enforcer: Recording
     blank.pod.Clear()
     with pytest.raises(ValueError, match="pod"):
         agent.apply(blank)
-    assert not enforcer.rules["bare"].entries
+    assert not enforcer.rules["bare"].kinds[Kind.PROCESS].names

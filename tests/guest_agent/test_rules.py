@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from guest_agent.bpf_types import ACTION_ALLOW, ACTION_AUDIT, ACTION_BLOCK
+from guest_agent.bpf_types import FILELESS_AUDIT, FILELESS_BLOCK, Kind
 from guest_agent.container_fs import ContainerView, FileIdentity
-from guest_agent.rules import DirEntry, ExecEntry, InvalidPolicyError, check_policies, compile_rules
+from guest_agent.rules import (
+    CompiledRules,
+    DirEntry,
+    InvalidPolicyError,
+    KindRules,
+    RuleEntry,
+    check_policies,
+    compile_rules,
+)
 from kadapter_api import agent_pb2
 
 
@@ -19,8 +27,13 @@ def policy(name: str, *rules: tuple[str, int], containers: tuple[str, ...] = ())
         name=name,
         namespace="default",
         containers=containers,
-        process_rules=[agent_pb2.ProcessRule(path=p, action=a, severity=3) for p, a in rules],
+        process_rules=[agent_pb2.PathRule(path=p, action=a, severity=3) for p, a in rules],
     )
+
+
+def process(compiled: CompiledRules) -> KindRules:
+    """Return the process rules of a compiled table."""
+    return compiled.kinds[Kind.PROCESS]
 
 
 def view_of(root: Path) -> ContainerView:
@@ -70,11 +83,11 @@ def test_rules_match_both_the_written_and_the_resolved_path(merged_usr: Path) ->
     compiled = compile_rules(
         [policy("p", ("/bin/sh", agent_pb2.ACTION_BLOCK))],
         container_name="c",
-        posture=agent_pb2.POSTURE_BLOCK,
+        postures={},
         view=view_of(merged_usr),
     )
-    assert set(compiled.entries) == {"/bin/sh", "/usr/bin/dash"}
-    assert compiled.entries["/usr/bin/dash"] == ExecEntry(actions=ACTION_BLOCK, block_rule=1)
+    assert set(process(compiled).names) == {"/bin/sh", "/usr/bin/dash"}
+    assert process(compiled).names["/usr/bin/dash"] == RuleEntry(block=1, block_rule=1)
 
 
 def test_policies_on_the_same_path_merge_their_actions() -> None:
@@ -86,35 +99,36 @@ def test_policies_on_the_same_path_merge_their_actions() -> None:
             policy("allow", ("/usr/bin/apt", agent_pb2.ACTION_ALLOW)),
         ],
         container_name="c",
-        posture=agent_pb2.POSTURE_BLOCK,
+        postures={},
         view=None,
     )
-    assert compiled.entries == {
-        "/usr/bin/apt": ExecEntry(
-            actions=ACTION_AUDIT | ACTION_BLOCK | ACTION_ALLOW, audit_rule=1, block_rule=2, allow_rule=3
-        )
+    assert process(compiled).names == {
+        "/usr/bin/apt": RuleEntry(block=1, audit=1, allow=1, audit_rule=1, block_rule=2, allow_rule=3)
     }
     assert [compiled.rule(n).policy_name for n in (1, 2, 3)] == ["audit", "block", "allow"]
     assert compiled.rule(0) is None
-    assert compiled.allowlist
+    assert process(compiled).allowlist
 
 
 def test_container_names_narrow_a_policy() -> None:
     """A policy limited to container "web" gives container "sidecar" nothing."""
     policies = [policy("p", ("/usr/bin/apt", agent_pb2.ACTION_BLOCK), containers=("web",))]
-    web = compile_rules(policies, container_name="web", posture=agent_pb2.POSTURE_BLOCK, view=None)
-    sidecar = compile_rules(policies, container_name="sidecar", posture=agent_pb2.POSTURE_BLOCK, view=None)
-    assert list(web.entries) == ["/usr/bin/apt"]
-    assert not sidecar.entries and not sidecar.allowlist
+    web = compile_rules(policies, container_name="web", postures={}, view=None)
+    sidecar = compile_rules(policies, container_name="sidecar", postures={}, view=None)
+    assert list(process(web).names) == ["/usr/bin/apt"]
+    assert not process(sidecar).names and not process(sidecar).allowlist
 
 
 @pytest.mark.parametrize(("posture", "audit"), [(agent_pb2.POSTURE_BLOCK, False), (agent_pb2.POSTURE_AUDIT, True)])
 def test_posture_is_carried(posture: int, audit: bool) -> None:
     """The pod's posture decides whether unmatched execs in allow-list mode are blocked or audited."""
     compiled = compile_rules(
-        [policy("p", ("/bin/ls", agent_pb2.ACTION_ALLOW))], container_name="c", posture=posture, view=None
+        [policy("p", ("/bin/ls", agent_pb2.ACTION_ALLOW))],
+        container_name="c",
+        postures={Kind.PROCESS: posture},
+        view=None,
     )
-    assert compiled.allowlist and compiled.posture_audit is audit
+    assert process(compiled).allowlist and process(compiled).posture_audit is audit
 
 
 @pytest.mark.parametrize(
@@ -157,11 +171,11 @@ def test_hard_links_share_the_rule_by_identity(tmp_path: Path) -> None:
     compiled = compile_rules(
         [policy("p", ("/usr/bin/apt", agent_pb2.ACTION_BLOCK))],
         container_name="c",
-        posture=agent_pb2.POSTURE_BLOCK,
+        postures={},
         view=view_of(tmp_path),
     )
     (link_identity,) = view_of(tmp_path).identities("/pkg")
-    assert compiled.inodes == {link_identity: ExecEntry(actions=ACTION_BLOCK, block_rule=1)}
+    assert process(compiled).inodes == {link_identity: RuleEntry(block=1, block_rule=1)}
 
 
 def test_missing_files_and_devices_are_identified_without_being_opened(tmp_path: Path) -> None:
@@ -179,10 +193,10 @@ def test_fileless_preset_compiles_to_flags_with_the_blocking_rule_named() -> Non
         agent_pb2.Policy(name="block", presets=[agent_pb2.PresetRule(preset=preset, action=agent_pb2.ACTION_BLOCK)]),
     ]
     check_policies(policies)
-    compiled = compile_rules(policies, container_name="c", posture=agent_pb2.POSTURE_BLOCK, view=None)
-    assert compiled.fileless_actions == ACTION_AUDIT | ACTION_BLOCK
+    compiled = compile_rules(policies, container_name="c", postures={}, view=None)
+    assert compiled.fileless_actions == FILELESS_AUDIT | FILELESS_BLOCK
     assert compiled.rule(compiled.fileless_rule).policy_name == "block"
-    assert not compiled.allowlist and not compiled.entries
+    assert not process(compiled).allowlist and not process(compiled).names
 
 
 @pytest.mark.parametrize(
@@ -205,7 +219,7 @@ def test_agent_refuses_malformed_presets(preset: agent_pb2.PresetRule, message: 
 
 def test_recursive_is_for_directories_only() -> None:
     """A file rule marked recursive is a malformed message, refused with its field named."""
-    rule = agent_pb2.ProcessRule(path="/usr/bin/apt", action=agent_pb2.ACTION_BLOCK, recursive=True)
+    rule = agent_pb2.PathRule(path="/usr/bin/apt", action=agent_pb2.ACTION_BLOCK, recursive=True)
     with pytest.raises(InvalidPolicyError, match=r"policies\[0\]\.process_rules\[0\]\.recursive"):
         check_policies([agent_pb2.Policy(name="p", process_rules=[rule])])
 
@@ -213,42 +227,40 @@ def test_recursive_is_for_directories_only() -> None:
 def test_directory_rules_split_by_depth_and_follow_symlinks(merged_usr: Path) -> None:
     """/bin/ (a link to usr/bin) covers /usr/bin/ too; recursive rules apply at any depth, others to direct children."""
     rules = [
-        agent_pb2.ProcessRule(path="/bin/", action=agent_pb2.ACTION_BLOCK),
-        agent_pb2.ProcessRule(path="/opt/", action=agent_pb2.ACTION_AUDIT, recursive=True),
+        agent_pb2.PathRule(path="/bin/", action=agent_pb2.ACTION_BLOCK),
+        agent_pb2.PathRule(path="/opt/", action=agent_pb2.ACTION_AUDIT, recursive=True),
     ]
     policies = [agent_pb2.Policy(name="p", process_rules=rules)]
     check_policies(policies)
-    compiled = compile_rules(policies, container_name="c", posture=agent_pb2.POSTURE_BLOCK, view=view_of(merged_usr))
-    block = ExecEntry(actions=ACTION_BLOCK, block_rule=1)
-    assert compiled.dirs == {
+    compiled = compile_rules(policies, container_name="c", postures={}, view=view_of(merged_usr))
+    block = RuleEntry(block=1, block_rule=1)
+    assert process(compiled).dirs == {
         "/bin/": DirEntry(direct=block),
         "/usr/bin/": DirEntry(direct=block),
-        "/opt/": DirEntry(any_depth=ExecEntry(actions=ACTION_AUDIT, audit_rule=2)),
+        "/opt/": DirEntry(any_depth=RuleEntry(audit=1, audit_rule=2)),
     }
-    assert not compiled.entries and not compiled.allowlist
+    assert not process(compiled).names and not process(compiled).allowlist
 
 
 def test_execname_rules_are_keyed_by_file_name() -> None:
     """An execname rule goes into the table under the bare name, which no path (always '/...') can equal."""
-    rule = agent_pb2.ProcessRule(execname="apt", action=agent_pb2.ACTION_BLOCK)
+    rule = agent_pb2.PathRule(execname="apt", action=agent_pb2.ACTION_BLOCK)
     policies = [agent_pb2.Policy(name="p", process_rules=[rule])]
     check_policies(policies)
-    compiled = compile_rules(policies, container_name="c", posture=agent_pb2.POSTURE_BLOCK, view=None)
-    assert compiled.entries == {"apt": ExecEntry(actions=ACTION_BLOCK, block_rule=1)}
-    assert compiled.has_execnames
+    compiled = compile_rules(policies, container_name="c", postures={}, view=None)
+    assert process(compiled).names == {"apt": RuleEntry(block=1, block_rule=1)}
+    assert process(compiled).has_execnames
 
 
 @pytest.mark.parametrize(
     "rule",
     [
-        pytest.param(agent_pb2.ProcessRule(execname="bin/apt", action=agent_pb2.ACTION_BLOCK), id="slash"),
-        pytest.param(agent_pb2.ProcessRule(execname="..", action=agent_pb2.ACTION_BLOCK), id="dot-dot"),
-        pytest.param(
-            agent_pb2.ProcessRule(execname="apt", path="/usr/bin/apt", action=agent_pb2.ACTION_BLOCK), id="both"
-        ),
+        pytest.param(agent_pb2.PathRule(execname="bin/apt", action=agent_pb2.ACTION_BLOCK), id="slash"),
+        pytest.param(agent_pb2.PathRule(execname="..", action=agent_pb2.ACTION_BLOCK), id="dot-dot"),
+        pytest.param(agent_pb2.PathRule(execname="apt", path="/usr/bin/apt", action=agent_pb2.ACTION_BLOCK), id="both"),
     ],
 )
-def test_agent_refuses_malformed_execnames(rule: agent_pb2.ProcessRule) -> None:
+def test_agent_refuses_malformed_execnames(rule: agent_pb2.PathRule) -> None:
     """An execname must be a plain file name, alone in its rule."""
     with pytest.raises(InvalidPolicyError, match=r"policies\[0\]\.process_rules\[0\]"):
         check_policies([agent_pb2.Policy(name="p", process_rules=[rule])])
