@@ -7,6 +7,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +54,30 @@ def alert_stream(guest: TestGuest) -> Iterator[queue.Queue[agent_pb2.Alert]]:
         client.close()
 
 
+def alert_for(alerts: queue.Queue[agent_pb2.Alert], resource: str, *, timeout: float = 60) -> agent_pb2.Alert:
+    """Return the next alert about this resource, skipping others (a shell opens and execs more than it is asked)."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            alert = alerts.get(timeout=left)
+        except queue.Empty:
+            break
+        if alert.resource == resource:
+            return alert
+    raise AssertionError(f"no alert about {resource} within {timeout} s")
+
+
+def no_alert_for(alerts: queue.Queue[agent_pb2.Alert], resource: str, *, wait: float = 3) -> None:
+    """Check that no alert about this resource arrives within `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            alert = alerts.get(timeout=left)
+        except queue.Empty:
+            return
+        assert alert.resource != resource, f"unexpected alert: {alert}"
+
+
 def init_pid(guest: TestGuest, container_id: str) -> int:
     """Return the guest pid of a running container's init, as kata-agent knows it."""
     state = guest.run([*RUNC, "state", container_id])
@@ -75,7 +100,7 @@ class PolicyApplier:
         self.directory = directory
 
     def apply(
-        self, *documents: str, expect_success: bool = True, manifests: Path = MANIFESTS
+        self, *documents: str, expect_success: bool = True, manifests: Path = MANIFESTS, default_posture: str = "block"
     ) -> subprocess.CompletedProcess[str]:
         """Replace the policy directory with these files and apply it to every demo pod."""
         self.directory.mkdir(exist_ok=True)
@@ -88,6 +113,7 @@ class PolicyApplier:
             "--policies", str(self.directory),
             "--manifests", str(manifests),
             "--agent", f"tcp://{self.guest.agent_target}",
+            "--default-posture", default_posture,
         )  # fmt: skip
         if expect_success:
             assert done.returncode == 0, done.stderr
