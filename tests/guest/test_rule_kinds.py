@@ -9,6 +9,7 @@ field. Commands print "ok" only when the operation succeeded.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -199,3 +200,85 @@ def test_allow_turns_the_kind_into_an_allow_list(
         assert_succeeded(other, kind.other)
     action = "Block" if posture == "block" else "Audit"
     check_alert(alert, kind, kind.other_resource, action=action, policy="DefaultPosture", blocked=posture == "block")
+
+
+BLOCK_LIST = """\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: block-list
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: nginx
+  process:
+    matchPaths:
+    - path: /usr/bin/whoami
+  file:
+    matchPaths:
+    - path: /etc/debian_version
+  action: Block
+"""
+ALLOW_LIST = """\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: allow-list
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: nginx
+  process:
+    matchPaths:
+    - path: /usr/bin/dash
+    - path: /usr/bin/id
+    - path: /usr/bin/cat
+    - path: /usr/bin/date
+  file:
+    matchPaths:
+    - path: /etc/hostname
+    - path: /dev/null
+    matchDirectories:
+    - dir: /usr/
+      recursive: true
+    - dir: /tmp/
+      recursive: true
+  action: Allow
+"""
+# For about 40 s: id and reading /etc/hostname must always work; whoami and /etc/debian_version never.
+SWITCH_LOOP = """\
+end=$(( $(date +%s) + 40 ))
+while [ "$(date +%s)" -lt "$end" ]; do
+  /usr/bin/id -u >/dev/null 2>&1 && echo id-ok || echo id-REFUSED
+  /usr/bin/whoami >/dev/null 2>&1 && echo whoami-RAN
+  cat /etc/hostname >/dev/null 2>&1 && echo hostname-ok || echo hostname-REFUSED
+  cat /etc/debian_version >/dev/null 2>&1 && echo debian-version-READ
+done >/tmp/switch.log 2>&1
+echo done
+"""
+
+
+def test_switching_between_block_list_and_allow_list_has_no_gap(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, kinds_container: str
+) -> None:
+    """Allow rules arrive and go again and again under a running loop: nothing allowed is refused, nothing else runs.
+
+    The block-list policy blocks whoami and /etc/debian_version; the allow-list one lists what the loop needs and
+    leaves both out. Each switch is one map update per container, so no exec or open falls between the two.
+    """
+    policies.apply(BLOCK_LIST)
+    loop = threading.Thread(target=lambda: finished.append(containers.shell(kinds_container, SWITCH_LOOP)))
+    finished: list[GuestResult] = []
+    loop.start()
+    switches = 0
+    while loop.is_alive():
+        policies.apply(ALLOW_LIST if switches % 2 == 0 else BLOCK_LIST)
+        switches += 1
+    loop.join()
+    assert "done" in finished[0].stdout, finished
+    log = containers.shell(kinds_container, "cat /tmp/switch.log").stdout.split()
+    assert switches >= 4, f"only {switches} policy switches during the loop"
+    assert log.count("id-ok") >= 20 and log.count("hostname-ok") >= 20, log
+    assert {"id-REFUSED", "hostname-REFUSED", "whoami-RAN", "debian-version-READ"}.isdisjoint(log), log
