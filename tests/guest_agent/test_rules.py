@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from guest_agent.bpf_types import FILELESS_AUDIT, FILELESS_BLOCK, Kind
+from guest_agent.bpf_types import (
+    FILELESS_AUDIT,
+    FILELESS_BLOCK,
+    NETWORK_PROTOCOLS,
+    VARIANT_OWNER_ONLY,
+    VARIANT_READ_ONLY,
+    Kind,
+)
+from guest_agent.capabilities import CAPABILITIES
 from guest_agent.container_fs import ContainerView, FileIdentity
 from guest_agent.rules import (
     CompiledRules,
@@ -264,3 +273,111 @@ def test_agent_refuses_malformed_execnames(rule: agent_pb2.PathRule) -> None:
     """An execname must be a plain file name, alone in its rule."""
     with pytest.raises(InvalidPolicyError, match=r"policies\[0\]\.process_rules\[0\]"):
         check_policies([agent_pb2.Policy(name="p", process_rules=[rule])])
+
+
+def test_each_kind_gets_its_own_table_allow_list_and_posture() -> None:
+    """An Allow rule turns only its own kind into an allow list; each kind carries the posture it was sent."""
+    policies = [
+        agent_pb2.Policy(
+            name="p",
+            process_rules=[agent_pb2.PathRule(path="/usr/bin/apt", action=agent_pb2.ACTION_BLOCK)],
+            file_rules=[agent_pb2.PathRule(path="/etc/hostname", action=agent_pb2.ACTION_ALLOW)],
+            network_rules=[agent_pb2.NetworkRule(protocol="udp", action=agent_pb2.ACTION_AUDIT)],
+            capability_rules=[agent_pb2.CapabilityRule(capability="net_raw", action=agent_pb2.ACTION_ALLOW)],
+        )
+    ]
+    check_policies(policies)
+    postures = {Kind.FILE: agent_pb2.POSTURE_AUDIT, Kind.CAPABILITIES: agent_pb2.POSTURE_BLOCK}
+    compiled = compile_rules(policies, container_name="c", postures=postures, view=None)
+    kinds = compiled.kinds
+    assert process(compiled).names == {"/usr/bin/apt": RuleEntry(block=1, block_rule=1)}
+    assert kinds[Kind.FILE].names == {"/etc/hostname": RuleEntry(allow=1, allow_rule=2)}
+    assert kinds[Kind.NETWORK].ids == {NETWORK_PROTOCOLS["udp"]: RuleEntry(audit=1, audit_rule=3)}
+    assert kinds[Kind.CAPABILITIES].ids == {13: RuleEntry(allow=1, allow_rule=4)}  # CAP_NET_RAW
+    assert [kinds[kind].allowlist for kind in Kind] == [False, True, False, True]
+    assert [kinds[kind].posture_audit for kind in Kind] == [False, True, False, False]
+    assert all(compiled.active(kind) for kind in Kind)
+
+
+def test_read_only_and_owner_only_are_variants_of_one_entry() -> None:
+    """Rules on one file with different qualifiers keep a bit each: the kernel tells which one an access leaves."""
+    rules = [
+        agent_pb2.PathRule(path="/etc/passwd", action=agent_pb2.ACTION_BLOCK),
+        agent_pb2.PathRule(path="/etc/passwd", action=agent_pb2.ACTION_BLOCK, read_only=True),
+        agent_pb2.PathRule(path="/etc/passwd", action=agent_pb2.ACTION_BLOCK, owner_only=True),
+        agent_pb2.PathRule(path="/etc/passwd", action=agent_pb2.ACTION_ALLOW, read_only=True, owner_only=True),
+    ]
+    policies = [agent_pb2.Policy(name="p", file_rules=rules)]
+    check_policies(policies)
+    compiled = compile_rules(policies, container_name="c", postures={}, view=None)
+    plain, read_only, owner_only = 1, 1 << VARIANT_READ_ONLY, 1 << VARIANT_OWNER_ONLY
+    both = 1 << (VARIANT_READ_ONLY | VARIANT_OWNER_ONLY)
+    assert compiled.kinds[Kind.FILE].names["/etc/passwd"] == RuleEntry(
+        block=plain | read_only | owner_only, allow=both, block_rule=1, allow_rule=4
+    )
+
+
+def test_a_kind_without_rules_is_not_judged() -> None:
+    """Only kinds with rules (or the process kind with a preset) get a ruleset: the others cost one lookup."""
+    preset = agent_pb2.PresetRule(preset=agent_pb2.PRESET_FILELESS_EXEC, action=agent_pb2.ACTION_BLOCK)
+    compiled = compile_rules([agent_pb2.Policy(name="p", presets=[preset])], container_name="c", postures={}, view=None)
+    assert [compiled.active(kind) for kind in Kind] == [True, False, False, False]
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        pytest.param(
+            agent_pb2.Policy(name="p", file_rules=[agent_pb2.PathRule(execname="apt", action=agent_pb2.ACTION_BLOCK)]),
+            r"file_rules\[0\]\.execname: only process rules",
+            id="file-execname",
+        ),
+        pytest.param(
+            agent_pb2.Policy(
+                name="p",
+                process_rules=[agent_pb2.PathRule(path="/bin/ls", action=agent_pb2.ACTION_BLOCK, read_only=True)],
+            ),
+            r"process_rules\[0\]\.read_only: only file rules",
+            id="process-read-only",
+        ),
+        pytest.param(
+            agent_pb2.Policy(
+                name="p", network_rules=[agent_pb2.NetworkRule(protocol="TCP", action=agent_pb2.ACTION_BLOCK)]
+            ),
+            r"network_rules\[0\]\.protocol: 'TCP' is unknown",
+            id="protocol-case",
+        ),
+        pytest.param(
+            agent_pb2.Policy(
+                name="p",
+                capability_rules=[agent_pb2.CapabilityRule(capability="cap_chown", action=agent_pb2.ACTION_BLOCK)],
+            ),
+            r"capability_rules\[0\]\.capability: 'cap_chown' is unknown",
+            id="capability-prefix",
+        ),
+        pytest.param(
+            agent_pb2.Policy(name="p", network_rules=[agent_pb2.NetworkRule(protocol="udp")]),
+            r"network_rules\[0\]\.action: unspecified",
+            id="no-action",
+        ),
+    ],
+)
+def test_agent_refuses_malformed_rules_of_every_kind(policy: agent_pb2.Policy, message: str) -> None:
+    """What the host must have normalised (lower case, no cap_ prefix, an action) is checked again here."""
+    with pytest.raises(InvalidPolicyError, match=message):
+        check_policies([policy])
+
+
+def test_protocol_numbers_match_the_kernel_side() -> None:
+    """The agent's protocol ids are the KADAPTER_NET_* values the BPF programs look up."""
+    header = (Path(__file__).resolve().parents[2] / "bpf" / "lsm" / "kadapter.h").read_text()
+    defined = {name.lower(): int(value) for name, value in re.findall(r"#define KADAPTER_NET_(\w+) (\d+)", header)}
+    assert defined == NETWORK_PROTOCOLS
+
+
+def test_capability_numbers_match_the_kernel_headers() -> None:
+    """The agent's capability numbers are the uapi header's (libc6-dev brings it, for the benchmark's programs)."""
+    header = Path("/usr/include/linux/capability.h").read_text()
+    defined = {name.lower(): int(value) for name, value in re.findall(r"#define CAP_(\w+)\s+(\d+)\n", header)}
+    assert {name: defined[name] for name in CAPABILITIES} == CAPABILITIES
+    assert set(defined) - set(CAPABILITIES) <= {"last_cap"}
