@@ -35,15 +35,15 @@ MAX_PATH_BYTES = 255
 _VERDICT = ("action", "severity", "tags", "message")
 RULE_FIELDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "process": {
-        "matchPaths": ("path", "execname", "ownerOnly"),
-        "matchDirectories": ("dir", "recursive", "ownerOnly"),
+        "matchPaths": ("path", "execname", "ownerOnly", "fromSource"),
+        "matchDirectories": ("dir", "recursive", "ownerOnly", "fromSource"),
     },
     "file": {
-        "matchPaths": ("path", "readOnly", "ownerOnly"),
-        "matchDirectories": ("dir", "recursive", "readOnly", "ownerOnly"),
+        "matchPaths": ("path", "readOnly", "ownerOnly", "fromSource"),
+        "matchDirectories": ("dir", "recursive", "readOnly", "ownerOnly", "fromSource"),
     },
-    "network": {"matchProtocols": ("protocol",)},
-    "capabilities": {"matchCapabilities": ("capability",)},
+    "network": {"matchProtocols": ("protocol", "fromSource")},
+    "capabilities": {"matchCapabilities": ("capability", "fromSource")},
 }
 # The part of the policy schema Kadapter enforces, as nested field names: None where Kadapter
 # reads the whole value, else the fields it reads inside it (inside each item, for a list).
@@ -126,7 +126,14 @@ class Rule:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PathRule(Rule):
+class MatchRule(Rule):
+    """A rule of a section's match lists, which KubeArmor's fromSource may narrow to some executables."""
+
+    from_source: tuple[str, ...] = ()  # absolute paths of executables; empty: every process
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathRule(MatchRule):
     """A file or a directory of them: executing them (process rules) or opening and changing them (file rules)."""
 
     path: str  # a directory ends with "/"; empty for an execname rule
@@ -137,14 +144,14 @@ class PathRule(Rule):
 
 
 @dataclass(frozen=True, kw_only=True)
-class NetworkRule(Rule):
+class NetworkRule(MatchRule):
     """Creating sockets of one protocol or type (network.matchProtocols), one of PROTOCOLS."""
 
     protocol: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class CapabilityRule(Rule):
+class CapabilityRule(MatchRule):
     """Using one capability (capabilities.matchCapabilities), one of CAPABILITIES."""
 
     capability: str
@@ -158,6 +165,7 @@ class PresetRule(Rule):
 
 
 _R = TypeVar("_R", bound=Rule)
+_M = TypeVar("_M", bound=MatchRule)
 
 
 @dataclass(frozen=True)
@@ -362,13 +370,14 @@ def _expressions(field: Field) -> tuple[LabelExpression, ...]:
 
 
 def _section_rules(
-    section: Field, inherited: _Inherited, read: Callable[[Field, _Inherited], Iterable[_R]]
-) -> tuple[_R, ...]:
+    section: Field, inherited: _Inherited, read: Callable[[Field, _Inherited], Iterable[_M]]
+) -> tuple[_M, ...]:
     """Read spec.process, file, network or capabilities into rules, each entry with ``read``.
 
     Each entry's action, severity, tags and message default to the section's, and those to the
-    spec's. A missing section has no rules (the others or the presets may hold some); a section
-    with none of its rule lists is refused, since whatever else it sets would apply to nothing.
+    spec's; its fromSource, read here for every kind, narrows each rule ``read`` makes of it. A
+    missing section has no rules (the others or the presets may hold some); a section with none
+    of its rule lists is refused, since whatever else it sets would apply to nothing.
     """
     if section.missing:
         return ()
@@ -377,7 +386,7 @@ def _section_rules(
     lists = [section.child(name) for name in names]
     if all(field.missing for field in lists):
         raise section.error(f"no rules: this section has no {' or '.join(names)}, where Kadapter reads its rules")
-    rules: list[_R] = []
+    rules: list[_M] = []
     for field in lists:
         if field.missing:
             continue
@@ -385,8 +394,27 @@ def _section_rules(
         if not items:
             raise field.error("expected a non-empty list of rules, got an empty list")
         for item in items:
-            rules.extend(read(item, inherited.override(item)))
+            made = read(item, inherited.override(item))
+            sources = _sources(item.child("fromSource"))
+            rules.extend(dataclasses.replace(rule, from_source=sources) for rule in made)
     return tuple(rules)
+
+
+def _sources(field: Field) -> tuple[str, ...]:
+    """Read a rule's fromSource: the executables it is limited to, each listed once, in file order.
+
+    Missing or empty, as in KubeArmor, the rule applies to every process. The schema has made each
+    path absolute and not end in '/' (a source is an executable, not a directory), but not required it.
+    """
+    if field.missing:
+        return ()
+    sources = []
+    for item in field.items():
+        path = item.child("path")
+        if path.missing:
+            raise path.expected("the absolute path of an executable (fromSource entries name one path each)")
+        sources.append(_normalised_path(path))
+    return tuple(dict.fromkeys(sources))
 
 
 def _path_rule(item: Field, verdict: _Inherited) -> tuple[PathRule]:

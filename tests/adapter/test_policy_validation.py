@@ -331,6 +331,99 @@ def test_every_section_together() -> None:
     assert (len(policy.capability_rules), len(policy.presets)) == (1, 1)
 
 
+# --- fromSource -----------------------------------------------------------------------------------
+
+FROM_BASH_AND_PYTHON = "    fromSource:\n    - path: /bin/bash\n    - path: /usr/bin/python3\n"
+# Every rule list that takes fromSource, as a section of one rule, and where its rules land in the model.
+SOURCED_RULES = [
+    pytest.param(BLOCK_APT, "process_rules", id="process.matchPaths.path"),
+    pytest.param("process:\n  matchPaths:\n  - execname: apt\n", "process_rules", id="process.matchPaths.execname"),
+    pytest.param("process:\n  matchDirectories:\n  - dir: /sbin/\n", "process_rules", id="process.matchDirectories"),
+    pytest.param(FILE_SHADOW, "file_rules", id="file.matchPaths"),
+    pytest.param(FILE_DIRECTORY, "file_rules", id="file.matchDirectories"),
+    pytest.param(NETWORK_RAW, "network_rules", id="network.matchProtocols"),
+    pytest.param(CAPABILITY_NET_RAW, "capability_rules", id="capabilities.matchCapabilities"),
+]
+
+
+@pytest.mark.parametrize(("section", "model_field"), SOURCED_RULES)
+def test_from_source_narrows_every_kind_of_rule(section: str, model_field: str) -> None:
+    """fromSource on any rule list that has it becomes the rule's from_source, paths in file order."""
+    (rule,) = getattr(parse_one(ksp(SELECT_NGINX + section + FROM_BASH_AND_PYTHON)), model_field)
+    assert rule.from_source == ("/bin/bash", "/usr/bin/python3")
+
+
+@pytest.mark.parametrize(("section", "model_field"), SOURCED_RULES)
+def test_rule_without_from_source_covers_every_process(section: str, model_field: str) -> None:
+    """A rule with no fromSource has no sources: it applies to every process, as before fromSource was read."""
+    (rule,) = getattr(parse_one(ksp(SELECT_NGINX + section)), model_field)
+    assert rule.from_source == ()
+
+
+def test_from_source_is_kept_for_its_own_rule_only() -> None:
+    """Sources belong to the entry that lists them: the next entry of the list, and other lists, have none."""
+    spec = SELECT_NGINX + (
+        "file:\n  matchPaths:\n  - path: /etc/shadow\n" + FROM_BASH_AND_PYTHON + "  - path: /etc/passwd\n"
+        "  matchDirectories:\n  - dir: /etc/ssl/\n    fromSource:\n    - path: /usr/bin/curl\n"
+    )
+    rules = parse_one(ksp(spec)).file_rules
+    assert [(rule.path, rule.from_source) for rule in rules] == [
+        ("/etc/shadow", ("/bin/bash", "/usr/bin/python3")),
+        ("/etc/passwd", ()),
+        ("/etc/ssl/", ("/usr/bin/curl",)),
+    ]
+
+
+def test_from_source_applies_to_each_name_of_a_comma_separated_entry() -> None:
+    """An entry naming several protocols or capabilities gives each of its rules the entry's sources."""
+    spec = SELECT_NGINX + (
+        "network:\n  matchProtocols:\n  - protocol: tcp,udp\n" + FROM_BASH_AND_PYTHON + "capabilities:\n"
+        "  matchCapabilities:\n  - capability: net_raw,net_admin\n    fromSource:\n    - path: /bin/ping\n"
+    )
+    policy = parse_one(ksp(spec))
+    assert [(rule.protocol, rule.from_source) for rule in policy.network_rules] == [
+        ("tcp", ("/bin/bash", "/usr/bin/python3")),
+        ("udp", ("/bin/bash", "/usr/bin/python3")),
+    ]
+    assert [(rule.capability, rule.from_source) for rule in policy.capability_rules] == [
+        ("net_raw", ("/bin/ping",)),
+        ("net_admin", ("/bin/ping",)),
+    ]
+
+
+def test_from_source_lists_each_executable_once_in_file_order() -> None:
+    """A source listed twice is kept once, where it first appears."""
+    sources = "    fromSource:\n    - path: /usr/bin/python3\n    - path: /bin/bash\n    - path: /usr/bin/python3\n"
+    (rule,) = parse_one(ksp(_rule(sources))).process_rules
+    assert rule.from_source == ("/usr/bin/python3", "/bin/bash")
+
+
+def test_from_source_keeps_the_rule_model_otherwise_unchanged() -> None:
+    """A rule with sources is the same rule, with its inherited verdict, plus from_source."""
+    spec = (
+        SELECT_NGINX + "action: Audit\nseverity: 6\nfile:\n  matchPaths:\n  - path: /etc/shadow\n    readOnly: true\n"
+    )
+    policy = parse_one(ksp(spec + "    fromSource:\n    - path: /bin/cat\n"))
+    assert policy.file_rules == (
+        PathRule(
+            path="/etc/shadow",
+            read_only=True,
+            from_source=("/bin/cat",),
+            action=Action.AUDIT,
+            severity=6,
+            tags=(),
+            message="",
+        ),
+    )
+
+
+def test_from_source_path_at_the_byte_limit_is_accepted() -> None:
+    """A source of 255 bytes, the guest's limit for any path, is accepted."""
+    path = "/" + "é" * ((MAX_PATH_BYTES - 1) // 2)
+    (rule,) = parse_one(ksp(_rule(f"    fromSource:\n    - path: {path}\n"))).process_rules
+    assert rule.from_source == (path,)
+
+
 # --- accepted shapes ------------------------------------------------------------------------------
 
 
@@ -463,9 +556,10 @@ def test_empty_unenforced_sections_are_accepted(extra: str) -> None:
 
 
 def test_rule_with_owner_only_false_and_empty_from_source_is_accepted() -> None:
-    """ownerOnly: false and fromSource: [] change nothing, so they are allowed."""
+    """ownerOnly: false and fromSource: [] change nothing, so they are allowed: the rule covers every process."""
     spec = SELECT_NGINX + "process:\n  matchPaths:\n  - path: /bin/sh\n    ownerOnly: false\n    fromSource: []\n"
-    assert parse_one(ksp(spec)).process_rules[0].path == "/bin/sh"
+    rule = parse_one(ksp(spec)).process_rules[0]
+    assert (rule.path, rule.owner_only, rule.from_source) == ("/bin/sh", False, ())
 
 
 @pytest.mark.parametrize(
@@ -517,6 +611,9 @@ def _rule(extra: str) -> str:
 def _path(path: str) -> str:
     """Build a spec whose single rule has the given YAML path scalar."""
     return SELECT_NGINX + f"process:\n  matchPaths:\n  - path: {path}\n"
+
+
+SOURCE_PATH = "spec.process.matchPaths[0].fromSource[0].path"
 
 
 REJECTIONS = [
@@ -974,12 +1071,6 @@ REJECTIONS = [
         NOT_ENFORCED,
         id="match-patterns-without-paths",
     ),
-    pytest.param(
-        ksp(_rule("    fromSource:\n    - path: /bin/bash\n")),
-        "spec.process.matchPaths[0].fromSource",
-        NOT_ENFORCED,
-        id="from-source",
-    ),
     *(
         pytest.param(
             ksp(_rule(f"    pts: {value}\n")), "spec.process.matchPaths[0].pts", NOT_ENFORCED, id=f"pts-{value}"
@@ -1011,15 +1102,12 @@ REJECTIONS = [
         id="file-patterns",
     ),
     *(
-        pytest.param(ksp(SELECT_NGINX + section + extra), f"{field}.{key}", NOT_ENFORCED, id=f"{field}.{key}")
+        pytest.param(ksp(SELECT_NGINX + section + "    pts: true\n"), f"{field}.pts", NOT_ENFORCED, id=f"{field}.pts")
         for section, field in (
             (FILE_SHADOW, "spec.file.matchPaths[0]"),
             (FILE_DIRECTORY, "spec.file.matchDirectories[0]"),
             (NETWORK_RAW, "spec.network.matchProtocols[0]"),
-            (CAPABILITY_NET_RAW, "spec.capabilities.matchCapabilities[0]"),
-        )
-        for key, extra in (("fromSource", "    fromSource:\n    - path: /bin/ping\n"), ("pts", "    pts: true\n"))
-        if not (key == "pts" and "capabilities" in field)  # the schema has no pts for capabilities
+        )  # the schema has no pts for capabilities
     ),
     pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "file: []\n"), "spec.file", "expected a mapping, got a list", id="file-shape"
@@ -1029,6 +1117,88 @@ REJECTIONS = [
         "spec.process.matchPaths[0].ownerOnly",
         "expected a boolean, got a string",
         id="owner-only-shape",
+    ),
+    # fromSource
+    *(
+        pytest.param(ksp(_rule(f"    fromSource:\n    - path: {value}\n")), SOURCE_PATH, fragment, id=f"source-{id_}")
+        for value, fragment, id_ in (
+            ("bin/bash", "expected an executable's absolute path (starting with '/', not ending in '/')", "relative"),
+            ("/usr/bin/", "expected an executable's absolute path (starting with '/', not ending in '/')", "directory"),
+            ("/", "expected an executable's absolute path", "root"),
+            ("/usr/lib/../bin/bash", "not normalised: the kernel reports files without '//', '.' or '..'", "dot-dot"),
+            ("/usr/lib/../bin/bash", "write '/usr/bin/bash'", "dot-dot-fix"),
+            ("//bin/bash", "write '/bin/bash'", "double-lead"),
+            ("/bin/./bash", "write '/bin/bash'", "dot"),
+            ("/" + "a" * MAX_PATH_CHARACTERS, "expected at most 200 characters, got 201", "too-long-for-the-schema"),
+            ("/" + "é" * 128, "path is 257 bytes of UTF-8; Kadapter's limit is 255 bytes", "too-long"),
+            ('"/bin/ba\\0sh"', "NUL byte", "nul"),
+            ("42", "expected a string", "not-string"),
+        )
+    ),
+    *(
+        pytest.param(ksp(_rule(f"    fromSource:\n    - {entry}\n")), SOURCE_PATH, fragment, id=f"source-{id_}")
+        for entry, fragment, id_ in (
+            ("{}", "required: expected the absolute path of an executable", "no-path"),
+            ("{path: null}", "required: expected the absolute path of an executable", "null-path"),
+        )
+    ),
+    pytest.param(
+        ksp(_rule("    fromSource:\n    - dir: /bin/\n")),
+        "spec.process.matchPaths[0].fromSource[0].dir",
+        "unknown field; expected one of: path",
+        id="source-dir",
+    ),
+    pytest.param(
+        ksp(_rule("    fromSource:\n    - path: /bin/bash\n    - path: bash\n")),
+        "spec.process.matchPaths[0].fromSource[1].path",
+        "expected an executable's absolute path",
+        id="source-second-entry",
+    ),
+    pytest.param(
+        ksp(_rule("    fromSource: /bin/bash\n")),
+        "spec.process.matchPaths[0].fromSource",
+        "expected a list, got a string",
+        id="source-not-a-list",
+    ),
+    pytest.param(
+        ksp(_rule("    fromSource:\n    - /bin/bash\n")),
+        "spec.process.matchPaths[0].fromSource[0]",
+        "expected a mapping, got a string",
+        id="source-entry-not-a-mapping",
+    ),
+    *(
+        pytest.param(
+            ksp(SELECT_NGINX + section + "    fromSource:\n    - {}\n"),
+            f"{field}.fromSource[0].path",
+            "required: expected the absolute path of an executable",
+            id=f"source-no-path-{field}",
+        )
+        for section, field in (
+            ("process:\n  matchDirectories:\n  - dir: /sbin/\n", "spec.process.matchDirectories[0]"),
+            (FILE_SHADOW, "spec.file.matchPaths[0]"),
+            (FILE_DIRECTORY, "spec.file.matchDirectories[0]"),
+            (NETWORK_RAW, "spec.network.matchProtocols[0]"),
+            (CAPABILITY_NET_RAW, "spec.capabilities.matchCapabilities[0]"),
+        )
+    ),
+    *(
+        pytest.param(
+            ksp(SELECT_NGINX + section + "    fromSource:\n    - path: /usr/bin/../bin/ping\n"),
+            f"{field}.fromSource[0].path",
+            "write '/usr/bin/ping'",
+            id=f"source-dot-dot-{field}",
+        )
+        for section, field in (
+            (FILE_SHADOW, "spec.file.matchPaths[0]"),
+            (NETWORK_RAW, "spec.network.matchProtocols[0]"),
+            (CAPABILITY_NET_RAW, "spec.capabilities.matchCapabilities[0]"),
+        )
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchPatterns:\n  - pattern: /tmp/*\n    fromSource:\n    - path: /bin/sh\n"),
+        "spec.process.matchPatterns[0].fromSource",
+        "unknown field",
+        id="source-on-patterns",
     ),
     # file, network and capabilities sections
     *(
