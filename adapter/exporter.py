@@ -17,7 +17,7 @@ import grpc
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from adapter.pods import Pod, Postures
-from adapter.policy import Action, PathRule, Preset, Rule
+from adapter.policy import Action, MatchRule, PathRule, Preset, Rule
 from adapter.selection import PodPolicy
 from adapter.transport import AgentAddress, grpc_target
 from kadapter_api import agent_pb2, agent_pb2_grpc
@@ -60,10 +60,10 @@ def _policy(item: PodPolicy) -> agent_pb2.Policy:
         presets=[agent_pb2.PresetRule(preset=_PRESETS[rule.preset], **_verdict(rule)) for rule in policy.presets],
         file_rules=[_path_rule(rule) for rule in policy.file_rules],
         network_rules=[
-            agent_pb2.NetworkRule(protocol=rule.protocol, **_verdict(rule)) for rule in policy.network_rules
+            agent_pb2.NetworkRule(protocol=rule.protocol, **_matching(rule)) for rule in policy.network_rules
         ],
         capability_rules=[
-            agent_pb2.CapabilityRule(capability=rule.capability, **_verdict(rule)) for rule in policy.capability_rules
+            agent_pb2.CapabilityRule(capability=rule.capability, **_matching(rule)) for rule in policy.capability_rules
         ],
     )
 
@@ -76,13 +76,18 @@ def _path_rule(rule: PathRule) -> agent_pb2.PathRule:
         execname=rule.execname,
         read_only=rule.read_only,
         owner_only=rule.owner_only,
-        **_verdict(rule),
+        **_matching(rule),
     )
 
 
 def _verdict(rule: Rule) -> dict[str, Any]:
     """Return the fields every rule message shares: what to do when it matches, and what to report."""
     return {"action": _ACTIONS[rule.action], "severity": rule.severity, "tags": rule.tags, "message": rule.message}
+
+
+def _matching(rule: MatchRule) -> dict[str, Any]:
+    """Return the fields of every process, file, network and capability rule message: the verdict and the sources."""
+    return {**_verdict(rule), "from_source": rule.from_source}
 
 
 def new_generation() -> int:

@@ -150,6 +150,67 @@ def test_apply_request_carries_file_network_and_capability_rules() -> None:
     ]
 
 
+FROM_SOURCES = """\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: from-sources
+spec:
+  selector:
+    matchLabels:
+      app: nginx
+  process:
+    matchPaths:
+    - path: /usr/bin/apt
+      fromSource: [{path: /bin/bash}, {path: /bin/sh}, {path: /bin/bash}]
+    matchDirectories:
+    - dir: /sbin/
+      fromSource: [{path: /bin/bash}]
+    - dir: /usr/sbin/
+  file:
+    matchPaths:
+    - path: /etc/shadow
+      fromSource: [{path: /usr/bin/passwd}]
+    matchDirectories:
+    - dir: /etc/ssl/
+      fromSource: [{path: /usr/sbin/nginx}]
+  network:
+    matchProtocols:
+    - protocol: tcp,udp
+      fromSource: [{path: /usr/bin/curl}]
+  capabilities:
+    matchCapabilities:
+    - capability: net_raw
+      fromSource: [{path: /bin/ping}]
+"""
+
+
+def test_apply_request_carries_from_source_on_every_rule_kind() -> None:
+    """Each process, file, network and capability rule goes out with its own sources, once each, in file order."""
+    (policy,) = parse_policies(FROM_SOURCES, source="p.yaml")
+    request = apply_request(NGINX, [PodPolicy(policy=policy, containers=())], generation=1, postures=BLOCK)
+    block = {"action": agent_pb2.ACTION_BLOCK, "severity": 1}
+    assert list(request.policies) == [
+        agent_pb2.Policy(
+            name="from-sources",
+            namespace="default",
+            process_rules=[
+                agent_pb2.PathRule(path="/usr/bin/apt", from_source=["/bin/bash", "/bin/sh"], **block),
+                agent_pb2.PathRule(path="/sbin/", from_source=["/bin/bash"], **block),
+                agent_pb2.PathRule(path="/usr/sbin/", **block),
+            ],
+            file_rules=[
+                agent_pb2.PathRule(path="/etc/shadow", from_source=["/usr/bin/passwd"], **block),
+                agent_pb2.PathRule(path="/etc/ssl/", from_source=["/usr/sbin/nginx"], **block),
+            ],
+            network_rules=[
+                agent_pb2.NetworkRule(protocol=name, from_source=["/usr/bin/curl"], **block) for name in ("tcp", "udp")
+            ],
+            capability_rules=[agent_pb2.CapabilityRule(capability="net_raw", from_source=["/bin/ping"], **block)],
+        )
+    ]
+
+
 @pytest.mark.parametrize(
     ("postures", "expected"),
     [
