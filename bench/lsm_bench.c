@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The two hot paths Kadapter's BPF-LSM programs sit on, timed from inside a
- * container: fork+exec+wait of a program, and open()+close() of a file.
+ * The hot paths Kadapter's BPF-LSM programs sit on, timed from inside a
+ * container: fork+exec+wait of a program, open()+close() of a file, and
+ * socket()+close() of a UDP socket.
  * Run under QEMU -icount the guest clock counts instructions, so the
  * numbers compare kernel work, not the host's load.
  *
- * usage: lsm-bench exec ITERATIONS PROGRAM | open ITERATIONS FILE
+ * usage: lsm-bench exec ITERATIONS PROGRAM | open ITERATIONS FILE | socket ITERATIONS -
  * prints: <mode> <iterations> <nanoseconds per iteration>
  */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +50,14 @@ static int run_open(const char *file)
 	return fd < 0 ? -1 : close(fd);
 }
 
+static int run_socket(const char *unused)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	(void)unused;
+	return fd < 0 ? -1 : close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	int (*step)(const char *);
@@ -55,10 +65,17 @@ int main(int argc, char **argv)
 	double start;
 
 	if (argc != 4) {
-		fprintf(stderr, "usage: %s exec|open ITERATIONS PATH\n", argv[0]);
+		fprintf(stderr, "usage: %s exec|open|socket ITERATIONS PATH\n", argv[0]);
 		return 2;
 	}
-	step = strcmp(argv[1], "exec") == 0 ? run_exec : strcmp(argv[1], "open") == 0 ? run_open : NULL;
+	if (strcmp(argv[1], "exec") == 0)
+		step = run_exec;
+	else if (strcmp(argv[1], "open") == 0)
+		step = run_open;
+	else if (strcmp(argv[1], "socket") == 0)
+		step = run_socket;
+	else
+		step = NULL;
 	iterations = atol(argv[2]);
 	if (!step || iterations <= 0) {
 		fprintf(stderr, "%s: unknown mode or bad iteration count\n", argv[0]);

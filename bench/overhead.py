@@ -1,23 +1,27 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What Kadapter's BPF-LSM programs cost on exec and on open, measured side by side in one guest boot.
+"""What Kadapter's BPF-LSM programs cost on exec, open and socket, measured side by side in one guest boot.
 
 Method: the test guest boots under QEMU with -icount (the guest clock
 advances one nanosecond per emulated instruction, so a guest-side timer
 counts instructions and runs repeat within a fraction of a percent).
 bench/lsm_bench.c, a static program copied into the container's writable
-rootfs, times fork+exec+wait of a static no-op and open()+close() of a
-file from inside a pod-like container (runc, default capabilities,
-overlay rootfs). Four states, in one boot:
+rootfs, times fork+exec+wait of a static no-op, open()+close() of a file
+and socket()+close() of a UDP socket from inside a pod-like container
+(runc, default capabilities, overlay rootfs). States, in one boot:
 
 1. programs loaded, container not targeted (its hook never registered it);
-2. container targeted, one process rule;
-3. container targeted, N process rules (default 10,000);
-4. no BPF program (the agent killed: its links detach), the baseline.
+2. container targeted with N rules of every kind, for each N (default 1,
+   100 and 10,000): N process rules and N file rules by path, and N
+   network and N capabilities rules (one plain, the others each for
+   another source executable, since there are only so many protocols and
+   capabilities). None names what the loop does, so every call is looked
+   up and let through: the cost of judging, not of refusing;
+3. no BPF program (the agent killed: its links detach), the baseline.
 
-Each state runs the measurement three times and keeps the median. The
+Each state runs each measurement three times and keeps the median. The
 table goes to stdout and to build/bench/overhead.md.
 
-usage: python -m bench.overhead [--rules N] [--exec-iterations N] [--open-iterations N]
+usage: python -m bench.overhead [--rules N ...] [--exec-iterations N] [--open-iterations N]
 """
 
 from __future__ import annotations
@@ -59,14 +63,22 @@ spec:
 
 
 def policy(rule_count: int) -> str:
-    """Return a KubeArmorPolicy for the bench pod with rule_count process rules (apt first)."""
-    paths = ["/usr/bin/apt", *(f"/opt/bench/tool-{number:05d}" for number in range(1, rule_count))]
-    rules = "".join(f"    - path: {path}\n" for path in paths)
+    """Return a KubeArmorPolicy for the bench pod with rule_count rules of every kind, none about the loop."""
+    numbers = range(rule_count)
+    sources = ["", *(f"      fromSource:\n      - path: /opt/bench/source-{n:05d}\n" for n in numbers[1:])]
+    process = "".join(f"    - path: /opt/bench/tool-{n:05d}\n" for n in numbers)
+    files = "".join(f"    - path: /opt/bench/file-{n:05d}\n" for n in numbers)
+    network = "".join(f"    - protocol: tcp\n{source}" for source in sources)
+    capabilities = "".join(f"    - capability: sys_module\n{source}" for source in sources)
     return (
         "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorPolicy\n"
         "metadata:\n  name: bench\n  namespace: default\n"
         "spec:\n  selector:\n    matchLabels:\n      app: bench\n"
-        f"  process:\n    matchPaths:\n{rules}  action: Block\n"
+        f"  process:\n    matchPaths:\n{process}"
+        f"  file:\n    matchPaths:\n{files}"
+        f"  network:\n    matchProtocols:\n{network}"
+        f"  capabilities:\n    matchCapabilities:\n{capabilities}"
+        "  action: Block\n"
     )
 
 
@@ -92,31 +104,32 @@ def apply(guest: TestGuest, work: Path, rule_count: int) -> None:
         raise RuntimeError(f"kadapter local failed: {done.stderr}")
 
 
-def measure(
-    containers: GuestContainers, container: str, *, exec_iterations: int, open_iterations: int
-) -> tuple[float, float]:
-    """Return the median ns per fork+exec and per open()+close() in one container."""
-    results = []
-    for mode, iterations, target in (("exec", exec_iterations, "/tmp/noop"), ("open", open_iterations, "/tmp/file")):
+MODES = (("exec", "/tmp/noop"), ("open", "/tmp/file"), ("socket", "-"))
+
+
+def measure(containers: GuestContainers, container: str, iterations: dict[str, int]) -> dict[str, float]:
+    """Return the median ns per call of each mode in one container."""
+    results = {}
+    for mode, target in MODES:
         samples = []
         for _ in range(RUNS):
-            done = containers.exec(container, ["/tmp/lsm_bench", mode, str(iterations), target])
+            done = containers.exec(container, ["/tmp/lsm_bench", mode, str(iterations[mode]), target])
             if done.returncode != 0:
                 raise RuntimeError(f"{mode} benchmark failed in {container}: {done}")
             samples.append(float(done.stdout.split()[2]))
-        results.append(statistics.median(samples))
-    return results[0], results[1]
+        results[mode] = statistics.median(samples)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Boot, measure the four states, print and save the table."""
+    """Boot, measure every state, print and save the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rules", type=int, default=10_000)
+    parser.add_argument("--rules", type=int, nargs="+", default=[1, 100, 10_000])
     parser.add_argument("--exec-iterations", type=int, default=300)
     parser.add_argument("--open-iterations", type=int, default=20_000)
     args = parser.parse_args(argv)
     build_programs()
-    counts = {"exec_iterations": args.exec_iterations, "open_iterations": args.open_iterations}
+    iterations = {"exec": args.exec_iterations, "open": args.open_iterations, "socket": args.open_iterations}
     with (
         tempfile.TemporaryDirectory() as scratch,
         TestGuest(
@@ -134,23 +147,20 @@ def main(argv: list[str] | None = None) -> int:
             copy = f"cp {OUTPUT}/lsm_bench {OUTPUT}/noop /tmp/ && echo data >/tmp/file"
             if containers.shell(container, copy).returncode != 0:
                 raise RuntimeError(f"cannot copy the benchmark into {container}")
-        rows = {"programs loaded, container not targeted": measure(containers, "bench-untargeted", **counts)}
-        apply(guest, work, 1)
-        rows["targeted, 1 process rule"] = measure(containers, "bench-targeted", **counts)
-        apply(guest, work, args.rules)
-        rows[f"targeted, {args.rules:,} process rules"] = measure(containers, "bench-targeted", **counts)
+        rows = {"programs loaded, container not targeted": measure(containers, "bench-untargeted", iterations)}
+        for count in args.rules:
+            apply(guest, work, count)
+            rows[f"targeted, {count:,} rules of each kind"] = measure(containers, "bench-targeted", iterations)
         guest.run(["sh", "-c", "pkill -f [k]adapter-agent; sleep 2"])
-        baseline = measure(containers, "bench-targeted", **counts)
+        baseline = measure(containers, "bench-targeted", iterations)
     table = [
-        "| state | fork+exec+wait | open()+close() |",
-        "|---|---|---|",
-        f"| no BPF program (agent killed) | {baseline[0] / 1000:.1f} k | {baseline[1] / 1000:.2f} k |",
+        "| state | fork+exec+wait | open()+close() | socket()+close() |",
+        "|---|---|---|---|",
+        "| no BPF program (agent killed) | " + " | ".join(f"{baseline[mode] / 1000:.2f} k" for mode, _ in MODES) + " |",
     ]
-    for state, (exec_ns, open_ns) in rows.items():
-        table.append(
-            f"| {state} | {exec_ns / 1000:.1f} k ({exec_ns / baseline[0]:.3f}x) "
-            f"| {open_ns / 1000:.2f} k ({open_ns / baseline[1]:.3f}x) |"
-        )
+    for state, costs in rows.items():
+        cells = (f"{costs[mode] / 1000:.2f} k ({costs[mode] / baseline[mode]:.3f}x)" for mode, _ in MODES)
+        table.append(f"| {state} | " + " | ".join(cells) + " |")
     text = "\n".join(table) + "\n"
     (OUTPUT / "overhead.md").write_text(text)
     print(text)
