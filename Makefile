@@ -6,7 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BPF_OBJECT := bpf/lsm/.output/kadapter.bpf.o
 GUEST := build/testguest
-PROTO_OUT := kadapter_api/agent_pb2.py kadapter_api/agent_pb2_grpc.py
+# agent.proto: the host-guest contract; kubearmor.proto: KubeArmor's log feed, served to its own tools
+PROTOS := agent kubearmor
+PROTO_OUT := $(foreach p,$(PROTOS),kadapter_api/$(p)_pb2.py kadapter_api/$(p)_pb2_grpc.py)
 
 .PHONY: all deps venv proto bpf guest build demo test lint bench clean
 .DELETE_ON_ERROR:
@@ -24,7 +26,7 @@ $(VENV)/.installed: pyproject.toml | deps
 
 venv: $(VENV)/.installed
 
-$(PROTO_OUT) &: kadapter_api/agent.proto $(VENV)/.installed
+kadapter_api/%_pb2.py kadapter_api/%_pb2_grpc.py: kadapter_api/%.proto $(VENV)/.installed
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. $<
 
 proto: $(PROTO_OUT)
@@ -56,4 +58,4 @@ test: build lint
 	$(VENV)/bin/pytest
 
 clean:
-	rm -rf build $(VENV) bpf/lsm/.output $(PROTO_OUT) kadapter_api/agent_pb2.pyi
+	rm -rf build $(VENV) bpf/lsm/.output $(PROTO_OUT) $(PROTO_OUT:_pb2.py=_pb2.pyi)
