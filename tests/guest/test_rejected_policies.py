@@ -23,10 +23,12 @@ BLOCK_APT = process_policy(name="block-apt", rules=paths("/usr/bin/apt"))
             BLOCK_APT.replace("kind: KubeArmorPolicy", "kind: KubeArmorPolicyy"), "kind", "unknown kind", id="kind"
         ),
         pytest.param(
-            BLOCK_APT.replace("  selector:\n    matchLabels:\n      app: nginx\n", ""),
-            "spec.selector",
-            "required",
-            id="missing-selector",
+            BLOCK_APT.replace(
+                "  process:", "  capabilities:\n    matchCapabilities:\n    - capability: all_net_raw\n  process:"
+            ),
+            "spec.capabilities.matchCapabilities[0].capability",
+            "unknown capability",
+            id="unknown-capability",
         ),
         pytest.param(
             process_policy(name="relative", rules=paths("usr/bin/apt")),
