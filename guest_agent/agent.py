@@ -154,7 +154,7 @@ class Agent:
         )
         rulesets = self._enforcer.enforce(container.id, compiled, key=container.key, init_pid=container.pid)
         self._compiled[container.id] = compiled
-        for ruleset in rulesets.values():
+        for ruleset in rulesets:
             self._rulesets[ruleset] = (container, compiled)
         while len(self._rulesets) > RULESETS_REMEMBERED:
             self._rulesets.popitem(last=False)

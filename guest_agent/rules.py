@@ -83,6 +83,9 @@ class KindRules:
     ids: Mapping[int, RuleEntry] = field(default_factory=dict)  # protocol names, capabilities
     allowlist: bool = False
     posture_audit: bool = False
+    # fromSource rules: a table per source executable, under each name that leads to it (written and resolved).
+    sources: Mapping[str, KindRules] = field(default_factory=dict)
+    source_names: Mapping[str, str] = field(default_factory=dict)  # name -> its key in sources
 
     @property
     def has_execnames(self) -> bool:
@@ -91,8 +94,9 @@ class KindRules:
 
     @property
     def size(self) -> int:
-        """Return how many kernel map entries the table takes."""
-        return len(self.names) + len(self.inodes) + len(self.dirs) + len(self.ids)
+        """Return how many kernel map entries the table takes, its sources' included."""
+        own = len(self.names) + len(self.inodes) + len(self.dirs) + len(self.ids) + len(self.source_names)
+        return own + sum(source.size for source in self.sources.values())
 
 
 @dataclass(frozen=True)
@@ -139,11 +143,11 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
         for number, rule in enumerate(policy.file_rules):
             _check_path_rule(f"{where}.file_rules[{number}]", rule, file_rule=True)
         for number, network in enumerate(policy.network_rules):
-            _check_action(f"{where}.network_rules[{number}]", network)
+            _check_rule(f"{where}.network_rules[{number}]", network)
             if network.protocol not in NETWORK_PROTOCOLS:
                 raise InvalidPolicyError(f"{where}.network_rules[{number}].protocol: {network.protocol!r} is unknown")
         for number, capability in enumerate(policy.capability_rules):
-            _check_action(f"{where}.capability_rules[{number}]", capability)
+            _check_rule(f"{where}.capability_rules[{number}]", capability)
             if capability.capability not in CAPABILITIES:
                 raise InvalidPolicyError(
                     f"{where}.capability_rules[{number}].capability: {capability.capability!r} is unknown"
@@ -155,13 +159,17 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
                 raise InvalidPolicyError(f"{where}.presets[{number}].action: must be Block or Audit")
 
 
-def _check_action(where: str, rule: WireRule) -> None:
+def _check_rule(where: str, rule: WireRule) -> None:
     if rule.action not in _ACTION_SLOTS:
         raise InvalidPolicyError(f"{where}.action: unspecified")
+    for number, source in enumerate(rule.from_source):
+        encoded = source.encode()
+        if not source.startswith("/") or source.endswith("/") or len(encoded) >= PATH_MAX or b"\0" in encoded:
+            raise InvalidPolicyError(f"{where}.from_source[{number}]: {source!r} is not an executable's path")
 
 
 def _check_path_rule(where: str, rule: agent_pb2.PathRule, *, file_rule: bool) -> None:
-    _check_action(where, rule)
+    _check_rule(where, rule)
     if rule.read_only and not file_rule:
         raise InvalidPolicyError(f"{where}.read_only: only file rules can be read-only")
     if rule.execname:
@@ -206,7 +214,7 @@ def _with(entry: RuleEntry, rule: WireRule, rule_id: int) -> RuleEntry:
 
 
 class _TableBuilder:
-    """Collect one kind's rules for one container."""
+    """Collect one kind's rules for one container; fromSource rules go to a builder per source."""
 
     def __init__(self, view: ContainerView | None) -> None:
         self._view = view
@@ -215,9 +223,34 @@ class _TableBuilder:
         self.dirs: dict[str, DirEntry] = {}
         self.ids: dict[int, RuleEntry] = {}
         self.allowlist = False
+        self._sources: dict[str, _TableBuilder] = {}
+        self._source_names: dict[str, str] = {}
+
+    def _tables_for(self, rule: WireRule) -> list[_TableBuilder]:
+        """Return where a rule goes: this table, or the table of each of its sources."""
+        if not rule.from_source:
+            return [self]
+        tables = []
+        for source in rule.from_source:
+            resolved = (self._view.resolve(source) if self._view else None) or source
+            for name in (source, resolved):
+                if len(name.encode()) < PATH_MAX:
+                    self._source_names[name] = resolved
+            tables.append(self._sources.setdefault(resolved, _TableBuilder(self._view)))
+        return tables
 
     def add_path_rule(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
         """Add a process or file rule by execname, directory or file."""
+        for table in self._tables_for(rule):
+            table._add_path_rule(rule, rule_id)
+
+    def add_id_rule(self, identifier: int, rule: IdRule, rule_id: int) -> None:
+        """Add a network protocol or capability rule."""
+        for table in self._tables_for(rule):
+            table.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
+            table.ids[identifier] = _with(table.ids.get(identifier, RuleEntry()), rule, rule_id)
+
+    def _add_path_rule(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
         self.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
         if rule.execname:
             self.names[rule.execname] = _with(self.names.get(rule.execname, RuleEntry()), rule, rule_id)
@@ -225,11 +258,6 @@ class _TableBuilder:
             self._add_directory(rule, rule_id)
         else:
             self._add_file(rule, rule_id)
-
-    def add_id_rule(self, identifier: int, rule: IdRule, rule_id: int) -> None:
-        """Add a network protocol or capability rule."""
-        self.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
-        self.ids[identifier] = _with(self.ids.get(identifier, RuleEntry()), rule, rule_id)
 
     def _add_file(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
         """Add a file rule under its written path, the path it resolves to, and the identities of that file."""
@@ -262,6 +290,8 @@ class _TableBuilder:
             ids=self.ids,
             allowlist=self.allowlist,
             posture_audit=posture == agent_pb2.POSTURE_AUDIT,
+            sources={name: source.build(posture) for name, source in self._sources.items()},
+            source_names=self._source_names,
         )
 
 

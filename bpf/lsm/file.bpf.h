@@ -21,6 +21,8 @@ static __always_inline int judge_file_change(struct vfsmount *mnt, struct dentry
 	if (!judge_start(&j, KADAPTER_KIND_FILE, operation))
 		return 0;
 	match_file(&j, mnt, dentry, NULL);
+	if (enter_source(&j))
+		match_file(&j, mnt, dentry, NULL);
 	j.access |= KADAPTER_ACCESS_WRITE;
 	return decide(&j);
 }
@@ -47,6 +49,8 @@ int BPF_PROG(kadapter_file_open, struct file *file, int ret)
 	if (!judge_start(&j, KADAPTER_KIND_FILE, KADAPTER_OP_OPEN))
 		return 0;
 	match_file(&j, BPF_CORE_READ(file, f_path.mnt), dentry, file);
+	if (enter_source(&j))
+		match_file(&j, BPF_CORE_READ(file, f_path.mnt), dentry, file);
 	if (BPF_CORE_READ(file, f_mode) & FMODE_WRITE)
 		j.access |= KADAPTER_ACCESS_WRITE;
 	return decide(&j);

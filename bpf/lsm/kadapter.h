@@ -38,6 +38,7 @@
 #define KADAPTER_POSTURE_AUDIT 2 /* the posture audits instead of blocking */
 #define KADAPTER_DIRS 4 /* directory rules exist: look up every directory above the file */
 #define KADAPTER_EXECNAMES 8 /* execname rules exist: look up the file's own name (no '/') */
+#define KADAPTER_SOURCES 16 /* fromSource rules exist: look up the caller's executable */
 
 /* container_policy.presets */
 #define KADAPTER_FILELESS_BLOCK 1 /* filelessExec: deny executing files with no link left */

@@ -16,9 +16,14 @@
 /* Start judging running the file, matching its rules; false when no process rule applies to the caller. */
 static __always_inline int process_start(struct judgement *j, struct file *file, __u32 operation)
 {
+	struct vfsmount *mnt = BPF_CORE_READ(file, f_path.mnt);
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+
 	if (!judge_start(j, KADAPTER_KIND_PROCESS, operation))
 		return 0;
-	match_file(j, BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), file);
+	match_file(j, mnt, dentry, file);
+	if (enter_source(j))
+		match_file(j, mnt, dentry, file);
 	return 1;
 }
 
