@@ -188,7 +188,9 @@ class Enforcer:
 
 
 def _container_policy(rulesets: Mapping[Kind, int], rules: CompiledRules) -> bpf_types.ContainerPolicy:
-    policy = bpf_types.ContainerPolicy(presets=rules.fileless_actions, fileless_rule=rules.fileless_rule)
+    policy = bpf_types.ContainerPolicy(presets=rules.preset_bits)
+    for preset in bpf_types.Preset:
+        policy.preset_rules[preset] = rules.preset_rule(preset)
     for kind, ruleset in rulesets.items():
         policy.kinds[kind] = bpf_types.KindPolicy(ruleset=ruleset, flags=_kind_flags(rules.kinds[kind]))
     return policy

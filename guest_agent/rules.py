@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from guest_agent.bpf_types import (
-    FILELESS_AUDIT,
-    FILELESS_BLOCK,
     NETWORK_PROTOCOLS,
     PATH_MAX,
     VARIANT_OWNER_ONLY,
     VARIANT_READ_ONLY,
     Kind,
+    Preset,
+    preset_bits,
 )
 from guest_agent.capabilities import CAPABILITIES
 from guest_agent.container_fs import ContainerView, FileIdentity
@@ -105,13 +105,25 @@ class CompiledRules:
 
     kinds: Mapping[Kind, KindRules]
     rules: tuple[RuleInfo, ...]
-    fileless_actions: int = 0  # filelessExec preset: the kernel's FILELESS_BLOCK and/or FILELESS_AUDIT bits
-    fileless_rule: int = 0
+    presets: Mapping[Preset, RuleEntry] = field(default_factory=dict)  # plain Block and Audit bits, rule ids
 
     def active(self, kind: Kind) -> bool:
-        """Tell whether the kernel must judge this kind at all for the container."""
+        """Tell whether the kernel must judge this kind at all for the container (its rules, or a preset's hooks)."""
         rules = self.kinds[kind]
-        return bool(rules.size or rules.allowlist or (kind is Kind.PROCESS and self.fileless_actions))
+        return bool(rules.size or rules.allowlist or any(_PRESET_KINDS[preset] is kind for preset in self.presets))
+
+    @property
+    def preset_bits(self) -> int:
+        """Return the kernel's ContainerPolicy.presets: each preset's Block and Audit bits."""
+        bits = 0
+        for preset, entry in self.presets.items():
+            bits |= preset_bits(preset, block=bool(entry.block), audit=bool(entry.audit))
+        return bits
+
+    def preset_rule(self, preset: Preset) -> int:
+        """Return the rule id alerts of a preset name: its Block rule's, else its Audit rule's."""
+        entry = self.presets.get(preset, RuleEntry())
+        return entry.block_rule or entry.audit_rule
 
     def rule(self, rule_id: int) -> RuleInfo | None:
         """Return the rule with this id, or None for 0 (the posture decided)."""
@@ -124,6 +136,18 @@ _ACTION_SLOTS = {
     agent_pb2.ACTION_ALLOW: ("allow", "allow_rule"),
 }
 _PRESET_ACTIONS = (agent_pb2.ACTION_BLOCK, agent_pb2.ACTION_AUDIT)
+_PRESETS = {
+    agent_pb2.PRESET_FILELESS_EXEC: Preset.FILELESS_EXEC,
+    agent_pb2.PRESET_ANONYMOUS_MAP_EXEC: Preset.ANON_MAP_EXEC,
+    agent_pb2.PRESET_PROTECT_ENV: Preset.PROTECT_ENV,
+    agent_pb2.PRESET_PROTECT_PROC: Preset.PROTECT_PROC,
+}
+_PRESET_KINDS = {  # the enforcer whose hooks judge each preset
+    Preset.FILELESS_EXEC: Kind.PROCESS,
+    Preset.ANON_MAP_EXEC: Kind.PROCESS,
+    Preset.PROTECT_ENV: Kind.FILE,
+    Preset.PROTECT_PROC: Kind.FILE,
+}
 IdRule = agent_pb2.NetworkRule | agent_pb2.CapabilityRule
 WireRule = agent_pb2.PathRule | agent_pb2.NetworkRule | agent_pb2.CapabilityRule | agent_pb2.PresetRule
 
@@ -153,7 +177,7 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
                     f"{where}.capability_rules[{number}].capability: {capability.capability!r} is unknown"
                 )
         for number, preset in enumerate(policy.presets):
-            if preset.preset != agent_pb2.PRESET_FILELESS_EXEC:
+            if preset.preset not in _PRESETS:
                 raise InvalidPolicyError(f"{where}.presets[{number}].preset: not one this agent enforces")
             if preset.action not in _PRESET_ACTIONS:
                 raise InvalidPolicyError(f"{where}.presets[{number}].action: must be Block or Audit")
@@ -304,7 +328,7 @@ def compile_rules(
 ) -> CompiledRules:
     """Build the rule tables of one container from its pod's policies."""
     tables = {kind: _TableBuilder(view) for kind in Kind}
-    fileless = RuleEntry()
+    presets: dict[Preset, RuleEntry] = {}
     rules: list[RuleInfo] = []
 
     def remember(policy: agent_pb2.Policy, rule: WireRule) -> int:
@@ -334,10 +358,10 @@ def compile_rules(
                 CAPABILITIES[capability.capability], capability, remember(policy, capability)
             )
         for preset in policy.presets:
-            fileless = _with(fileless, preset, remember(policy, preset))
+            kernel_preset = _PRESETS[preset.preset]
+            presets[kernel_preset] = _with(presets.get(kernel_preset, RuleEntry()), preset, remember(policy, preset))
     return CompiledRules(
         kinds={kind: table.build(postures.get(kind, agent_pb2.POSTURE_BLOCK)) for kind, table in tables.items()},
         rules=tuple(rules),
-        fileless_actions=(FILELESS_BLOCK if fileless.block else 0) | (FILELESS_AUDIT if fileless.audit else 0),
-        fileless_rule=fileless.block_rule or fileless.audit_rule,
+        presets=presets,
     )

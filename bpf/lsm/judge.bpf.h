@@ -428,6 +428,20 @@ static __always_inline int decide(const struct judgement *j)
 	return 0;
 }
 
+/* Deny or report what a preset covers, if the container has it; return the verdict. */
+static __always_inline int judge_preset(const struct judgement *j, __u32 preset)
+{
+	__u32 presets = j->policy->presets, rule = j->policy->preset_rules[preset & (KADAPTER_PRESETS - 1)];
+
+	if (presets & KADAPTER_PRESET_BLOCK(preset)) {
+		emit(j, rule, KADAPTER_ACTION_BLOCK, j->deny);
+		return j->deny;
+	}
+	if (presets & KADAPTER_PRESET_AUDIT(preset))
+		emit(j, rule, KADAPTER_ACTION_AUDIT, 0);
+	return 0;
+}
+
 /*
  * Refuse a new name (hard link, rename) for a file a Block rule of this
  * kind covers, in whole or in part: under overlayfs the new name would

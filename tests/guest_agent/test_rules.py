@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from guest_agent.bpf_types import (
-    FILELESS_AUDIT,
-    FILELESS_BLOCK,
     NETWORK_PROTOCOLS,
     VARIANT_OWNER_ONLY,
     VARIANT_READ_ONLY,
     Kind,
+    Preset,
+    preset_bits,
 )
 from guest_agent.capabilities import CAPABILITIES
 from guest_agent.container_fs import ContainerView, FileIdentity
@@ -203,8 +203,8 @@ def test_fileless_preset_compiles_to_flags_with_the_blocking_rule_named() -> Non
     ]
     check_policies(policies)
     compiled = compile_rules(policies, container_name="c", postures={}, view=None)
-    assert compiled.fileless_actions == FILELESS_AUDIT | FILELESS_BLOCK
-    assert compiled.rule(compiled.fileless_rule).policy_name == "block"
+    assert compiled.preset_bits == preset_bits(Preset.FILELESS_EXEC, block=True, audit=True) == 0b11
+    assert compiled.rule(compiled.preset_rule(Preset.FILELESS_EXEC)).policy_name == "block"
     assert not process(compiled).allowlist and not process(compiled).names
 
 
@@ -407,3 +407,18 @@ def test_agent_refuses_a_source_that_is_not_an_executable_path() -> None:
     rule = agent_pb2.NetworkRule(protocol="tcp", action=agent_pb2.ACTION_BLOCK, from_source=["usr/bin/curl"])
     with pytest.raises(InvalidPolicyError, match=r"network_rules\[0\]\.from_source\[0\]"):
         check_policies([agent_pb2.Policy(name="p", network_rules=[rule])])
+
+
+def test_each_preset_turns_on_the_enforcer_whose_hooks_judge_it() -> None:
+    """anonymousMapExec is judged by the process hooks, protectEnv and protectProc by file_open."""
+    cases = {
+        agent_pb2.PRESET_ANONYMOUS_MAP_EXEC: (Preset.ANON_MAP_EXEC, Kind.PROCESS),
+        agent_pb2.PRESET_PROTECT_ENV: (Preset.PROTECT_ENV, Kind.FILE),
+        agent_pb2.PRESET_PROTECT_PROC: (Preset.PROTECT_PROC, Kind.FILE),
+    }
+    for wire, (preset, kind) in cases.items():
+        policy = agent_pb2.Policy(name="p", presets=[agent_pb2.PresetRule(preset=wire, action=agent_pb2.ACTION_AUDIT)])
+        check_policies([policy])
+        compiled = compile_rules([policy], container_name="c", postures={}, view=None)
+        assert [compiled.active(each) for each in Kind] == [each is kind for each in Kind]
+        assert compiled.preset_bits == 2 << 2 * preset and compiled.preset_rule(preset) == 1
