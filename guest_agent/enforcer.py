@@ -151,24 +151,16 @@ class Enforcer:
             return 0
 
     def _write(self, table: _Table, ruleset: int, entries: Mapping[RuleName, Entry]) -> tuple[object, ...]:
-        """Write one table of a new ruleset; the caller deletes it if a later write fails."""
-        bpf_map = self._rule_maps[table.map_name]
-        written: list[object] = []
-        try:
-            for name, entry in entries.items():
-                bpf_map.update(table.make_key(ruleset, name), table.make_value(entry))
-                written.append(name)
-        except BpfError:
-            for name in written:
-                bpf_map.delete(table.make_key(ruleset, name))
-            raise
-        return tuple(written)
+        """Write one table of a new ruleset in one batch, all or nothing; the caller deletes it if a later one fails."""
+        keys = [table.make_key(ruleset, name) for name in entries]
+        self._rule_maps[table.map_name].update_batch(keys, [table.make_value(entry) for entry in entries.values()])
+        return tuple(entries)
 
     def _delete_rules(self, installed: _Installed) -> None:
         for ruleset, tables in installed.written.items():
             for table in (*_TABLES, _SOURCES):
-                for name in tables.get(table.map_name, ()):
-                    self._rule_maps[table.map_name].delete(table.make_key(ruleset, name))
+                names = tables.get(table.map_name, ())
+                self._rule_maps[table.map_name].delete_batch([table.make_key(ruleset, name) for name in names])
 
     def watch_events(self, on_event: Callable[[bpf_types.AlertEvent], None], stop: threading.Event) -> None:
         """Deliver kernel events to on_event until stop is set (runs in the caller's thread)."""
