@@ -31,7 +31,12 @@ _ACTIONS = {
     Action.AUDIT: agent_pb2.ACTION_AUDIT,
     Action.BLOCK: agent_pb2.ACTION_BLOCK,
 }
-_PRESETS = {Preset.FILELESS_EXEC: agent_pb2.PRESET_FILELESS_EXEC}
+_PRESETS = {
+    Preset.FILELESS_EXEC: agent_pb2.PRESET_FILELESS_EXEC,
+    Preset.ANONYMOUS_MAP_EXEC: agent_pb2.PRESET_ANONYMOUS_MAP_EXEC,
+    Preset.PROTECT_ENV: agent_pb2.PRESET_PROTECT_ENV,
+    Preset.PROTECT_PROC: agent_pb2.PRESET_PROTECT_PROC,
+}
 _POSTURES = {"block": agent_pb2.POSTURE_BLOCK, "audit": agent_pb2.POSTURE_AUDIT}
 
 

@@ -102,6 +102,9 @@ class Preset(enum.Enum):
     """The KubeArmor presets Kadapter enforces, by their spec.presets name."""
 
     FILELESS_EXEC = "filelessExec"
+    ANONYMOUS_MAP_EXEC = "anonymousMapExec"
+    PROTECT_ENV = "protectEnv"
+    PROTECT_PROC = "protectProc"
 
 
 # A preset names something to stop or report; there is nothing for Allow to permit.

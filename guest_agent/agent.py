@@ -154,7 +154,7 @@ class Agent:
         )
         rulesets = self._enforcer.enforce(container.id, compiled, key=container.key, init_pid=container.pid)
         self._compiled[container.id] = compiled
-        for ruleset in rulesets.values():
+        for ruleset in rulesets:
             self._rulesets[ruleset] = (container, compiled)
         while len(self._rulesets) > RULESETS_REMEMBERED:
             self._rulesets.popitem(last=False)
@@ -261,6 +261,10 @@ def _data(event: bpf_types.AlertEvent, data: str) -> str:
         data += ", outside the container's root"
     if event.name_flags & bpf_types.NAME_LONG:
         data += ", name cut to 255 bytes"
+    if event.name_flags & bpf_types.NAME_ANONYMOUS:
+        data += ", anonymous memory"
+    if event.name_flags & bpf_types.NAME_OTHER_PROCESS:
+        data += ", another process's /proc file"
     return data
 
 

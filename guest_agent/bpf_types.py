@@ -33,9 +33,22 @@ ALLOWLIST = 1
 POSTURE_AUDIT = 2
 DIRS = 4
 EXECNAMES = 8
+SOURCES = 16
 
-FILELESS_BLOCK = 1
-FILELESS_AUDIT = 2
+
+class Preset(enum.IntEnum):
+    """KubeArmor's presets as the kernel side numbers them: the index of their bits and rule id."""
+
+    FILELESS_EXEC = 0
+    ANON_MAP_EXEC = 1
+    PROTECT_ENV = 2
+    PROTECT_PROC = 3
+
+
+def preset_bits(preset: Preset, *, block: bool, audit: bool) -> int:
+    """Return a preset's Block and Audit bits in ContainerPolicy.presets."""
+    return (1 if block else 0) << 2 * preset | (2 if audit else 0) << 2 * preset
+
 
 OP_EXEC = 1
 OP_MMAP = 2
@@ -55,6 +68,8 @@ ACCESS_OWNER = 2
 NAME_OUTSIDE = 1
 NAME_FILELESS = 2
 NAME_LONG = 4
+NAME_ANONYMOUS = 8
+NAME_OTHER_PROCESS = 16
 
 # network.matchProtocols names as the kernel side numbers them (kadapter.h KADAPTER_NET_*).
 NETWORK_PROTOCOLS = {
@@ -84,7 +99,8 @@ class ContainerPolicy(ctypes.Structure):
     _fields_ = (
         ("kinds", KindPolicy * len(Kind)),
         ("presets", ctypes.c_uint32),
-        ("fileless_rule", ctypes.c_uint32),
+        ("preset_rules", ctypes.c_uint32 * len(Preset)),
+        ("reserved", ctypes.c_uint32),
     )
 
 

@@ -32,7 +32,7 @@ from guest_agent.rules import CompiledRules, ContainerKey, DirEntry, KindRules, 
 log = logging.getLogger(__name__)
 
 RuleName = TypeVar("RuleName", str, FileIdentity, int)  # rules are found by path, file identity or id
-Entry = TypeVar("Entry", RuleEntry, DirEntry)
+Entry = TypeVar("Entry", RuleEntry, DirEntry, bpf_types.KindPolicy)
 
 
 @dataclass(frozen=True)
@@ -64,31 +64,27 @@ class Enforcer:
 
     def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int, alerts_per_second: int) -> None:
         sizes = dict.fromkeys(("containers", "container_ns", "container_roots", "alert_budgets"), max_containers)
-        rule_maps = dict.fromkeys((table.map_name for table in _TABLES), max_rules)
+        rule_maps = dict.fromkeys((table.map_name for table in (*_TABLES, _SOURCES)), max_rules)
         self._object = BpfObject(bpf_object, max_entries=sizes | rule_maps)
         self._containers = self._object.map("containers")
         self._container_ns = self._object.map("container_ns")
         self._container_roots = self._object.map("container_roots")
         self._task_container = self._object.map("task_container")
         self._alert_budgets = self._object.map("alert_budgets")
-        self._rule_maps = {table.map_name: self._object.map(table.map_name) for table in _TABLES}
+        self._rule_maps = {table.map_name: self._object.map(table.map_name) for table in (*_TABLES, _SOURCES)}
         self._alerts_per_second = alerts_per_second
         self._installed: dict[str, _Installed] = {}
         self._kernel_ids = itertools.count(1)
         self._ruleset_ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> dict[Kind, int]:
-        """Make the container's rules exactly `rules`, tagging its init on first sight; return its ruleset ids."""
+    def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> tuple[int, ...]:
+        """Make the container's rules exactly `rules`, tagging its init on first sight; return every ruleset id."""
         with self._lock:
             previous = self._installed.get(container_id)
             installed = _Installed(previous.kernel_id if previous else next(self._kernel_ids), key)
-            rulesets = {kind: next(self._ruleset_ids) for kind in Kind if rules.active(kind)}
             try:
-                for kind, ruleset in rulesets.items():
-                    installed.written[ruleset] = {}
-                    for table in _TABLES:
-                        installed.written[ruleset][table.map_name] = self._write(table, ruleset, rules.kinds[kind])
+                rulesets = {kind: self._write_kind(installed, rules.kinds[kind]) for kind in Kind if rules.active(kind)}
                 self._containers.update(ctypes.c_uint32(installed.kernel_id), _container_policy(rulesets, rules))
                 if not previous:
                     self._join(installed, init_pid)
@@ -100,7 +96,21 @@ class Enforcer:
             self._installed[container_id] = installed
             if previous:
                 self._delete_rules(previous)
-            return rulesets
+            return tuple(installed.written)
+
+    def _write_kind(self, installed: _Installed, rules: KindRules) -> int:
+        """Write one kind's tables, and its sources' under rulesets of their own, under a new ruleset id."""
+        ruleset = next(self._ruleset_ids)
+        written = installed.written.setdefault(ruleset, {})
+        for table in _TABLES:
+            written[table.map_name] = self._write(table, ruleset, table.entries(rules))
+        sources = {name: self._write_kind(installed, source) for name, source in rules.sources.items()}
+        entries = {
+            name: bpf_types.KindPolicy(ruleset=sources[key], flags=_kind_flags(rules.sources[key]))
+            for name, key in rules.source_names.items()
+        }
+        written[_SOURCES.map_name] = self._write(_SOURCES, ruleset, entries)
+        return ruleset
 
     def _join(self, installed: _Installed, init_pid: int) -> None:
         """Bind the container's namespaces and tag its init process: from now on it cannot leave."""
@@ -140,25 +150,17 @@ class Enforcer:
                 return budget.dropped
             return 0
 
-    def _write(self, table: _Table, ruleset: int, rules: KindRules) -> tuple[object, ...]:
-        """Write one table of a kind's new ruleset; the caller deletes it if a later write fails."""
-        bpf_map = self._rule_maps[table.map_name]
-        written: list[object] = []
-        try:
-            for name, entry in table.entries(rules).items():
-                bpf_map.update(table.make_key(ruleset, name), table.make_value(entry))
-                written.append(name)
-        except BpfError:
-            for name in written:
-                bpf_map.delete(table.make_key(ruleset, name))
-            raise
-        return tuple(written)
+    def _write(self, table: _Table, ruleset: int, entries: Mapping[RuleName, Entry]) -> tuple[object, ...]:
+        """Write one table of a new ruleset in one batch, all or nothing; the caller deletes it if a later one fails."""
+        keys = [table.make_key(ruleset, name) for name in entries]
+        self._rule_maps[table.map_name].update_batch(keys, [table.make_value(entry) for entry in entries.values()])
+        return tuple(entries)
 
     def _delete_rules(self, installed: _Installed) -> None:
         for ruleset, tables in installed.written.items():
-            for table in _TABLES:
-                for name in tables.get(table.map_name, ()):
-                    self._rule_maps[table.map_name].delete(table.make_key(ruleset, name))
+            for table in (*_TABLES, _SOURCES):
+                names = tables.get(table.map_name, ())
+                self._rule_maps[table.map_name].delete_batch([table.make_key(ruleset, name) for name in names])
 
     def watch_events(self, on_event: Callable[[bpf_types.AlertEvent], None], stop: threading.Event) -> None:
         """Deliver kernel events to on_event until stop is set (runs in the caller's thread)."""
@@ -178,7 +180,9 @@ class Enforcer:
 
 
 def _container_policy(rulesets: Mapping[Kind, int], rules: CompiledRules) -> bpf_types.ContainerPolicy:
-    policy = bpf_types.ContainerPolicy(presets=rules.fileless_actions, fileless_rule=rules.fileless_rule)
+    policy = bpf_types.ContainerPolicy(presets=rules.preset_bits)
+    for preset in bpf_types.Preset:
+        policy.preset_rules[preset] = rules.preset_rule(preset)
     for kind, ruleset in rulesets.items():
         policy.kinds[kind] = bpf_types.KindPolicy(ruleset=ruleset, flags=_kind_flags(rules.kinds[kind]))
     return policy
@@ -190,6 +194,8 @@ def _kind_flags(rules: KindRules) -> int:
         flags |= bpf_types.DIRS
     if rules.has_execnames:
         flags |= bpf_types.EXECNAMES
+    if rules.sources:
+        flags |= bpf_types.SOURCES
     return flags
 
 
@@ -230,3 +236,5 @@ _TABLES: tuple[_Table, ...] = (
     _Table("dir_rules", lambda rules: rules.dirs, _name_key, _dir_rule),
     _Table("id_rules", lambda rules: rules.ids, _id_key, _rule),
 )
+# A kind's sources: (its ruleset, an executable's name) -> the source's ruleset and flags, already built.
+_SOURCES: _Table = _Table("source_rules", lambda rules: {}, _name_key, lambda policy: policy)

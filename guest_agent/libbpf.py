@@ -13,7 +13,7 @@ import ctypes.util
 import errno
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ def _load_library() -> ctypes.CDLL:
         "bpf_map_update_elem": (i, [i, p, p, ctypes.c_uint64]),
         "bpf_map_lookup_elem": (i, [i, p, p]),
         "bpf_map_delete_elem": (i, [i, p]),
+        "bpf_map_update_batch": (i, [i, p, p, ctypes.POINTER(u32), p]),
+        "bpf_map_delete_batch": (i, [i, p, ctypes.POINTER(u32), p]),
         "ring_buffer__new": (p, [i, _SAMPLE_FN, p, p]),
         "ring_buffer__poll": (i, [p, i]),
         "ring_buffer__free": (None, [p]),
@@ -110,6 +112,28 @@ class BpfMap:
             return False
         _check(result, f"look up in map {self.name}")
         return True
+
+    def update_batch(self, keys: Sequence[ctypes.Structure], values: Sequence[ctypes.Structure]) -> None:
+        """Insert or replace many elements in one system call per batch; on failure none stays written."""
+        if not keys:
+            return
+        count = ctypes.c_uint32(len(keys))
+        key_array = (type(keys[0]) * len(keys))(*keys)
+        value_array = (type(values[0]) * len(values))(*values)
+        result = _lib.bpf_map_update_batch(self.fd, key_array, value_array, ctypes.byref(count), None)
+        if result < 0:
+            self.delete_batch(keys[: count.value])
+            _check(result, f"update map {self.name} ({len(keys)} elements)")
+
+    def delete_batch(self, keys: Sequence[ctypes.Structure]) -> None:
+        """Delete many elements, skipping any that are not there."""
+        if not keys:
+            return
+        count = ctypes.c_uint32(len(keys))
+        key_array = (type(keys[0]) * len(keys))(*keys)
+        if _lib.bpf_map_delete_batch(self.fd, key_array, ctypes.byref(count), None) < 0:
+            for key in keys[count.value :]:  # stopped at a missing key: the rest one by one
+                self.delete(key)
 
     def delete(self, key: CValue) -> bool:
         """Delete one element; return False when it was not there."""

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from guest_agent.bpf_types import (
-    FILELESS_AUDIT,
-    FILELESS_BLOCK,
     NETWORK_PROTOCOLS,
     PATH_MAX,
     VARIANT_OWNER_ONLY,
     VARIANT_READ_ONLY,
     Kind,
+    Preset,
+    preset_bits,
 )
 from guest_agent.capabilities import CAPABILITIES
 from guest_agent.container_fs import ContainerView, FileIdentity
@@ -83,6 +83,9 @@ class KindRules:
     ids: Mapping[int, RuleEntry] = field(default_factory=dict)  # protocol names, capabilities
     allowlist: bool = False
     posture_audit: bool = False
+    # fromSource rules: a table per source executable, under each name that leads to it (written and resolved).
+    sources: Mapping[str, KindRules] = field(default_factory=dict)
+    source_names: Mapping[str, str] = field(default_factory=dict)  # name -> its key in sources
 
     @property
     def has_execnames(self) -> bool:
@@ -91,8 +94,9 @@ class KindRules:
 
     @property
     def size(self) -> int:
-        """Return how many kernel map entries the table takes."""
-        return len(self.names) + len(self.inodes) + len(self.dirs) + len(self.ids)
+        """Return how many kernel map entries the table takes, its sources' included."""
+        own = len(self.names) + len(self.inodes) + len(self.dirs) + len(self.ids) + len(self.source_names)
+        return own + sum(source.size for source in self.sources.values())
 
 
 @dataclass(frozen=True)
@@ -101,13 +105,25 @@ class CompiledRules:
 
     kinds: Mapping[Kind, KindRules]
     rules: tuple[RuleInfo, ...]
-    fileless_actions: int = 0  # filelessExec preset: the kernel's FILELESS_BLOCK and/or FILELESS_AUDIT bits
-    fileless_rule: int = 0
+    presets: Mapping[Preset, RuleEntry] = field(default_factory=dict)  # plain Block and Audit bits, rule ids
 
     def active(self, kind: Kind) -> bool:
-        """Tell whether the kernel must judge this kind at all for the container."""
+        """Tell whether the kernel must judge this kind at all for the container (its rules, or a preset's hooks)."""
         rules = self.kinds[kind]
-        return bool(rules.size or rules.allowlist or (kind is Kind.PROCESS and self.fileless_actions))
+        return bool(rules.size or rules.allowlist or any(_PRESET_KINDS[preset] is kind for preset in self.presets))
+
+    @property
+    def preset_bits(self) -> int:
+        """Return the kernel's ContainerPolicy.presets: each preset's Block and Audit bits."""
+        bits = 0
+        for preset, entry in self.presets.items():
+            bits |= preset_bits(preset, block=bool(entry.block), audit=bool(entry.audit))
+        return bits
+
+    def preset_rule(self, preset: Preset) -> int:
+        """Return the rule id alerts of a preset name: its Block rule's, else its Audit rule's."""
+        entry = self.presets.get(preset, RuleEntry())
+        return entry.block_rule or entry.audit_rule
 
     def rule(self, rule_id: int) -> RuleInfo | None:
         """Return the rule with this id, or None for 0 (the posture decided)."""
@@ -120,6 +136,18 @@ _ACTION_SLOTS = {
     agent_pb2.ACTION_ALLOW: ("allow", "allow_rule"),
 }
 _PRESET_ACTIONS = (agent_pb2.ACTION_BLOCK, agent_pb2.ACTION_AUDIT)
+_PRESETS = {
+    agent_pb2.PRESET_FILELESS_EXEC: Preset.FILELESS_EXEC,
+    agent_pb2.PRESET_ANONYMOUS_MAP_EXEC: Preset.ANON_MAP_EXEC,
+    agent_pb2.PRESET_PROTECT_ENV: Preset.PROTECT_ENV,
+    agent_pb2.PRESET_PROTECT_PROC: Preset.PROTECT_PROC,
+}
+_PRESET_KINDS = {  # the enforcer whose hooks judge each preset
+    Preset.FILELESS_EXEC: Kind.PROCESS,
+    Preset.ANON_MAP_EXEC: Kind.PROCESS,
+    Preset.PROTECT_ENV: Kind.FILE,
+    Preset.PROTECT_PROC: Kind.FILE,
+}
 IdRule = agent_pb2.NetworkRule | agent_pb2.CapabilityRule
 WireRule = agent_pb2.PathRule | agent_pb2.NetworkRule | agent_pb2.CapabilityRule | agent_pb2.PresetRule
 
@@ -139,29 +167,33 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
         for number, rule in enumerate(policy.file_rules):
             _check_path_rule(f"{where}.file_rules[{number}]", rule, file_rule=True)
         for number, network in enumerate(policy.network_rules):
-            _check_action(f"{where}.network_rules[{number}]", network)
+            _check_rule(f"{where}.network_rules[{number}]", network)
             if network.protocol not in NETWORK_PROTOCOLS:
                 raise InvalidPolicyError(f"{where}.network_rules[{number}].protocol: {network.protocol!r} is unknown")
         for number, capability in enumerate(policy.capability_rules):
-            _check_action(f"{where}.capability_rules[{number}]", capability)
+            _check_rule(f"{where}.capability_rules[{number}]", capability)
             if capability.capability not in CAPABILITIES:
                 raise InvalidPolicyError(
                     f"{where}.capability_rules[{number}].capability: {capability.capability!r} is unknown"
                 )
         for number, preset in enumerate(policy.presets):
-            if preset.preset != agent_pb2.PRESET_FILELESS_EXEC:
+            if preset.preset not in _PRESETS:
                 raise InvalidPolicyError(f"{where}.presets[{number}].preset: not one this agent enforces")
             if preset.action not in _PRESET_ACTIONS:
                 raise InvalidPolicyError(f"{where}.presets[{number}].action: must be Block or Audit")
 
 
-def _check_action(where: str, rule: WireRule) -> None:
+def _check_rule(where: str, rule: WireRule) -> None:
     if rule.action not in _ACTION_SLOTS:
         raise InvalidPolicyError(f"{where}.action: unspecified")
+    for number, source in enumerate(rule.from_source):
+        encoded = source.encode()
+        if not source.startswith("/") or source.endswith("/") or len(encoded) >= PATH_MAX or b"\0" in encoded:
+            raise InvalidPolicyError(f"{where}.from_source[{number}]: {source!r} is not an executable's path")
 
 
 def _check_path_rule(where: str, rule: agent_pb2.PathRule, *, file_rule: bool) -> None:
-    _check_action(where, rule)
+    _check_rule(where, rule)
     if rule.read_only and not file_rule:
         raise InvalidPolicyError(f"{where}.read_only: only file rules can be read-only")
     if rule.execname:
@@ -206,7 +238,7 @@ def _with(entry: RuleEntry, rule: WireRule, rule_id: int) -> RuleEntry:
 
 
 class _TableBuilder:
-    """Collect one kind's rules for one container."""
+    """Collect one kind's rules for one container; fromSource rules go to a builder per source."""
 
     def __init__(self, view: ContainerView | None) -> None:
         self._view = view
@@ -215,9 +247,34 @@ class _TableBuilder:
         self.dirs: dict[str, DirEntry] = {}
         self.ids: dict[int, RuleEntry] = {}
         self.allowlist = False
+        self._sources: dict[str, _TableBuilder] = {}
+        self._source_names: dict[str, str] = {}
+
+    def _tables_for(self, rule: WireRule) -> list[_TableBuilder]:
+        """Return where a rule goes: this table, or the table of each of its sources."""
+        if not rule.from_source:
+            return [self]
+        tables = []
+        for source in rule.from_source:
+            resolved = (self._view.resolve(source) if self._view else None) or source
+            for name in (source, resolved):
+                if len(name.encode()) < PATH_MAX:
+                    self._source_names[name] = resolved
+            tables.append(self._sources.setdefault(resolved, _TableBuilder(self._view)))
+        return tables
 
     def add_path_rule(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
         """Add a process or file rule by execname, directory or file."""
+        for table in self._tables_for(rule):
+            table._add_path_rule(rule, rule_id)
+
+    def add_id_rule(self, identifier: int, rule: IdRule, rule_id: int) -> None:
+        """Add a network protocol or capability rule."""
+        for table in self._tables_for(rule):
+            table.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
+            table.ids[identifier] = _with(table.ids.get(identifier, RuleEntry()), rule, rule_id)
+
+    def _add_path_rule(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
         self.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
         if rule.execname:
             self.names[rule.execname] = _with(self.names.get(rule.execname, RuleEntry()), rule, rule_id)
@@ -225,11 +282,6 @@ class _TableBuilder:
             self._add_directory(rule, rule_id)
         else:
             self._add_file(rule, rule_id)
-
-    def add_id_rule(self, identifier: int, rule: IdRule, rule_id: int) -> None:
-        """Add a network protocol or capability rule."""
-        self.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
-        self.ids[identifier] = _with(self.ids.get(identifier, RuleEntry()), rule, rule_id)
 
     def _add_file(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
         """Add a file rule under its written path, the path it resolves to, and the identities of that file."""
@@ -262,6 +314,8 @@ class _TableBuilder:
             ids=self.ids,
             allowlist=self.allowlist,
             posture_audit=posture == agent_pb2.POSTURE_AUDIT,
+            sources={name: source.build(posture) for name, source in self._sources.items()},
+            source_names=self._source_names,
         )
 
 
@@ -274,7 +328,7 @@ def compile_rules(
 ) -> CompiledRules:
     """Build the rule tables of one container from its pod's policies."""
     tables = {kind: _TableBuilder(view) for kind in Kind}
-    fileless = RuleEntry()
+    presets: dict[Preset, RuleEntry] = {}
     rules: list[RuleInfo] = []
 
     def remember(policy: agent_pb2.Policy, rule: WireRule) -> int:
@@ -304,10 +358,10 @@ def compile_rules(
                 CAPABILITIES[capability.capability], capability, remember(policy, capability)
             )
         for preset in policy.presets:
-            fileless = _with(fileless, preset, remember(policy, preset))
+            kernel_preset = _PRESETS[preset.preset]
+            presets[kernel_preset] = _with(presets.get(kernel_preset, RuleEntry()), preset, remember(policy, preset))
     return CompiledRules(
         kinds={kind: table.build(postures.get(kind, agent_pb2.POSTURE_BLOCK)) for kind, table in tables.items()},
         rules=tuple(rules),
-        fileless_actions=(FILELESS_BLOCK if fileless.block else 0) | (FILELESS_AUDIT if fileless.audit else 0),
-        fileless_rule=fileless.block_rule or fileless.audit_rule,
+        presets=presets,
     )

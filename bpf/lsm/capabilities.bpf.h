@@ -33,6 +33,8 @@ int BPF_PROG(kadapter_capable, const struct cred *cred, struct user_namespace *n
 	j.deny = -EPERM;
 	j.quiet = !!(opts & CAP_OPT_NOAUDIT);
 	match_id(&j, cap);
+	if (enter_source(&j))
+		match_id(&j, cap);
 	return decide(&j);
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The file enforcer: KubeArmor file rules.
+ * The file enforcer: KubeArmor file rules and the protectEnv and
+ * protectProc presets.
  *
  * Opening a file is judged as reading or writing by its open mode; so is
  * every way of changing a file without opening it for write: creating it,
@@ -13,6 +14,43 @@
 
 #include "judge.bpf.h"
 
+/* The process a /proc/<pid>/ file is about, as procfs recorded it; NULL for any other file. */
+static __always_inline struct pid *proc_file_pid(struct inode *inode)
+{
+	struct proc_inode *proc;
+
+	if (BPF_CORE_READ(inode, i_sb, s_magic) != PROC_SUPER_MAGIC)
+		return NULL;
+	proc = (void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode);
+	return BPF_CORE_READ(proc, pid);
+}
+
+/*
+ * protectProc and protectEnv: opening a /proc/<pid>/ file (its environ,
+ * for protectEnv) of a process other than the caller's. Procfs's own
+ * record of the process is compared, not the name, so a procfs mounted
+ * elsewhere or seen from another pid namespace changes nothing.
+ */
+static __always_inline int judge_proc_file(struct judgement *j, struct dentry *dentry, struct inode *inode)
+{
+	struct pid *pid = proc_file_pid(inode);
+	struct qstr name = BPF_CORE_READ(dentry, d_name);
+	__u64 environ = 0;
+	int verdict;
+
+	if (!pid || pid == BPF_CORE_READ(bpf_get_current_task_btf(), group_leader, thread_pid))
+		return 0;
+	j->name_flags |= KADAPTER_NAME_OTHER_PROCESS;
+	if (name.len == 7)
+		bpf_probe_read_kernel(&environ, sizeof(environ), name.name);
+	if (environ == ENVIRON_NAME) {
+		verdict = judge_preset(j, KADAPTER_PRESET_PROTECT_ENV);
+		if (verdict)
+			return verdict;
+	}
+	return judge_preset(j, KADAPTER_PRESET_PROTECT_PROC);
+}
+
 /* Judge changing the file at (mnt, dentry) as a write; return the verdict. */
 static __always_inline int judge_file_change(struct vfsmount *mnt, struct dentry *dentry, __u32 operation)
 {
@@ -21,6 +59,8 @@ static __always_inline int judge_file_change(struct vfsmount *mnt, struct dentry
 	if (!judge_start(&j, KADAPTER_KIND_FILE, operation))
 		return 0;
 	match_file(&j, mnt, dentry, NULL);
+	if (enter_source(&j))
+		match_file(&j, mnt, dentry, NULL);
 	j.access |= KADAPTER_ACCESS_WRITE;
 	return decide(&j);
 }
@@ -47,9 +87,12 @@ int BPF_PROG(kadapter_file_open, struct file *file, int ret)
 	if (!judge_start(&j, KADAPTER_KIND_FILE, KADAPTER_OP_OPEN))
 		return 0;
 	match_file(&j, BPF_CORE_READ(file, f_path.mnt), dentry, file);
+	if (enter_source(&j))
+		match_file(&j, BPF_CORE_READ(file, f_path.mnt), dentry, file);
 	if (BPF_CORE_READ(file, f_mode) & FMODE_WRITE)
 		j.access |= KADAPTER_ACCESS_WRITE;
-	return decide(&j);
+	ret = decide(&j);
+	return ret ? ret : judge_proc_file(&j, dentry, BPF_CORE_READ(file, f_inode));
 }
 
 SEC("lsm/path_mknod")

@@ -42,6 +42,14 @@ struct {
 	__type(value, struct rule_entry);
 } inode_rules SEC(".maps");
 
+/* (a kind's ruleset, an executable's name) -> the ruleset and flags of its fromSource rules; resized at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct name_rule_key);
+	__type(value, struct kind_policy);
+} source_rules SEC(".maps");
+
 /* Network protocol names and capabilities; resized at load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -67,6 +75,7 @@ struct {
 struct scratch_space {
 	struct name_rule_key key; /* zeroed past the NUL: hash keys compare every byte */
 	struct name_rule_key dir_key; /* one directory above the file at a time, or the file's own name */
+	struct name_rule_key source_key; /* the caller's executable */
 	struct name_buffer name;
 };
 
@@ -345,6 +354,39 @@ static __always_inline void match_file(struct judgement *j, struct vfsmount *mnt
 		match_inode(j, real);
 }
 
+/*
+ * Switch the judgement to the fromSource rules its kind has for the
+ * caller's executable (the program running, or at exec the one calling
+ * execve); false when there are none. The caller matches again under
+ * them. Allow rules among them make an allow list for that executable
+ * alone.
+ */
+static __always_inline int enter_source(struct judgement *j)
+{
+	struct file *exe = BPF_CORE_READ(bpf_get_current_task_btf(), mm, exe_file);
+	struct scratch_space *space;
+	struct kind_policy *source;
+	__u32 zero = 0, name_flags;
+
+	if (!(j->flags & KADAPTER_SOURCES) || !exe)
+		return 0;
+	space = bpf_map_lookup_elem(&scratch, &zero);
+	if (!space)
+		return 0;
+	__builtin_memset(&space->source_key, 0, sizeof(space->source_key));
+	space->source_key.ruleset = j->ruleset;
+	name_flags = name_in_container(BPF_CORE_READ(exe, f_path.mnt), BPF_CORE_READ(exe, f_path.dentry),
+				       container_root(j->container, 0), &space->name, space->source_key.path);
+	if (name_flags & (KADAPTER_NAME_OUTSIDE | KADAPTER_NAME_LONG))
+		return 0;
+	source = bpf_map_lookup_elem(&source_rules, &space->source_key);
+	if (!source)
+		return 0;
+	j->ruleset = source->ruleset;
+	j->flags = source->flags | (j->flags & (KADAPTER_ALLOWLIST | KADAPTER_POSTURE_AUDIT));
+	return 1;
+}
+
 /* The variants of a rule (bits 1 << variant) whose scope the access stays within. */
 static __always_inline __u8 variants_within(__u32 access)
 {
@@ -386,6 +428,20 @@ static __always_inline int decide(const struct judgement *j)
 	return 0;
 }
 
+/* Deny or report what a preset covers, if the container has it; return the verdict. */
+static __always_inline int judge_preset(const struct judgement *j, __u32 preset)
+{
+	__u32 presets = j->policy->presets, rule = j->policy->preset_rules[preset & (KADAPTER_PRESETS - 1)];
+
+	if (presets & KADAPTER_PRESET_BLOCK(preset)) {
+		emit(j, rule, KADAPTER_ACTION_BLOCK, j->deny);
+		return j->deny;
+	}
+	if (presets & KADAPTER_PRESET_AUDIT(preset))
+		emit(j, rule, KADAPTER_ACTION_AUDIT, 0);
+	return 0;
+}
+
 /*
  * Refuse a new name (hard link, rename) for a file a Block rule of this
  * kind covers, in whole or in part: under overlayfs the new name would
@@ -398,6 +454,8 @@ static __always_inline int refuse_new_name(__u32 kind, struct vfsmount *mnt, str
 	if (!judge_start(&j, kind, operation))
 		return 0;
 	match_file(&j, mnt, dentry, NULL);
+	if (enter_source(&j))
+		match_file(&j, mnt, dentry, NULL);
 	if (!j.rule.block)
 		return 0;
 	emit(&j, j.rule.block_rule, KADAPTER_ACTION_BLOCK, -EACCES);

@@ -38,10 +38,19 @@
 #define KADAPTER_POSTURE_AUDIT 2 /* the posture audits instead of blocking */
 #define KADAPTER_DIRS 4 /* directory rules exist: look up every directory above the file */
 #define KADAPTER_EXECNAMES 8 /* execname rules exist: look up the file's own name (no '/') */
+#define KADAPTER_SOURCES 16 /* fromSource rules exist: look up the caller's executable */
 
-/* container_policy.presets */
-#define KADAPTER_FILELESS_BLOCK 1 /* filelessExec: deny executing files with no link left */
-#define KADAPTER_FILELESS_AUDIT 2 /* filelessExec: report it */
+/*
+ * Presets, by index: container_policy.presets holds a Block and an Audit
+ * bit for each, container_policy.preset_rules its rule id.
+ */
+#define KADAPTER_PRESET_FILELESS_EXEC 0 /* running a file with no link left (memfd, unlinked) */
+#define KADAPTER_PRESET_ANON_MAP_EXEC 1 /* making anonymous memory executable */
+#define KADAPTER_PRESET_PROTECT_ENV 2 /* reading another process's /proc/<pid>/environ */
+#define KADAPTER_PRESET_PROTECT_PROC 3 /* opening another process's /proc/<pid>/ files */
+#define KADAPTER_PRESETS 4
+#define KADAPTER_PRESET_BLOCK(preset) (1U << (2 * (preset)))
+#define KADAPTER_PRESET_AUDIT(preset) (2U << (2 * (preset)))
 
 /* alert_event.operation */
 #define KADAPTER_OP_EXEC 1 /* execve of the file */
@@ -64,6 +73,8 @@
 #define KADAPTER_NAME_OUTSIDE 1 /* not under the container's root (memfd, another mount tree): no path rule applies */
 #define KADAPTER_NAME_FILELESS 2 /* the file has no link left (memfd, unlinked) */
 #define KADAPTER_NAME_LONG 4 /* longer than a path rule can be: the event's path is its first 255 bytes */
+#define KADAPTER_NAME_ANONYMOUS 8 /* anonymous memory: no file at all */
+#define KADAPTER_NAME_OTHER_PROCESS 16 /* another process's /proc/<pid>/ file */
 
 /*
  * network.matchProtocols names, as rule ids: a socket is looked up under
@@ -98,7 +109,8 @@ struct kind_policy {
 struct container_policy {
 	struct kind_policy kinds[KADAPTER_KINDS];
 	__u32 presets;
-	__u32 fileless_rule; /* the preset's rule id, for alerts */
+	__u32 preset_rules[KADAPTER_PRESETS]; /* each preset's rule id, for alerts */
+	__u32 reserved;
 };
 
 /*

@@ -14,6 +14,8 @@
 #define BPF_NOEXIST 1
 #define BPF_F_NO_PREALLOC (1U << 0)
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#define PROC_SUPER_MAGIC 0x9fa0
+#define ENVIRON_NAME 0x006e6f7269766e65ULL /* "environ\0" read as a little-endian __u64 */
 
 #define AF_INET 2
 #define AF_INET6 10

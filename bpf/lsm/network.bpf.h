@@ -97,6 +97,8 @@ int BPF_PROG(kadapter_socket_create, int family, int type, int protocol, int ker
 	j.args[2] = protocol;
 	if (!match_socket(&j, family, type, protocol))
 		return 0;
+	if (enter_source(&j))
+		match_socket(&j, family, type, protocol);
 	return decide(&j);
 }
 

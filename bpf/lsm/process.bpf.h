@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The process enforcer: KubeArmor process rules and the filelessExec preset.
+ * The process enforcer: KubeArmor process rules and the filelessExec and
+ * anonymousMapExec presets.
  *
  * A rule names a file as its container sees it; exec is judged, and so is
  * every way of running a file without exec: the dynamic loader invoked as
@@ -16,34 +17,39 @@
 /* Start judging running the file, matching its rules; false when no process rule applies to the caller. */
 static __always_inline int process_start(struct judgement *j, struct file *file, __u32 operation)
 {
+	struct vfsmount *mnt = BPF_CORE_READ(file, f_path.mnt);
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+
 	if (!judge_start(j, KADAPTER_KIND_PROCESS, operation))
 		return 0;
-	match_file(j, BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), file);
+	match_file(j, mnt, dentry, file);
+	if (enter_source(j))
+		match_file(j, mnt, dentry, file);
 	return 1;
 }
 
-/* filelessExec: deny or report running a file with no link left; return the verdict. */
-static __always_inline int judge_fileless(const struct judgement *j)
-{
-	__u32 presets = j->policy->presets;
-
-	if (!(j->name_flags & KADAPTER_NAME_FILELESS))
-		return 0;
-	if (presets & KADAPTER_FILELESS_BLOCK) {
-		emit(j, j->policy->fileless_rule, KADAPTER_ACTION_BLOCK, -EACCES);
-		return -EACCES;
-	}
-	if (presets & KADAPTER_FILELESS_AUDIT)
-		emit(j, j->policy->fileless_rule, KADAPTER_ACTION_AUDIT, 0);
-	return 0;
-}
-
-/* Judge running a file: its rules first, then the preset. */
+/* Judge running a file: its rules first, then filelessExec for a file with no link left. */
 static __always_inline int judge_run(struct judgement *j)
 {
 	int verdict = decide(j);
 
-	return verdict ? verdict : judge_fileless(j);
+	if (verdict || !(j->name_flags & KADAPTER_NAME_FILELESS))
+		return verdict;
+	return judge_preset(j, KADAPTER_PRESET_FILELESS_EXEC);
+}
+
+/*
+ * anonymousMapExec: memory with no file behind it made executable, by
+ * mmap or later by mprotect (code written at run time: shellcode, JITs).
+ */
+static __always_inline int judge_anonymous_exec(__u32 operation)
+{
+	struct judgement j;
+
+	if (!judge_start(&j, KADAPTER_KIND_PROCESS, operation))
+		return 0;
+	j.name_flags = KADAPTER_NAME_ANONYMOUS;
+	return judge_preset(&j, KADAPTER_PRESET_ANON_MAP_EXEC);
 }
 
 SEC("lsm/bprm_check_security")
@@ -81,8 +87,12 @@ int BPF_PROG(kadapter_mmap_file, struct file *file, unsigned long reqprot, unsig
 
 	if (ret)
 		return ret;
+	if (!(prot & PROT_EXEC))
+		return 0;
+	if (!file)
+		return judge_anonymous_exec(KADAPTER_OP_MMAP);
 	/* The kernel mapping the program being exec'd: bprm_check_security has judged it. */
-	if (!file || !(prot & PROT_EXEC) || file == BPF_CORE_READ(task, mm, exe_file))
+	if (file == BPF_CORE_READ(task, mm, exe_file))
 		return 0;
 	return judge_exec_mapping(file, KADAPTER_OP_MMAP);
 }
@@ -99,8 +109,10 @@ int BPF_PROG(kadapter_file_mprotect, struct vm_area_struct *vma, unsigned long r
 
 	if (ret)
 		return ret;
-	if (!file || !(prot & PROT_EXEC) || (BPF_CORE_READ(vma, vm_flags) & VM_EXEC))
+	if (!(prot & PROT_EXEC) || (BPF_CORE_READ(vma, vm_flags) & VM_EXEC))
 		return 0;
+	if (!file)
+		return judge_anonymous_exec(KADAPTER_OP_MPROTECT);
 	return judge_exec_mapping(file, KADAPTER_OP_MPROTECT);
 }
 

@@ -227,3 +227,22 @@ def test_apply_request_carries_a_posture_per_category(postures: Postures, expect
     """Each category's posture goes in its own field, whatever the others are."""
     request = apply_request(NGINX, [], generation=1, postures=postures)
     assert (request.file_posture, request.network_posture, request.capabilities_posture) == expected
+
+
+def test_every_enforced_preset_has_its_wire_value() -> None:
+    """Each preset Kadapter enforces reaches the agent under its own enum value, Block or Audit as written."""
+    names = ("filelessExec", "anonymousMapExec", "protectEnv", "protectProc")
+    entries = "".join(f"  - name: {name}\n    action: Audit\n" for name in names)
+    text = (
+        POLICY.partition("  process:")[0]
+        + f"  process:\n    matchPaths:\n    - path: /usr/bin/apt\n  presets:\n{entries}"
+    )
+    (policy,) = parse_policies(text, source="p.yaml")
+    request = apply_request(NGINX, [PodPolicy(policy=policy, containers=())], generation=1, postures=BLOCK)
+    sent = [(preset.preset, preset.action) for preset in request.policies[0].presets]
+    assert sent == [
+        (agent_pb2.PRESET_FILELESS_EXEC, agent_pb2.ACTION_AUDIT),
+        (agent_pb2.PRESET_ANONYMOUS_MAP_EXEC, agent_pb2.ACTION_AUDIT),
+        (agent_pb2.PRESET_PROTECT_ENV, agent_pb2.ACTION_AUDIT),
+        (agent_pb2.PRESET_PROTECT_PROC, agent_pb2.ACTION_AUDIT),
+    ]

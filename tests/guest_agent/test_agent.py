@@ -37,7 +37,7 @@ class RecordingEnforcer:
             raise BpfError(errno.ENOSPC, "update map name_rules: No space left on device")
         self.rules[container_id] = rules
         self._ruleset += 1
-        return {Kind.PROCESS: self._ruleset}
+        return (self._ruleset,)
 
     def release(self, container_id: str) -> None:
         """Forget a container."""

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from guest_agent.bpf_types import (
-    FILELESS_AUDIT,
-    FILELESS_BLOCK,
     NETWORK_PROTOCOLS,
     VARIANT_OWNER_ONLY,
     VARIANT_READ_ONLY,
     Kind,
+    Preset,
+    preset_bits,
 )
 from guest_agent.capabilities import CAPABILITIES
 from guest_agent.container_fs import ContainerView, FileIdentity
@@ -203,8 +203,8 @@ def test_fileless_preset_compiles_to_flags_with_the_blocking_rule_named() -> Non
     ]
     check_policies(policies)
     compiled = compile_rules(policies, container_name="c", postures={}, view=None)
-    assert compiled.fileless_actions == FILELESS_AUDIT | FILELESS_BLOCK
-    assert compiled.rule(compiled.fileless_rule).policy_name == "block"
+    assert compiled.preset_bits == preset_bits(Preset.FILELESS_EXEC, block=True, audit=True) == 0b11
+    assert compiled.rule(compiled.preset_rule(Preset.FILELESS_EXEC)).policy_name == "block"
     assert not process(compiled).allowlist and not process(compiled).names
 
 
@@ -381,3 +381,44 @@ def test_capability_numbers_match_the_kernel_headers() -> None:
     defined = {name.lower(): int(value) for name, value in re.findall(r"#define CAP_(\w+)\s+(\d+)\n", header)}
     assert {name: defined[name] for name in CAPABILITIES} == CAPABILITIES
     assert set(defined) - set(CAPABILITIES) <= {"last_cap"}
+
+
+def test_from_source_rules_get_a_table_per_source_under_each_of_its_names(merged_usr: Path) -> None:
+    """A rule with sources goes to each source's table (named as written and resolved), not the kind's own."""
+    rules = [
+        agent_pb2.PathRule(path="/usr/bin/apt", action=agent_pb2.ACTION_BLOCK, from_source=["/bin/sh"]),
+        agent_pb2.PathRule(path="/usr/bin/ls", action=agent_pb2.ACTION_ALLOW, from_source=["/usr/bin/dash"]),
+        agent_pb2.PathRule(path="/usr/bin/id", action=agent_pb2.ACTION_AUDIT),
+    ]
+    policies = [agent_pb2.Policy(name="p", process_rules=rules)]
+    check_policies(policies)
+    compiled = compile_rules(policies, container_name="c", postures={}, view=view_of(merged_usr))
+    table = process(compiled)
+    assert set(table.names) == {"/usr/bin/id"} and not table.allowlist
+    assert table.source_names == {"/bin/sh": "/usr/bin/dash", "/usr/bin/dash": "/usr/bin/dash"}
+    (dash,) = table.sources.values()
+    assert dash.names["/usr/bin/apt"] == RuleEntry(block=1, block_rule=1)
+    assert dash.names["/usr/bin/ls"] == RuleEntry(allow=1, allow_rule=2)
+    assert dash.allowlist  # an allow list for processes running dash only
+
+
+def test_agent_refuses_a_source_that_is_not_an_executable_path() -> None:
+    """fromSource names an executable: absolute, not a directory."""
+    rule = agent_pb2.NetworkRule(protocol="tcp", action=agent_pb2.ACTION_BLOCK, from_source=["usr/bin/curl"])
+    with pytest.raises(InvalidPolicyError, match=r"network_rules\[0\]\.from_source\[0\]"):
+        check_policies([agent_pb2.Policy(name="p", network_rules=[rule])])
+
+
+def test_each_preset_turns_on_the_enforcer_whose_hooks_judge_it() -> None:
+    """anonymousMapExec is judged by the process hooks, protectEnv and protectProc by file_open."""
+    cases = {
+        agent_pb2.PRESET_ANONYMOUS_MAP_EXEC: (Preset.ANON_MAP_EXEC, Kind.PROCESS),
+        agent_pb2.PRESET_PROTECT_ENV: (Preset.PROTECT_ENV, Kind.FILE),
+        agent_pb2.PRESET_PROTECT_PROC: (Preset.PROTECT_PROC, Kind.FILE),
+    }
+    for wire, (preset, kind) in cases.items():
+        policy = agent_pb2.Policy(name="p", presets=[agent_pb2.PresetRule(preset=wire, action=agent_pb2.ACTION_AUDIT)])
+        check_policies([policy])
+        compiled = compile_rules([policy], container_name="c", postures={}, view=None)
+        assert [compiled.active(each) for each in Kind] == [each is kind for each in Kind]
+        assert compiled.preset_bits == 2 << 2 * preset and compiled.preset_rule(preset) == 1
