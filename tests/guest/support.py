@@ -142,6 +142,21 @@ spec:
 """
 
 
+def nginx_policy(name: str, body: str) -> str:
+    """Return a KubeArmorPolicy named `name` selecting the nginx pod, with this spec body (indented two spaces)."""
+    return f"""\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: nginx
+{body}"""
+
+
 def paths(*executables: str) -> str:
     """Return matchPaths entries for these executables."""
     return "".join(f"    - path: {path}\n" for path in executables)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from images.testguest.containers import GuestContainers
-from tests.guest.support import DENIED, PolicyApplier, assert_denied
+from tests.guest.support import DENIED, PolicyApplier, assert_denied, nginx_policy
 
 pytestmark = pytest.mark.guest
 
@@ -19,18 +19,7 @@ PASSWD_LINE = "root:x:0:0"
 
 def file_policy(name: str, body: str, *, extra: str = "") -> str:
     """Return a KubeArmorPolicy for the nginx pod with this spec.file body."""
-    return f"""\
-apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  selector:
-    matchLabels:
-      app: nginx
-  file:
-{body}{extra}"""
+    return nginx_policy(name, f"  file:\n{body}{extra}")
 
 
 BLOCK_SHADOW = file_policy("block-shadow", "    matchPaths:\n    - path: /etc/shadow\n      action: Block\n")
@@ -160,21 +149,9 @@ def test_owner_only_lets_the_owner_alone_read(
 
 def network_policy(protocol: str) -> str:
     """Return a KubeArmorPolicy blocking one protocol name for the nginx pod."""
-    return f"""\
-apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: block-{protocol}
-  namespace: default
-spec:
-  selector:
-    matchLabels:
-      app: nginx
-  network:
-    matchProtocols:
-    - protocol: {protocol}
-  action: Block
-"""
+    return nginx_policy(
+        f"block-{protocol}", f"  network:\n    matchProtocols:\n    - protocol: {protocol}\n  action: Block\n"
+    )
 
 
 # Prints one word per "family,type,protocol" argument: "ok" or the errno name. Types may be or'ed with "|".

@@ -17,7 +17,7 @@ import pytest
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import GuestResult, TestGuest
 from kadapter_api import agent_pb2
-from tests.guest.support import NGINX, PolicyApplier, alert_for, alert_stream, no_alert_for
+from tests.guest.support import NGINX, PolicyApplier, alert_for, alert_stream, nginx_policy, no_alert_for
 
 pytestmark = pytest.mark.guest
 
@@ -42,20 +42,8 @@ class RuleKind:
         section = self.section.format(action=action)
         if action == "Allow":
             section += self.keep_shell
-        return f"""\
-apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  severity: 6
-  tags: ["kinds", "{self.name}"]
-  message: "{self.name} under {action}"
-  selector:
-    matchLabels:
-      app: nginx
-{section}"""
+        verdict = f'  severity: 6\n  tags: ["kinds", "{self.name}"]\n  message: "{self.name} under {action}"\n'
+        return nginx_policy(name, verdict + section)
 
 
 PYTHON_SOCKET = "python3 -c 'import socket; socket.socket(socket.AF_INET, socket.{kind}); print(\"ok\")'"
@@ -202,16 +190,9 @@ def test_allow_turns_the_kind_into_an_allow_list(
     check_alert(alert, kind, kind.other_resource, action=action, policy="DefaultPosture", blocked=posture == "block")
 
 
-BLOCK_LIST = """\
-apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: block-list
-  namespace: default
-spec:
-  selector:
-    matchLabels:
-      app: nginx
+BLOCK_LIST = nginx_policy(
+    "block-list",
+    """\
   process:
     matchPaths:
     - path: /usr/bin/whoami
@@ -219,17 +200,11 @@ spec:
     matchPaths:
     - path: /etc/debian_version
   action: Block
-"""
-ALLOW_LIST = """\
-apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: allow-list
-  namespace: default
-spec:
-  selector:
-    matchLabels:
-      app: nginx
+""",
+)
+ALLOW_LIST = nginx_policy(
+    "allow-list",
+    """\
   process:
     matchPaths:
     - path: /usr/bin/dash
@@ -246,7 +221,8 @@ spec:
     - dir: /tmp/
       recursive: true
   action: Allow
-"""
+""",
+)
 # For about 40 s: id and reading /etc/hostname must always work; whoami and /etc/debian_version never.
 SWITCH_LOOP = """\
 end=$(( $(date +%s) + 40 ))

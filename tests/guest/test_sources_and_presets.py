@@ -13,24 +13,9 @@ import pytest
 
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import TestGuest
-from tests.guest.support import DENIED, PolicyApplier, alert_for, alert_stream, assert_denied
+from tests.guest.support import DENIED, PolicyApplier, alert_for, alert_stream, assert_denied, nginx_policy
 
 pytestmark = pytest.mark.guest
-
-
-def policy(name: str, body: str) -> str:
-    """Return a KubeArmorPolicy for the nginx pod with this spec body."""
-    return f"""\
-apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  selector:
-    matchLabels:
-      app: nginx
-{body}"""
 
 
 def test_process_rule_from_a_source_blocks_only_what_that_program_runs(
@@ -45,7 +30,7 @@ def test_process_rule_from_a_source_blocks_only_what_that_program_runs(
       - path: /bin/sh
   action: Block
 """
-    policies.apply(policy("shell-no-id", body))
+    policies.apply(nginx_policy("shell-no-id", body))
     nginx = pods["nginx-1"]
     assert_denied(containers.shell(nginx, "/usr/bin/id -u || false"), "id run by dash (/bin/sh resolves to it)")
     by_python = containers.exec(nginx, ["/usr/bin/python3", "-c", "import subprocess; subprocess.run(['id', '-u'])"])
@@ -70,7 +55,7 @@ def test_file_allow_from_a_source_is_an_allow_list_for_that_program_only(
       - path: /usr/bin/cat
   action: Allow
 """
-    policies.apply(policy("cat-allow-list", body))
+    policies.apply(nginx_policy("cat-allow-list", body))
     nginx = pods["nginx-1"]
     assert containers.shell(nginx, "cat /etc/hostname").returncode == 0
     with alert_stream(guest) as alerts:
@@ -97,7 +82,7 @@ def test_network_and_capability_rules_from_a_source(
       - path: /usr/bin/chown
   action: Block
 """
-    policies.apply(policy("sources", body))
+    policies.apply(nginx_policy("sources", body))
     nginx = pods["nginx-1"]
     tcp = "import socket; socket.socket(); print('ok')"
     assert_denied(containers.exec(nginx, ["/usr/bin/python3", "-c", tcp]), "python3 (a link to python3.11) opening TCP")
@@ -135,7 +120,7 @@ def test_anonymous_map_exec_refuses_executable_anonymous_memory_both_ways(
     policies: PolicyApplier, containers: GuestContainers, pods: dict[str, str]
 ) -> None:
     """mmap with PROT_EXEC and mprotect adding it later are refused in the selected pod, allowed in the other."""
-    policies.apply(policy("no-anon-exec", "  presets:\n  - name: anonymousMapExec\n    action: Block\n"))
+    policies.apply(nginx_policy("no-anon-exec", "  presets:\n  - name: anonymousMapExec\n    action: Block\n"))
     command = ["/usr/bin/python3", "-c", ANONYMOUS_EXEC]
     assert containers.exec(pods["nginx-1"], command).stdout.split() == ["mmap-13", "mprotect-13"]
     assert containers.exec(pods["busybox-1"], command).stdout.split() == ["mmap-ok", "mprotect-ok"]
@@ -146,7 +131,7 @@ def test_protect_env_and_proc_guard_other_processes_only(
 ) -> None:
     """Another process's environ is refused (protectEnv, Block); its other /proc files are audited (protectProc)."""
     body = "  presets:\n  - name: protectEnv\n    action: Block\n  - name: protectProc\n    action: Audit\n"
-    policies.apply(policy("proc-guard", body))
+    policies.apply(nginx_policy("proc-guard", body))
     nginx = pods["nginx-1"]
     assert_denied(containers.shell(nginx, "cat /proc/1/environ"), "the container init's environment")
     assert_denied(containers.shell(nginx, "cd /proc/1 && cat ./environ"), "by a relative name")
