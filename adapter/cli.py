@@ -17,7 +17,7 @@ from google.protobuf import json_format
 
 from adapter import local
 from adapter.errors import InputError
-from adapter.exporter import AgentClient
+from adapter.exporter import RPC_TIMEOUT, AgentClient
 from adapter.kubearmor_logs import (
     DEFAULT_CLUSTER,
     KUBEARMOR_PORT,
@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=sorted(POSTURES),
         default="block",
         help="posture of each category (file, network, capabilities) unless a kubearmor-*-posture annotation sets it",
+    )
+    apply.add_argument(
+        "--rpc-timeout",
+        type=float,
+        default=RPC_TIMEOUT,
+        metavar="SECONDS",
+        help="time each agent gets to apply its pod's set (default: %(default)s; large sets in emulated VMs need more)",
     )
     apply.add_argument("--follow", action="store_true", help="then print the agents' alerts as JSON lines")
     _add_kubearmor_options(apply)
@@ -141,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         labels = {plan.pod.ref: joined_labels(plan.pod.labels) for plan in plans}
         with _kubearmor_feed(args, labels) as feed:  # listening before any agent is told anything
-            for pod_plan, reply in local.export(plans):
+            for pod_plan, reply in local.export(plans, rpc_timeout=args.rpc_timeout):
                 names = ", ".join(item.policy.name for item in pod_plan.policies) or "no policy"
                 print(
                     f"{pod_plan.pod.ref}: {names} -> {pod_plan.agent} "

@@ -107,8 +107,11 @@ def _transient(error: BaseException) -> bool:
 class AgentClient:
     """A connection to one guest agent."""
 
-    def __init__(self, address: AgentAddress, *, retry_for: float = RETRY_FOR) -> None:
+    def __init__(
+        self, address: AgentAddress, *, retry_for: float = RETRY_FOR, rpc_timeout: float = RPC_TIMEOUT
+    ) -> None:
         self.address = address
+        self._rpc_timeout = rpc_timeout
         target, self._dialer = grpc_target(address)
         self._channel = grpc.insecure_channel(target)
         self._stub = agent_pb2_grpc.GuestAgentStub(self._channel)
@@ -122,11 +125,11 @@ class AgentClient:
 
     def apply(self, request: agent_pb2.ApplyPoliciesRequest) -> agent_pb2.ApplyPoliciesResponse:
         """Deliver a pod's policy set, retrying while the agent is unreachable."""
-        return self._retrying(self._stub.ApplyPolicies, request, timeout=RPC_TIMEOUT)
+        return self._retrying(self._stub.ApplyPolicies, request, timeout=self._rpc_timeout)
 
     def status(self) -> agent_pb2.AgentStatus:
         """Ask the agent what it enforces."""
-        return self._retrying(self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout=RPC_TIMEOUT)
+        return self._retrying(self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout=self._rpc_timeout)
 
     def alerts(self) -> Iterator[agent_pb2.Alert]:
         """Stream the agent's alerts; the iterator ends when the stream does."""

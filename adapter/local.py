@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapter.errors import InputError
-from adapter.exporter import AgentClient, apply_request, new_generation
+from adapter.exporter import RPC_TIMEOUT, AgentClient, apply_request, new_generation
 from adapter.pods import Inventory, Pod, Posture, Postures, kata_pods, load_manifest_dir
 from adapter.policy import load_policy_dir
 from adapter.selection import PodPolicy, desired_state
@@ -72,12 +72,14 @@ def plan(
     return plans
 
 
-def export(plans: list[PodPlan]) -> list[tuple[PodPlan, agent_pb2.ApplyPoliciesResponse]]:
-    """Send each pod its policy set; the first agent error propagates."""
+def export(
+    plans: list[PodPlan], *, rpc_timeout: float = RPC_TIMEOUT
+) -> list[tuple[PodPlan, agent_pb2.ApplyPoliciesResponse]]:
+    """Send each pod its policy set, each call given rpc_timeout seconds; the first agent error propagates."""
     generation = new_generation()
     results = []
     for pod_plan in plans:
         request = apply_request(pod_plan.pod, pod_plan.policies, generation=generation, postures=pod_plan.postures)
-        with AgentClient(pod_plan.agent) as client:
+        with AgentClient(pod_plan.agent, rpc_timeout=rpc_timeout) as client:
             results.append((pod_plan, client.apply(request)))
     return results

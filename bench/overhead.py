@@ -102,7 +102,7 @@ def apply(guest: TestGuest, work: Path, rule_count: int) -> float:
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "adapter.cli", "local", "--policies", str(work / "policies"),
-         "--manifests", str(work / "manifests"), "--agent", f"tcp://{guest.agent_target}"],
+         "--manifests", str(work / "manifests"), "--agent", f"tcp://{guest.agent_target}", "--rpc-timeout", "900"],
         cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:

@@ -51,6 +51,9 @@ class ContainerView:
     def __init__(self, root: Path, mountinfo: Path) -> None:
         self.root = root
         self._mountinfo = mountinfo
+        # What each path below root is, as first seen: a symlink's target, or None. A view lives for one
+        # compilation; thousands of rules under one directory then cost one readlink each, not one per component.
+        self._links: dict[str, str | None] = {}
 
     @classmethod
     def of_process(cls, pid: int, rootfs: Path | None) -> ContainerView:
@@ -82,13 +85,14 @@ class ContainerView:
                 if resolved:
                     resolved.pop()
                 continue
+            resolved.append(part)
             try:
-                target = os.readlink(self.root.joinpath(*resolved, part))
-            except OSError as error:
-                if error.errno not in (errno.EINVAL, errno.ENOENT, errno.ENOTDIR):
-                    return None
-                resolved.append(part)  # not a symlink, or not there (yet)
-                continue
+                target = self._readlink("/".join(resolved))
+            except OSError:
+                return None
+            if target is None:
+                continue  # not a symlink, or not there (yet)
+            resolved.pop()
             links += 1
             if links > MAX_SYMLINKS:
                 return None
@@ -96,6 +100,17 @@ class ContainerView:
                 resolved.clear()
             pending.extendleft(reversed([piece for piece in target.split("/") if piece]))
         return "/" + "/".join(resolved)
+
+    def _readlink(self, relative: str) -> str | None:
+        """Return the target of the symlink at root/relative, None if it is not one or does not exist."""
+        if relative not in self._links:
+            try:
+                self._links[relative] = os.readlink(f"{self.root}/{relative}")
+            except OSError as error:
+                if error.errno not in (errno.EINVAL, errno.ENOENT, errno.ENOTDIR):
+                    raise
+                self._links[relative] = None
+        return self._links[relative]
 
     def identities(self, resolved_path: str) -> tuple[FileIdentity, ...]:
         """Return the identities of the file at a path already resolved by resolve(); () if there is none.
