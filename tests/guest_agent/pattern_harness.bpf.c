@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Runs bpf/lsm/patterns.bpf.h's matcher, unchanged, as a BPF_PROG_TYPE_SYSCALL
- * program (BPF_PROG_TEST_RUN), so tests/guest_agent/test_patterns.py can hold
- * the kernel's matcher to the reference on any machine that may load BPF,
- * one without the BPF LSM included.
+ * Runs bpf/lsm's pattern matching, unchanged, as BPF_PROG_TYPE_SYSCALL
+ * programs (BPF_PROG_TEST_RUN), so tests/guest_agent/test_patterns.py can
+ * hold it to the reference on any machine that may load BPF, one without
+ * the BPF LSM included: match_one runs patterns.bpf.h's matcher on one
+ * pattern, judge_patterns judge.bpf.h's walk over a ruleset's pattern_rules.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
-#include "patterns.bpf.h"
+#include <bpf/bpf_tracing.h>
+#include "judge.bpf.h"
 
-/* One case, in and out: test_patterns.HarnessCase mirrors it. */
+/* One pattern against one name, in and out: test_patterns.HarnessCase mirrors it. */
 struct harness_case {
 	char pattern[KADAPTER_PATH_MAX];
 	char name[NAME_BUF_MAX];
@@ -20,37 +22,60 @@ struct harness_case {
 	__u32 reserved;
 };
 
-struct harness_space {
-	struct name_buffer name;
-	struct pattern_state state;
-	char pattern[KADAPTER_PATH_MAX];
+/* A name against a ruleset's patterns in pattern_rules: test_patterns.HarnessJudgement mirrors it. */
+struct harness_judgement {
+	char name[NAME_BUF_MAX];
+	__u32 length;
+	__u32 ruleset;
+	__u32 patterns; /* as kind_policy.patterns says */
+	__u32 name_flags; /* out */
+	struct rule_entry rule; /* out: what the patterns say, merged */
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct harness_space);
-} harness SEC(".maps");
+/* Lay a name out in the scratch space as name_in_container() does: it ends at buf[NAME_MASK], a NUL. */
+static __always_inline int lay_out(struct name_buffer *name, const char *from, __u32 length)
+{
+	if (length > NAME_MASK)
+		return 0;
+	name->buf[NAME_MASK] = '\0';
+	name->start = NAME_MASK - length;
+	bpf_probe_read_kernel(&name->buf[(NAME_MASK - length) & NAME_MASK], length & NAME_MASK, from);
+	return 1;
+}
 
 SEC("syscall")
 int match_one(struct harness_case *c)
 {
-	struct harness_space *space;
-	__u32 zero = 0, length = c->length;
+	struct scratch_space *space;
+	__u32 zero = 0;
 
-	space = bpf_map_lookup_elem(&harness, &zero);
-	if (!space || length > NAME_MASK)
+	space = bpf_map_lookup_elem(&scratch, &zero);
+	if (!space || !lay_out(&space->name, c->name, c->length))
 		return 1;
-	/* Lay the name out as name_in_container() does: it ends at buf[NAME_MASK], a NUL. */
-	space->name.buf[NAME_MASK] = '\0';
-	space->name.start = NAME_MASK - length;
-	bpf_probe_read_kernel(&space->name.buf[(NAME_MASK - length) & NAME_MASK], length & NAME_MASK, c->name);
-	bpf_probe_read_kernel(space->pattern, sizeof(space->pattern), c->pattern);
-	pattern_name(&space->state, &space->name);
-	space->state.steps = c->steps;
-	c->result = match_pattern(&space->state, &space->name, space->pattern);
-	c->steps = space->state.steps;
+	/* The pattern waits in the file key's bytes, as a pattern rule's waits in its map value. */
+	bpf_probe_read_kernel(space->key.path, sizeof(space->key.path), c->pattern);
+	pattern_name(&space->patterns, &space->name);
+	space->patterns.steps = c->steps;
+	c->result = match_pattern(&space->patterns, &space->name, space->key.path);
+	c->steps = space->patterns.steps;
+	return 0;
+}
+
+SEC("syscall")
+int judge_patterns(struct harness_judgement *c)
+{
+	struct scratch_space *space;
+	struct judgement j = {};
+	__u32 zero = 0;
+
+	space = bpf_map_lookup_elem(&scratch, &zero);
+	if (!space || !lay_out(&space->name, c->name, c->length))
+		return 1;
+	j.ruleset = c->ruleset;
+	j.patterns = c->patterns;
+	match_patterns(&j, space);
+	c->name_flags = j.name_flags;
+	c->rule = j.rule;
 	return 0;
 }
 

@@ -12,13 +12,15 @@ including the steps it counts against KADAPTER_PATTERN_STEPS. It is checked
 against a regular-expression translation of the globs, and, where this
 machine may load BPF programs, the C matcher itself runs every case through
 BPF_PROG_TEST_RUN (tests/guest_agent/pattern_harness.bpf.c) and must agree
-on the verdict and the step count.
+on the verdict and the step count; so must judge.bpf.h's walk over a
+ruleset's pattern rules, which merges what matched and fails closed.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import errno
 import platform
 import random
@@ -30,7 +32,9 @@ from pathlib import Path
 
 import pytest
 
-from guest_agent.rules import canonical_pattern
+from guest_agent import bpf_types
+from guest_agent.libbpf import BpfMap
+from guest_agent.rules import RuleEntry, canonical_pattern
 
 REPO = Path(__file__).resolve().parents[2]
 LSM = REPO / "bpf" / "lsm"
@@ -234,39 +238,85 @@ class RunOpts(ctypes.Structure):
     )
 
 
+class HarnessJudgement(ctypes.Structure):
+    """pattern_harness.bpf.c's struct harness_judgement."""
+
+    _fields_ = (
+        ("name", ctypes.c_char * (NAME_MAX_BYTES + 1)),
+        ("length", ctypes.c_uint32),
+        ("ruleset", ctypes.c_uint32),
+        ("patterns", ctypes.c_uint32),
+        ("name_flags", ctypes.c_uint32),
+        ("rule", bpf_types.RuleEntry),
+    )
+
+
+HARNESS_PROGRAMS = (b"match_one", b"judge_patterns")
+SMALL_MAPS = ("name_rules", "dir_rules", "inode_rules", "source_rules", "id_rules", "pattern_rules")
+
+
 class KernelMatcher:
-    """patterns.bpf.h compiled into a BPF_PROG_TYPE_SYSCALL program and run with BPF_PROG_TEST_RUN."""
+    """bpf/lsm's pattern matching compiled into BPF_PROG_TYPE_SYSCALL programs and run with BPF_PROG_TEST_RUN."""
 
     def __init__(self, object_file: Path) -> None:
         lib = ctypes.CDLL(ctypes.util.find_library("bpf") or "libbpf.so.1", use_errno=True)
-        p = ctypes.c_void_p
+        p, i = ctypes.c_void_p, ctypes.c_int
         for name, restype, argtypes in (
             ("bpf_object__open_file", p, [ctypes.c_char_p, p]),
-            ("bpf_object__load", ctypes.c_int, [p]),
+            ("bpf_object__load", i, [p]),
             ("bpf_object__close", None, [p]),
-            ("bpf_object__find_program_by_name", p, [p, ctypes.c_char_p]),
-            ("bpf_program__fd", ctypes.c_int, [p]),
-            ("bpf_prog_test_run_opts", ctypes.c_int, [ctypes.c_int, ctypes.POINTER(RunOpts)]),
+            ("bpf_object__next_program", p, [p, p]),
+            ("bpf_object__find_map_by_name", p, [p, ctypes.c_char_p]),
+            ("bpf_program__name", ctypes.c_char_p, [p]),
+            ("bpf_program__set_autoload", i, [p, ctypes.c_bool]),
+            ("bpf_program__fd", i, [p]),
+            ("bpf_map__set_max_entries", i, [p, ctypes.c_uint32]),
+            ("bpf_map__fd", i, [p]),
+            ("bpf_prog_test_run_opts", i, [i, ctypes.POINTER(RunOpts)]),
         ):
             function = getattr(lib, name)
             function.restype, function.argtypes = restype, argtypes
         self._lib = lib
         self._object = lib.bpf_object__open_file(str(object_file).encode(), None)
         assert self._object, f"cannot open {object_file}"
+        self._programs: dict[bytes, int] = {}
+        program = lib.bpf_object__next_program(self._object, None)
+        while program:  # judge.bpf.h brings the LSM programs of its headers along: leave them out
+            name = lib.bpf_program__name(program)
+            lib.bpf_program__set_autoload(program, name in HARNESS_PROGRAMS)
+            self._programs[name] = program
+            program = lib.bpf_object__next_program(self._object, program)
+        for map_name in SMALL_MAPS:
+            lib.bpf_map__set_max_entries(lib.bpf_object__find_map_by_name(self._object, map_name.encode()), 1024)
         self.load_error = -lib.bpf_object__load(self._object)
-        program = lib.bpf_object__find_program_by_name(self._object, b"match_one")
-        self._fd = lib.bpf_program__fd(program) if not self.load_error else -1
+
+    def pattern_rules(self) -> BpfMap:
+        """Return the loaded object's pattern_rules map."""
+        found = self._lib.bpf_object__find_map_by_name(self._object, b"pattern_rules")
+        return BpfMap("pattern_rules", self._lib.bpf_map__fd(found))
+
+    def _run(self, program: bytes, context: ctypes.Structure) -> None:
+        opts = RunOpts(sz=ctypes.sizeof(RunOpts), ctx_in=ctypes.addressof(context), ctx_size_in=ctypes.sizeof(context))
+        fd = self._lib.bpf_program__fd(self._programs[program])
+        assert self._lib.bpf_prog_test_run_opts(fd, ctypes.byref(opts)) == 0
+        assert opts.retval == 0
 
     def run(self, pattern: bytes, name: bytes, *, steps: int = 0) -> tuple[int, int]:
         """Match one pattern against one name in the kernel; return (result, steps spent after)."""
         case = HarnessCase(pattern=pattern, name=name, length=len(name), steps=steps)
-        opts = RunOpts(sz=ctypes.sizeof(RunOpts), ctx_in=ctypes.addressof(case), ctx_size_in=ctypes.sizeof(case))
-        assert self._lib.bpf_prog_test_run_opts(self._fd, ctypes.byref(opts)) == 0
-        assert opts.retval == 0
+        self._run(b"match_one", case)
         return case.result, case.steps
 
+    def judge(self, name: bytes, *, ruleset: int, patterns: int) -> tuple[RuleEntry, int]:
+        """Match a name against a ruleset's first `patterns` pattern rules; return what they say and the name flags."""
+        judgement = HarnessJudgement(name=name, length=len(name), ruleset=ruleset, patterns=patterns)
+        self._run(b"judge_patterns", judgement)
+        rule = judgement.rule
+        merged = RuleEntry(rule.block, rule.audit, rule.allow, rule.block_rule, rule.audit_rule, rule.allow_rule)
+        return merged, judgement.name_flags
+
     def close(self) -> None:
-        """Unload the program."""
+        """Unload the programs and maps."""
         self._lib.bpf_object__close(self._object)
 
 
@@ -324,3 +374,58 @@ def test_kernel_matcher_shares_the_bound_between_patterns(kernel: KernelMatcher)
     """Steps already spent on the name count: near the bound even a cheap pattern stops unfinished."""
     assert kernel.run(b"/tmp/deep/**", DEEP.encode(), steps=STEPS - 5) == (BOUND, STEPS)
     assert kernel.run(b"/tmp/deep/**", DEEP.encode(), steps=STEPS - 11) == (MATCH, STEPS)
+
+
+def write_patterns(kernel: KernelMatcher, ruleset: int, *rules: tuple[str, RuleEntry]) -> None:
+    """Write pattern rules under a ruleset at indexes 0, 1, ..., as the Enforcer does."""
+    table = kernel.pattern_rules()
+    keys = [bpf_types.PatternKey(ruleset=ruleset, index=index) for index in range(len(rules))]
+    values = [
+        bpf_types.PatternRule(rule=bpf_types.RuleEntry(**dataclasses.asdict(entry)), pattern=glob.encode())
+        for glob, entry in rules
+    ]
+    table.update_batch(keys, values)
+
+
+def test_kernel_walk_merges_every_pattern_that_matches(kernel: KernelMatcher) -> None:
+    """Each action's bits add up across patterns; the first matching pattern's rule id names the action."""
+    write_patterns(
+        kernel,
+        1,
+        ("/etc/*hado?", RuleEntry(block=1, block_rule=1)),
+        ("/etc/**", RuleEntry(audit=1 << bpf_types.VARIANT_READ_ONLY, audit_rule=2)),
+        ("/etc/sha*", RuleEntry(block=1 << bpf_types.VARIANT_OWNER_ONLY, allow=1, block_rule=3, allow_rule=3)),
+        ("/usr/**", RuleEntry(block=1, block_rule=4)),
+    )
+    merged = RuleEntry(
+        block=1 | 1 << bpf_types.VARIANT_OWNER_ONLY, audit=2, allow=1, block_rule=1, audit_rule=2, allow_rule=3
+    )
+    assert kernel.judge(b"/etc/shadow", ruleset=1, patterns=4) == (merged, 0)
+    assert kernel.judge(b"/etc/passwd", ruleset=1, patterns=4) == (RuleEntry(audit=2, audit_rule=2), 0)
+    assert kernel.judge(b"/etc/shadow", ruleset=1, patterns=1) == (RuleEntry(block=1, block_rule=1), 0)
+    assert kernel.judge(b"/etc/shadow", ruleset=2, patterns=4) == (RuleEntry(), 0)  # another ruleset's
+
+
+def test_kernel_walk_fails_closed_at_the_bound(kernel: KernelMatcher) -> None:
+    """Once the name's steps run out, Block and Audit patterns count as matched, not Allow ones; the name says so."""
+    write_patterns(
+        kernel,
+        3,
+        (COSTLY_PATTERN, RuleEntry(allow=1, allow_rule=1)),  # spends the whole bound on the costly name
+        ("/tmp/bound/x*", RuleEntry(block=1, block_rule=2)),  # would not match
+        ("/tmp/**", RuleEntry(audit=1, allow=1, audit_rule=3, allow_rule=3)),  # would match
+    )
+    unfinished = RuleEntry(block=1, audit=1, block_rule=2, audit_rule=3)
+    assert kernel.judge(COSTLY_MATCHING.encode(), ruleset=3, patterns=3) == (unfinished, bpf_types.NAME_PATTERN_BOUND)
+    cheap = RuleEntry(audit=1, allow=1, audit_rule=3, allow_rule=3)
+    assert kernel.judge(b"/tmp/bound/y", ruleset=3, patterns=3) == (cheap, 0)
+
+
+def test_kernel_walk_stops_at_the_most_a_ruleset_holds(kernel: KernelMatcher) -> None:
+    """A count past PATTERNS_MAX is cut to it (the agent never sends one), and a missing index is skipped."""
+    never = ("/never", RuleEntry(block=1, block_rule=1))
+    write_patterns(kernel, 4, *[never] * bpf_types.PATTERNS_MAX, ("/tmp/x", RuleEntry(block=1, block_rule=2)))
+    assert kernel.judge(b"/tmp/x", ruleset=4, patterns=bpf_types.PATTERNS_MAX + 1) == (RuleEntry(), 0)
+    assert kernel.judge(b"/tmp/x", ruleset=4, patterns=bpf_types.PATTERNS_MAX + 1000) == (RuleEntry(), 0)
+    write_patterns(kernel, 5, ("/tmp/x", RuleEntry(block=1, block_rule=2)))
+    assert kernel.judge(b"/tmp/x", ruleset=5, patterns=3) == (RuleEntry(block=1, block_rule=2), 0)
