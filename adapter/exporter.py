@@ -79,6 +79,7 @@ def _path_rule(rule: PathRule) -> agent_pb2.PathRule:
         path=rule.path,
         recursive=rule.recursive,
         execname=rule.execname,
+        pattern=rule.pattern,
         read_only=rule.read_only,
         owner_only=rule.owner_only,
         **_matching(rule),

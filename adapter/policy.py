@@ -37,10 +37,12 @@ RULE_FIELDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "process": {
         "matchPaths": ("path", "execname", "ownerOnly", "fromSource"),
         "matchDirectories": ("dir", "recursive", "ownerOnly", "fromSource"),
+        "matchPatterns": ("pattern", "ownerOnly"),
     },
     "file": {
         "matchPaths": ("path", "readOnly", "ownerOnly", "fromSource"),
         "matchDirectories": ("dir", "recursive", "readOnly", "ownerOnly", "fromSource"),
+        "matchPatterns": ("pattern", "readOnly", "ownerOnly"),
     },
     "network": {"matchProtocols": ("protocol", "fromSource")},
     "capabilities": {"matchCapabilities": ("capability", "fromSource")},
@@ -88,6 +90,14 @@ CAPABILITIES = (
     "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
     "mac_override", "mac_admin",
 )  # fmt: skip
+# What AppArmor globs have and the guest's matcher does not (bpf/lsm/patterns.bpf.h matches '*', '**' and '?').
+PATTERN_UNSUPPORTED = {
+    "[": "'[...]' character classes",
+    "]": "'[...]' character classes",
+    "{": "'{a,b}' alternations (and AppArmor variables such as '@{HOME}')",
+    "}": "'{a,b}' alternations",
+    "\\": "'\\' escapes",
+}
 
 
 class Action(enum.Enum):
@@ -137,11 +147,16 @@ class MatchRule(Rule):
 
 @dataclass(frozen=True, kw_only=True)
 class PathRule(MatchRule):
-    """A file or a directory of them: executing them (process rules) or opening and changing them (file rules)."""
+    """Files by path, directory, execname or pattern: executing them (process rules) or opening and changing them.
 
-    path: str  # a directory ends with "/"; empty for an execname rule
+    A pattern is a glob over a file's whole name as the container sees it: '*' is any run of
+    characters but '/', '**' any run at all, '?' one character but '/' (matchPatterns).
+    """
+
+    path: str  # a directory ends with "/"; empty for an execname or pattern rule
     recursive: bool = False  # a directory rule covering subdirectories too
     execname: str = ""  # process rules only: any executable of this name, wherever it is
+    pattern: str = ""  # a matchPatterns glob, starting with "/"
     read_only: bool = False  # file rules only: Block and Audit cover writing, Allow allows reading
     owner_only: bool = False  # Block and Audit cover users other than the owner, Allow allows the owner
 
@@ -421,12 +436,15 @@ def _sources(field: Field) -> tuple[str, ...]:
 
 
 def _path_rule(item: Field, verdict: _Inherited) -> tuple[PathRule]:
-    """Read one matchPaths or matchDirectories entry of spec.process or spec.file.
+    """Read one matchPaths, matchDirectories or matchPatterns entry of spec.process or spec.file.
 
-    The schema has left only the fields of the entry's own section: execname only in process
-    rules, readOnly only in file rules, and path (or dir) required in file rules.
+    The schema has left only the fields of the entry's own section and list: execname only in
+    process rules, readOnly only in file rules, path (or dir, or pattern) required in file rules.
     """
     flags = {"read_only": _flag(item.child("readOnly")), "owner_only": _flag(item.child("ownerOnly"))}
+    pattern = item.child("pattern")
+    if not pattern.missing:
+        return (verdict.rule(PathRule, path="", pattern=_pattern(pattern), **flags),)
     directory = item.child("dir")
     if not directory.missing:
         recursive = _flag(item.child("recursive"))
@@ -542,6 +560,38 @@ def _execname(field: Field) -> str:
     if "\0" in name or name in (".", "..") or len(name.encode()) > MAX_PATH_BYTES:
         raise field.error(f"expected a file name of at most {MAX_PATH_BYTES} bytes, got {name!r}")
     return name
+
+
+def _pattern(field: Field) -> str:
+    """Read a matchPatterns glob the guest's matcher implements, that names files and fits its BPF maps."""
+    pattern = field.string()
+    if not pattern.startswith("/"):
+        raise field.error(f"expected an absolute pattern (starting with '/'), got {pattern!r}")
+    if "\0" in pattern:
+        raise field.error("the pattern contains a NUL byte")
+    for character, construct in PATTERN_UNSUPPORTED.items():
+        if character in pattern:
+            raise field.error(
+                f"pattern {pattern!r} uses {construct}, which Kadapter does not match (it matches '*', '**' and "
+                "'?'); refusing rather than matching the character literally"
+            )
+    if pattern.endswith("/"):
+        raise field.error(
+            f"pattern {pattern!r} ends with '/': the kernel names files and directories without a final '/', "
+            f"so this rule would never match; write {pattern + '**'!r} for everything below"
+        )
+    if any(segment in ("", ".", "..") for segment in pattern[1:].split("/")):
+        raise field.error(
+            f"pattern {pattern!r} is not normalised: the kernel reports files without '//', '.' or '..' "
+            "segments, so this rule would never match"
+        )
+    size = len(pattern.encode())
+    if size > MAX_PATH_BYTES:
+        raise field.error(
+            f"pattern is {size} bytes of UTF-8; Kadapter's limit is {MAX_PATH_BYTES} bytes "
+            "(the guest's BPF maps hold a pattern and its trailing NUL in 256 bytes)"
+        )
+    return pattern
 
 
 def _normalised_path(field: Field) -> str:

@@ -265,6 +265,8 @@ def _data(event: bpf_types.AlertEvent, data: str) -> str:
         data += ", anonymous memory"
     if event.name_flags & bpf_types.NAME_OTHER_PROCESS:
         data += ", another process's /proc file"
+    if event.name_flags & bpf_types.NAME_PATTERN_BOUND:
+        data += ", patterns unfinished"  # the kernel's work bound ran out: Block and Audit patterns counted as matched
     return data
 
 

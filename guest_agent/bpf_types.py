@@ -34,6 +34,9 @@ POSTURE_AUDIT = 2
 DIRS = 4
 EXECNAMES = 8
 SOURCES = 16
+PATTERNS = 32
+
+PATTERNS_MAX = 256  # pattern rules one ruleset may hold (KADAPTER_PATTERNS_MAX)
 
 
 class Preset(enum.IntEnum):
@@ -70,6 +73,7 @@ NAME_FILELESS = 2
 NAME_LONG = 4
 NAME_ANONYMOUS = 8
 NAME_OTHER_PROCESS = 16
+NAME_PATTERN_BOUND = 32
 
 # network.matchProtocols names as the kernel side numbers them (kadapter.h KADAPTER_NET_*).
 NETWORK_PROTOCOLS = {
@@ -88,9 +92,9 @@ class NsKey(ctypes.Structure):
 
 
 class KindPolicy(ctypes.Structure):
-    """One kind's ruleset of a container (0: none) and its allow-list, posture and lookup flags."""
+    """One kind's ruleset of a container (0: none), its allow-list, posture and lookup flags, and its pattern count."""
 
-    _fields_ = (("ruleset", ctypes.c_uint32), ("flags", ctypes.c_uint32))
+    _fields_ = (("ruleset", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("patterns", ctypes.c_uint32))
 
 
 class ContainerPolicy(ctypes.Structure):
@@ -145,6 +149,18 @@ class InodeRuleKey(ctypes.Structure):
     """One file of one ruleset by identity: the kernel's dev_t of its superblock and its inode number."""
 
     _fields_ = (("ruleset", ctypes.c_uint32), ("dev", ctypes.c_uint32), ("ino", ctypes.c_uint64))
+
+
+class PatternKey(ctypes.Structure):
+    """One of a ruleset's pattern rules, by index (0 to its KindPolicy.patterns - 1)."""
+
+    _fields_ = (("ruleset", ctypes.c_uint32), ("index", ctypes.c_uint32))
+
+
+class PatternRule(ctypes.Structure):
+    """A matchPatterns rule: what it says, and its glob."""
+
+    _fields_ = (("rule", RuleEntry), ("pattern", ctypes.c_char * PATH_MAX))
 
 
 class IdRuleKey(ctypes.Structure):

@@ -31,8 +31,8 @@ from guest_agent.rules import CompiledRules, ContainerKey, DirEntry, KindRules, 
 
 log = logging.getLogger(__name__)
 
-RuleName = TypeVar("RuleName", str, FileIdentity, int)  # rules are found by path, file identity or id
-Entry = TypeVar("Entry", RuleEntry, DirEntry, bpf_types.KindPolicy)
+RuleName = TypeVar("RuleName", str, FileIdentity, int)  # rules are found by path, file identity, id or index
+Entry = TypeVar("Entry", RuleEntry, DirEntry, tuple[str, RuleEntry], bpf_types.KindPolicy)
 
 
 @dataclass(frozen=True)
@@ -105,10 +105,7 @@ class Enforcer:
         for table in _TABLES:
             written[table.map_name] = self._write(table, ruleset, table.entries(rules))
         sources = {name: self._write_kind(installed, source) for name, source in rules.sources.items()}
-        entries = {
-            name: bpf_types.KindPolicy(ruleset=sources[key], flags=_kind_flags(rules.sources[key]))
-            for name, key in rules.source_names.items()
-        }
+        entries = {name: _kind_policy(sources[key], rules.sources[key]) for name, key in rules.source_names.items()}
         written[_SOURCES.map_name] = self._write(_SOURCES, ruleset, entries)
         return ruleset
 
@@ -184,8 +181,12 @@ def _container_policy(rulesets: Mapping[Kind, int], rules: CompiledRules) -> bpf
     for preset in bpf_types.Preset:
         policy.preset_rules[preset] = rules.preset_rule(preset)
     for kind, ruleset in rulesets.items():
-        policy.kinds[kind] = bpf_types.KindPolicy(ruleset=ruleset, flags=_kind_flags(rules.kinds[kind]))
+        policy.kinds[kind] = _kind_policy(ruleset, rules.kinds[kind])
     return policy
+
+
+def _kind_policy(ruleset: int, rules: KindRules) -> bpf_types.KindPolicy:
+    return bpf_types.KindPolicy(ruleset=ruleset, flags=_kind_flags(rules), patterns=len(rules.patterns))
 
 
 def _kind_flags(rules: KindRules) -> int:
@@ -196,6 +197,8 @@ def _kind_flags(rules: KindRules) -> int:
         flags |= bpf_types.EXECNAMES
     if rules.sources:
         flags |= bpf_types.SOURCES
+    if rules.patterns:
+        flags |= bpf_types.PATTERNS
     return flags
 
 
@@ -230,11 +233,22 @@ def _id_key(ruleset: int, identifier: int) -> bpf_types.IdRuleKey:
     return bpf_types.IdRuleKey(ruleset=ruleset, id=identifier)
 
 
+def _pattern_key(ruleset: int, index: int) -> bpf_types.PatternKey:
+    return bpf_types.PatternKey(ruleset=ruleset, index=index)
+
+
+def _pattern_rule(entry: tuple[str, RuleEntry]) -> bpf_types.PatternRule:
+    pattern, rule = entry
+    return bpf_types.PatternRule(rule=_rule(rule), pattern=pattern.encode())
+
+
 _TABLES: tuple[_Table, ...] = (
     _Table("name_rules", lambda rules: rules.names, _name_key, _rule),
     _Table("inode_rules", lambda rules: rules.inodes, _inode_key, _rule),
     _Table("dir_rules", lambda rules: rules.dirs, _name_key, _dir_rule),
     _Table("id_rules", lambda rules: rules.ids, _id_key, _rule),
+    # A ruleset's patterns by index, 0 to KindPolicy.patterns - 1: the kernel tries each in turn.
+    _Table("pattern_rules", lambda rules: dict(enumerate(rules.patterns.items())), _pattern_key, _pattern_rule),
 )
 # A kind's sources: (its ruleset, an executable's name) -> the source's ruleset and flags, already built.
 _SOURCES: _Table = _Table("source_rules", lambda rules: {}, _name_key, lambda policy: policy)

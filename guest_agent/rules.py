@@ -8,10 +8,13 @@ they are narrowed to one container (by name) and merged per name. Each rule
 path is also resolved inside the container (on a merged-/usr image
 `/bin/ls` runs as `/usr/bin/ls`) and the file it names is recorded by
 identity, so a hard link or a bind mount of it matches the same rule.
+Patterns (matchPatterns) cannot be resolved or identified beforehand: they
+are matched in the kernel against each name (bpf/lsm/patterns.bpf.h).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -19,6 +22,7 @@ from typing import NamedTuple
 from guest_agent.bpf_types import (
     NETWORK_PROTOCOLS,
     PATH_MAX,
+    PATTERNS_MAX,
     VARIANT_OWNER_ONLY,
     VARIANT_READ_ONLY,
     Kind,
@@ -80,6 +84,7 @@ class KindRules:
     names: Mapping[str, RuleEntry] = field(default_factory=dict)  # paths, or file names (no "/") for execname
     inodes: Mapping[FileIdentity, RuleEntry] = field(default_factory=dict)
     dirs: Mapping[str, DirEntry] = field(default_factory=dict)  # directory paths end with "/"
+    patterns: Mapping[str, RuleEntry] = field(default_factory=dict)  # canonical globs, in the kernel's order
     ids: Mapping[int, RuleEntry] = field(default_factory=dict)  # protocol names, capabilities
     allowlist: bool = False
     posture_audit: bool = False
@@ -95,7 +100,8 @@ class KindRules:
     @property
     def size(self) -> int:
         """Return how many kernel map entries the table takes, its sources' included."""
-        own = len(self.names) + len(self.inodes) + len(self.dirs) + len(self.ids) + len(self.source_names)
+        own = len(self.names) + len(self.inodes) + len(self.dirs) + len(self.patterns) + len(self.ids)
+        own += len(self.source_names)
         return own + sum(source.size for source in self.sources.values())
 
 
@@ -148,6 +154,8 @@ _PRESET_KINDS = {  # the enforcer whose hooks judge each preset
     Preset.PROTECT_ENV: Kind.FILE,
     Preset.PROTECT_PROC: Kind.FILE,
 }
+# Glob syntax AppArmor has and the kernel's matcher does not: classes, alternations, escapes.
+PATTERN_UNSUPPORTED = "[]{}\\"
 IdRule = agent_pb2.NetworkRule | agent_pb2.CapabilityRule
 WireRule = agent_pb2.PathRule | agent_pb2.NetworkRule | agent_pb2.CapabilityRule | agent_pb2.PresetRule
 
@@ -155,6 +163,7 @@ WireRule = agent_pb2.PathRule | agent_pb2.NetworkRule | agent_pb2.CapabilityRule
 def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
     """Refuse the whole set if any rule is malformed (the host may be buggy or hostile)."""
     names: set[tuple[str, str]] = set()
+    patterns: dict[str, set[str]] = {"process_rules": set(), "file_rules": set()}  # what the kernel holds of each
     for index, policy in enumerate(policies):
         where = f"policies[{index}]"
         if not policy.name:
@@ -162,25 +171,36 @@ def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
         if (policy.namespace, policy.name) in names:
             raise InvalidPolicyError(f"{where}.name: {policy.name!r} appears twice")
         names.add((policy.namespace, policy.name))
-        for number, rule in enumerate(policy.process_rules):
-            _check_path_rule(f"{where}.process_rules[{number}]", rule, file_rule=False)
-        for number, rule in enumerate(policy.file_rules):
-            _check_path_rule(f"{where}.file_rules[{number}]", rule, file_rule=True)
-        for number, network in enumerate(policy.network_rules):
-            _check_rule(f"{where}.network_rules[{number}]", network)
-            if network.protocol not in NETWORK_PROTOCOLS:
-                raise InvalidPolicyError(f"{where}.network_rules[{number}].protocol: {network.protocol!r} is unknown")
-        for number, capability in enumerate(policy.capability_rules):
-            _check_rule(f"{where}.capability_rules[{number}]", capability)
-            if capability.capability not in CAPABILITIES:
-                raise InvalidPolicyError(
-                    f"{where}.capability_rules[{number}].capability: {capability.capability!r} is unknown"
-                )
-        for number, preset in enumerate(policy.presets):
-            if preset.preset not in _PRESETS:
-                raise InvalidPolicyError(f"{where}.presets[{number}].preset: not one this agent enforces")
-            if preset.action not in _PRESET_ACTIONS:
-                raise InvalidPolicyError(f"{where}.presets[{number}].action: must be Block or Audit")
+        _check_policy_rules(where, policy, patterns)
+    for section, distinct in patterns.items():
+        if len(distinct) > PATTERNS_MAX:
+            raise InvalidPolicyError(
+                f"policies: {len(distinct)} distinct patterns in {section}; the kernel holds at most {PATTERNS_MAX}"
+            )
+
+
+def _check_policy_rules(where: str, policy: agent_pb2.Policy, patterns: Mapping[str, set[str]]) -> None:
+    """Refuse a policy with a malformed rule; add its patterns to those of their section."""
+    for section, file_rule in (("process_rules", False), ("file_rules", True)):
+        for number, rule in enumerate(getattr(policy, section)):
+            _check_path_rule(f"{where}.{section}[{number}]", rule, file_rule=file_rule)
+            if rule.pattern:
+                patterns[section].add(canonical_pattern(rule.pattern))
+    for number, network in enumerate(policy.network_rules):
+        _check_rule(f"{where}.network_rules[{number}]", network)
+        if network.protocol not in NETWORK_PROTOCOLS:
+            raise InvalidPolicyError(f"{where}.network_rules[{number}].protocol: {network.protocol!r} is unknown")
+    for number, capability in enumerate(policy.capability_rules):
+        _check_rule(f"{where}.capability_rules[{number}]", capability)
+        if capability.capability not in CAPABILITIES:
+            raise InvalidPolicyError(
+                f"{where}.capability_rules[{number}].capability: {capability.capability!r} is unknown"
+            )
+    for number, preset in enumerate(policy.presets):
+        if preset.preset not in _PRESETS:
+            raise InvalidPolicyError(f"{where}.presets[{number}].preset: not one this agent enforces")
+        if preset.action not in _PRESET_ACTIONS:
+            raise InvalidPolicyError(f"{where}.presets[{number}].action: must be Block or Audit")
 
 
 def _check_rule(where: str, rule: WireRule) -> None:
@@ -196,7 +216,9 @@ def _check_path_rule(where: str, rule: agent_pb2.PathRule, *, file_rule: bool) -
     _check_rule(where, rule)
     if rule.read_only and not file_rule:
         raise InvalidPolicyError(f"{where}.read_only: only file rules can be read-only")
-    if rule.execname:
+    if rule.pattern:
+        _check_pattern(where, rule)
+    elif rule.execname:
         if file_rule:
             raise InvalidPolicyError(f"{where}.execname: only process rules name executables")
         _check_execname(where, rule)
@@ -224,6 +246,25 @@ def _check_path(where: str, rule: agent_pb2.PathRule) -> None:
         raise InvalidPolicyError(f"{where}.path: {path!r} is not normalised")
 
 
+def _check_pattern(where: str, rule: agent_pb2.PathRule) -> None:
+    pattern, encoded = rule.pattern, rule.pattern.encode()
+    if rule.path or rule.execname or rule.recursive:
+        raise InvalidPolicyError(f"{where}: a pattern rule has no path or execname and is not recursive")
+    if not pattern.startswith("/") or pattern.endswith("/"):
+        raise InvalidPolicyError(f"{where}.pattern: {pattern!r} does not start with '/' or ends with one")
+    if len(encoded) >= PATH_MAX or b"\0" in encoded:
+        raise InvalidPolicyError(f"{where}.pattern: longer than {PATH_MAX - 1} bytes or contains NUL")
+    if any(character in PATTERN_UNSUPPORTED for character in pattern):
+        raise InvalidPolicyError(f"{where}.pattern: {pattern!r} uses one of {PATTERN_UNSUPPORTED!r}, not matched")
+    if any(part in ("", ".", "..") for part in pattern[1:].split("/")):
+        raise InvalidPolicyError(f"{where}.pattern: {pattern!r} is not normalised")
+
+
+def canonical_pattern(pattern: str) -> str:
+    """Write a glob as the kernel matches it: a run of three or more '*' means what '**' does."""
+    return re.sub(r"\*{3,}", "**", pattern)
+
+
 def _variant(rule: WireRule) -> int:
     """Return the kernel's variant number of a rule: which of readOnly and ownerOnly it was written with."""
     if not isinstance(rule, agent_pb2.PathRule):
@@ -245,6 +286,7 @@ class _TableBuilder:
         self.names: dict[str, RuleEntry] = {}
         self.inodes: dict[FileIdentity, RuleEntry] = {}
         self.dirs: dict[str, DirEntry] = {}
+        self.patterns: dict[str, RuleEntry] = {}
         self.ids: dict[int, RuleEntry] = {}
         self.allowlist = False
         self._sources: dict[str, _TableBuilder] = {}
@@ -264,7 +306,7 @@ class _TableBuilder:
         return tables
 
     def add_path_rule(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
-        """Add a process or file rule by execname, directory or file."""
+        """Add a process or file rule by pattern, execname, directory or file."""
         for table in self._tables_for(rule):
             table._add_path_rule(rule, rule_id)
 
@@ -276,7 +318,10 @@ class _TableBuilder:
 
     def _add_path_rule(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
         self.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
-        if rule.execname:
+        if rule.pattern:
+            pattern = canonical_pattern(rule.pattern)
+            self.patterns[pattern] = _with(self.patterns.get(pattern, RuleEntry()), rule, rule_id)
+        elif rule.execname:
             self.names[rule.execname] = _with(self.names.get(rule.execname, RuleEntry()), rule, rule_id)
         elif rule.path.endswith("/"):
             self._add_directory(rule, rule_id)
@@ -311,6 +356,7 @@ class _TableBuilder:
             names=self.names,
             inodes=self.inodes,
             dirs=self.dirs,
+            patterns=self.patterns,
             ids=self.ids,
             allowlist=self.allowlist,
             posture_audit=posture == agent_pb2.POSTURE_AUDIT,

@@ -5,7 +5,8 @@
  *
  * Each container has a ruleset per kind (process, file, network,
  * capabilities); rules are found under it by name (filename.bpf.h), by
- * directory above the name, by inode, or by id. A hook fills a judgement
+ * directory above the name, by pattern (patterns.bpf.h), by inode, or by
+ * id. A hook fills a judgement
  * with what it is about, merges what the rules say, and decide() applies
  * Block, the kind's allow list and posture, and Audit, in that order.
  */
@@ -16,6 +17,7 @@
 #include "kernel_consts.bpf.h"
 #include "container.bpf.h"
 #include "filename.bpf.h"
+#include "patterns.bpf.h"
 #include "realfile.bpf.h"
 
 /* Rules by name under each container's ruleset of a kind; resized at load. */
@@ -77,6 +79,7 @@ struct scratch_space {
 	struct name_rule_key dir_key; /* one directory above the file at a time, or the file's own name */
 	struct name_rule_key source_key; /* the caller's executable */
 	struct name_buffer name;
+	struct pattern_state patterns;
 };
 
 struct {
@@ -95,6 +98,7 @@ struct judgement {
 	__u32 kind;
 	__u32 ruleset;
 	__u32 flags; /* the kind's flags, less any the hook does not apply */
+	__u32 patterns; /* pattern rules under the ruleset */
 	__u32 operation;
 	__u32 name_flags;
 	__u32 access;
@@ -129,6 +133,7 @@ static __always_inline int judge_start(struct judgement *j, __u32 kind, __u32 op
 	j->kind = kind;
 	j->ruleset = kinds[kind & (KADAPTER_KINDS - 1)].ruleset;
 	j->flags = kinds[kind & (KADAPTER_KINDS - 1)].flags;
+	j->patterns = kinds[kind & (KADAPTER_KINDS - 1)].patterns;
 	if (!j->ruleset)
 		return 0;
 	j->operation = operation;
@@ -272,6 +277,45 @@ static __always_inline void match_dirs(struct judgement *j, struct scratch_space
 	merge(&j->rule, &walk.direct);
 }
 
+/* The pattern walk's state between bpf_loop() steps (one step per pattern rule). */
+struct pattern_walk {
+	struct judgement *judgement;
+	struct scratch_space *space;
+};
+
+static long pattern_step_rule(__u32 index, struct pattern_walk *walk)
+{
+	struct judgement *j = walk->judgement;
+	struct pattern_key key = { .ruleset = j->ruleset, .index = index };
+	struct pattern_rule *found = bpf_map_lookup_elem(&pattern_rules, &key);
+	struct rule_entry closed;
+	__u32 result;
+
+	if (!found)
+		return 0;
+	result = match_pattern(&walk->space->patterns, &walk->space->name, found->pattern);
+	if (result == PATTERN_MATCH) {
+		merge(&j->rule, &found->rule);
+	} else if (result == PATTERN_BOUND) {
+		/* Fail closed: an unfinished Block or Audit pattern counts as matched, an Allow one does not. */
+		closed = found->rule;
+		closed.allow = 0;
+		closed.allow_rule = 0;
+		merge(&j->rule, &closed);
+		j->name_flags |= KADAPTER_NAME_PATTERN_BOUND;
+	}
+	return 0;
+}
+
+/* Merge the rules of every pattern the whole name (not only its first 255 bytes) matches. */
+static __always_inline void match_patterns(struct judgement *j, struct scratch_space *space)
+{
+	struct pattern_walk walk = { .judgement = j, .space = space };
+
+	pattern_name(&space->patterns, &space->name);
+	bpf_loop(j->patterns < KADAPTER_PATTERNS_MAX ? j->patterns : KADAPTER_PATTERNS_MAX, pattern_step_rule, &walk, 0);
+}
+
 /* Merge the execname rules for the file's own name, wherever the file is. */
 static __always_inline void match_execname(struct judgement *j, struct dentry *dentry, struct scratch_space *space)
 {
@@ -312,8 +356,8 @@ static __always_inline void match_id(struct judgement *j, __u32 id)
 
 /*
  * Merge the rules of the file reached as (mnt, dentry), opened as file
- * when the hook has one: by name, by the directories above it, by execname,
- * and by inode (the one the name leads to and, under overlayfs, the one
+ * when the hook has one: by name, by the directories above it, by pattern,
+ * by execname, and by inode (the one the name leads to and, under overlayfs, the one
  * holding the data). Records whether the caller owns the file.
  */
 static __always_inline void match_file(struct judgement *j, struct vfsmount *mnt, struct dentry *dentry,
@@ -337,6 +381,8 @@ static __always_inline void match_file(struct judgement *j, struct vfsmount *mnt
 	}
 	if (!(j->name_flags & KADAPTER_NAME_OUTSIDE) && (j->flags & KADAPTER_DIRS))
 		match_dirs(j, space);
+	if (!(j->name_flags & KADAPTER_NAME_OUTSIDE) && (j->flags & KADAPTER_PATTERNS))
+		match_patterns(j, space);
 	if (j->flags & KADAPTER_EXECNAMES)
 		match_execname(j, dentry, space);
 	inode = BPF_CORE_READ(dentry, d_inode);
@@ -384,6 +430,7 @@ static __always_inline int enter_source(struct judgement *j)
 		return 0;
 	j->ruleset = source->ruleset;
 	j->flags = source->flags | (j->flags & (KADAPTER_ALLOWLIST | KADAPTER_POSTURE_AUDIT));
+	j->patterns = source->patterns;
 	return 1;
 }
 

@@ -39,6 +39,10 @@
 #define KADAPTER_DIRS 4 /* directory rules exist: look up every directory above the file */
 #define KADAPTER_EXECNAMES 8 /* execname rules exist: look up the file's own name (no '/') */
 #define KADAPTER_SOURCES 16 /* fromSource rules exist: look up the caller's executable */
+#define KADAPTER_PATTERNS 32 /* matchPatterns rules exist: match the name against each (patterns.bpf.h) */
+
+/* The most pattern rules one ruleset may hold: every judged name is matched against each. */
+#define KADAPTER_PATTERNS_MAX 256
 
 /*
  * Presets, by index: container_policy.presets holds a Block and an Audit
@@ -75,6 +79,7 @@
 #define KADAPTER_NAME_LONG 4 /* longer than a path rule can be: the event's path is its first 255 bytes */
 #define KADAPTER_NAME_ANONYMOUS 8 /* anonymous memory: no file at all */
 #define KADAPTER_NAME_OTHER_PROCESS 16 /* another process's /proc/<pid>/ file */
+#define KADAPTER_NAME_PATTERN_BOUND 32 /* patterns left unfinished at the work bound (counted as Block and Audit) */
 
 /*
  * network.matchProtocols names, as rule ids: a socket is looked up under
@@ -104,6 +109,7 @@ struct ns_key {
 struct kind_policy {
 	__u32 ruleset; /* rules live under this id; swapping it swaps them all at once */
 	__u32 flags;
+	__u32 patterns; /* pattern rules under the ruleset, indexes 0 to patterns - 1 */
 };
 
 struct container_policy {
@@ -152,6 +158,18 @@ struct inode_rule_key {
 	__u32 ruleset;
 	__u32 dev; /* the kernel's dev_t of the superblock: major << 20 | minor */
 	__u64 ino;
+};
+
+/* One of a ruleset's pattern rules, by index. */
+struct pattern_key {
+	__u32 ruleset;
+	__u32 index;
+};
+
+/* A matchPatterns rule: what it says, and its pattern (NUL-terminated; '*', '**' and '?' are wildcards). */
+struct pattern_rule {
+	struct rule_entry rule;
+	char pattern[KADAPTER_PATH_MAX];
 };
 
 /* A network protocol name (KADAPTER_NET_*) or a capability number. */

@@ -9,6 +9,8 @@ from adapter.exporter import apply_request
 from adapter.pods import Pod, Postures
 from adapter.policy import parse_policies
 from adapter.selection import PodPolicy
+from guest_agent.bpf_types import Kind
+from guest_agent.rules import check_policies, compile_rules
 from kadapter_api import agent_pb2
 
 NGINX = Pod(
@@ -246,3 +248,55 @@ def test_every_enforced_preset_has_its_wire_value() -> None:
         (agent_pb2.PRESET_PROTECT_ENV, agent_pb2.ACTION_AUDIT),
         (agent_pb2.PRESET_PROTECT_PROC, agent_pb2.ACTION_AUDIT),
     ]
+
+
+PATTERNS = """\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: patterns
+spec:
+  selector:
+    matchLabels:
+      app: nginx
+  process:
+    matchPatterns:
+    - pattern: /usr/bin/apt*
+      ownerOnly: true
+  file:
+    action: Audit
+    matchPatterns:
+    - pattern: /etc/*hado?
+      readOnly: true
+      severity: 9
+    - pattern: /**/*.conf
+"""
+
+
+def test_apply_request_carries_pattern_rules_as_written() -> None:
+    """matchPatterns go out as PathRules with a pattern and no path, their qualifiers and verdicts kept."""
+    (policy,) = parse_policies(PATTERNS, source="p.yaml")
+    request = apply_request(NGINX, [PodPolicy(policy=policy, containers=())], generation=1, postures=BLOCK)
+    block, audit = agent_pb2.ACTION_BLOCK, agent_pb2.ACTION_AUDIT
+    assert list(request.policies) == [
+        agent_pb2.Policy(
+            name="patterns",
+            namespace="default",
+            process_rules=[agent_pb2.PathRule(pattern="/usr/bin/apt*", owner_only=True, action=block, severity=1)],
+            file_rules=[
+                agent_pb2.PathRule(pattern="/etc/*hado?", read_only=True, action=audit, severity=9),
+                agent_pb2.PathRule(pattern="/**/*.conf", action=audit, severity=1),
+            ],
+        )
+    ]
+
+
+def test_the_agent_accepts_the_patterns_the_adapter_sends() -> None:
+    """Host and guest check patterns alike: what validation let through compiles into the kernel's globs."""
+    text = PATTERNS + "    - pattern: /home/*/.ssh/***\n"
+    (policy,) = parse_policies(text, source="p.yaml")
+    request = apply_request(NGINX, [PodPolicy(policy=policy, containers=())], generation=1, postures=BLOCK)
+    check_policies(request.policies)
+    compiled = compile_rules(request.policies, container_name="nginx", postures={}, view=None)
+    assert list(compiled.kinds[Kind.PROCESS].patterns) == ["/usr/bin/apt*"]
+    assert list(compiled.kinds[Kind.FILE].patterns) == ["/etc/*hado?", "/**/*.conf", "/home/*/.ssh/**"]

@@ -268,6 +268,35 @@ def test_file_rules_parse_to_path_rules() -> None:
     )
 
 
+def test_pattern_rules_parse_to_path_rules_with_their_qualifiers_and_verdicts() -> None:
+    """process and file matchPatterns become pattern rules with ownerOnly, readOnly and the inherited verdict."""
+    spec = SELECT_NGINX + (
+        "severity: 6\nprocess:\n  action: Audit\n  matchPatterns:\n  - pattern: /usr/bin/apt*\n    ownerOnly: true\n"
+        "file:\n  tags: [secrets]\n  matchPatterns:\n  - pattern: /etc/*hado?\n    readOnly: true\n"
+        "    action: Allow\n    message: read only\n  - pattern: /**/*.conf\n  matchPaths:\n  - path: /etc/passwd\n"
+    )
+    policy = parse_one(ksp(spec))
+    assert policy.process_rules == (
+        PathRule(
+            path="", pattern="/usr/bin/apt*", owner_only=True, action=Action.AUDIT, severity=6, tags=(), message=""
+        ),
+    )
+    secrets = {"severity": 6, "tags": ("secrets",)}
+    assert policy.file_rules == (
+        PathRule(path="/etc/passwd", action=Action.BLOCK, message="", **secrets),
+        PathRule(path="", pattern="/etc/*hado?", read_only=True, action=Action.ALLOW, message="read only", **secrets),
+        PathRule(path="", pattern="/**/*.conf", action=Action.BLOCK, message="", **secrets),
+    )
+
+
+def test_pattern_at_the_byte_limit_and_with_runs_of_stars_is_accepted_as_written() -> None:
+    """A 255-byte glob fits the guest's maps; '***' is kept as written (the agent reads it as '**')."""
+    pattern = "/" + "é" * 125 + "x***"
+    assert len(pattern.encode()) == MAX_PATH_BYTES
+    rule = parse_one(ksp(SELECT_NGINX + f"file:\n  matchPatterns:\n  - pattern: '{pattern}'\n")).file_rules[0]
+    assert rule.pattern == pattern
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -543,7 +572,6 @@ def test_empty_match_labels_selects_whole_namespace() -> None:
     [
         pytest.param("syscalls: {}\n", id="empty-syscalls"),
         pytest.param("presets: []\napparmor: ''\n", id="empty-presets-apparmor"),
-        pytest.param("process:\n  matchPatterns: []\n", id="empty-process-patterns"),
     ],
 )
 def test_empty_unenforced_sections_are_accepted(extra: str) -> None:
@@ -808,16 +836,16 @@ REJECTIONS = [
     pytest.param(
         ksp(SELECT_NGINX),
         "spec",
-        "no rules: Kadapter enforces spec.process (matchPaths, matchDirectories), spec.file (matchPaths, "
-        "matchDirectories), spec.network (matchProtocols), spec.capabilities (matchCapabilities) and "
-        "spec.presets, and this policy has none",
+        "no rules: Kadapter enforces spec.process (matchPaths, matchDirectories, matchPatterns), spec.file "
+        "(matchPaths, matchDirectories, matchPatterns), spec.network (matchProtocols), spec.capabilities "
+        "(matchCapabilities) and spec.presets, and this policy has none",
         id="no-rules",
     ),
     pytest.param(ksp(SELECT_NGINX + "presets: []\n"), "spec", "this policy has none", id="empty-presets-only"),
     pytest.param(
         ksp(SELECT_NGINX + "process: {}\n"),
         "spec.process",
-        "no rules: this section has no matchPaths or matchDirectories, where Kadapter reads its rules",
+        "no rules: this section has no matchPaths or matchDirectories or matchPatterns, where Kadapter reads its rules",
         id="empty-process",
     ),
     pytest.param(
@@ -1065,12 +1093,6 @@ REJECTIONS = [
     pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "apparmor: 'deny /x r,'\n"), "spec.apparmor", NOT_ENFORCED, id="apparmor"
     ),
-    pytest.param(
-        ksp(SELECT_NGINX + "process:\n  matchPatterns:\n  - pattern: /tmp/*\n"),
-        "spec.process.matchPatterns",
-        NOT_ENFORCED,
-        id="match-patterns-without-paths",
-    ),
     *(
         pytest.param(
             ksp(_rule(f"    pts: {value}\n")), "spec.process.matchPaths[0].pts", NOT_ENFORCED, id=f"pts-{value}"
@@ -1096,10 +1118,55 @@ REJECTIONS = [
         id="dns-queries-beside-protocols",
     ),
     pytest.param(
-        ksp(SELECT_NGINX + "file:\n  matchPatterns:\n  - pattern: /etc/*\n"),
-        "spec.file.matchPatterns",
-        NOT_ENFORCED,
-        id="file-patterns",
+        ksp(SELECT_NGINX + "process:\n  matchPatterns: []\n  matchPaths:\n  - path: /bin/sh\n"),
+        "spec.process.matchPatterns",
+        "expected a non-empty list of rules, got an empty list",
+        id="empty-process-patterns",
+    ),
+    # matchPatterns
+    *(
+        pytest.param(
+            ksp(SELECT_NGINX + f"file:\n  matchPatterns:\n  - pattern: {value}\n"),
+            "spec.file.matchPatterns[0].pattern",
+            fragment,
+            id=f"pattern-{id_}",
+        )
+        for value, fragment, id_ in (
+            ("tmp/*", "expected an absolute pattern (starting with '/'), got 'tmp/*'", "relative"),
+            ("'*.conf'", "expected an absolute pattern", "no-directory"),
+            ("'/etc/[a-z]*'", "uses '[...]' character classes, which Kadapter does not match", "class"),
+            ("'/etc/*]'", "uses '[...]' character classes", "closing-bracket"),
+            ("'/etc/{passwd,shadow}'", "uses '{a,b}' alternations", "alternation"),
+            ("'@{HOME}/x'", "expected an absolute pattern", "variable-first"),
+            ("'/home/@{USER}/x'", "AppArmor variables such as '@{HOME}'", "variable"),
+            ("'/etc/\\*'", "uses '\\' escapes", "escape"),
+            ("/tmp/*/", "ends with '/': the kernel names files and directories without a final '/'", "directory"),
+            ("/tmp/*/", "write '/tmp/*/**' for everything below", "directory-fix"),
+            ("/tmp//*", "pattern '/tmp//*' is not normalised", "double-slash"),
+            ("/tmp/../*", "is not normalised", "dot-dot"),
+            ("/tmp/./*", "is not normalised", "dot"),
+            ('"/tmp/a\\0*"', "NUL byte", "nul"),
+            ("/" + "é" * 128, "pattern is 257 bytes of UTF-8; Kadapter's limit is 255 bytes", "too-long"),
+            ("42", "expected a string", "not-string"),
+        )
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "file:\n  matchPatterns:\n  - ownerOnly: true\n"),
+        "spec.file.matchPatterns[0].pattern",
+        "required",
+        id="pattern-missing",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchPatterns:\n  - pattern: /tmp/*\n    readOnly: true\n"),
+        "spec.process.matchPatterns[0].readOnly",
+        "unknown field; expected one of: action, message, ownerOnly, pattern, severity, tags",
+        id="process-pattern-read-only",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "file:\n  matchPatterns:\n  - pattern: /tmp/*\n    path: /tmp/x\n"),
+        "spec.file.matchPatterns[0].path",
+        "unknown field",
+        id="pattern-with-path",
     ),
     *(
         pytest.param(ksp(SELECT_NGINX + section + "    pts: true\n"), f"{field}.pts", NOT_ENFORCED, id=f"{field}.pts")

@@ -11,6 +11,7 @@ import os
 
 import pytest
 
+from guest_agent import bpf_types
 from guest_agent.agent import Agent, Container, PodKey, StaleGenerationError
 from guest_agent.alerts import AlertHub
 from guest_agent.bpf_types import Kind
@@ -28,7 +29,7 @@ class RecordingEnforcer:
         self.rules: dict[str, CompiledRules] = {}
         self.calls = 0
         self.fail_for: str | None = None
-        self._ruleset = 0
+        self.last_ruleset = 0
 
     def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> dict[Kind, int]:
         """Record, or raise ENOSPC for the chosen container."""
@@ -36,8 +37,8 @@ class RecordingEnforcer:
         if container_id == self.fail_for:
             raise BpfError(errno.ENOSPC, "update map name_rules: No space left on device")
         self.rules[container_id] = rules
-        self._ruleset += 1
-        return (self._ruleset,)
+        self.last_ruleset += 1
+        return (self.last_ruleset,)
 
     def release(self, container_id: str) -> None:
         """Forget a container."""
@@ -151,3 +152,33 @@ def test_request_without_a_pod_name_is_refused(agent: Agent, enforcer: Recording
     with pytest.raises(ValueError, match="pod"):
         agent.apply(blank)
     assert not enforcer.rules["bare"].kinds[Kind.PROCESS].names
+
+
+def test_an_alert_from_a_pattern_names_its_policy_and_an_unfinished_match(enforcer: RecordingEnforcer) -> None:
+    """A Block pattern that fired at the work bound is reported as its policy's, saying the patterns went unfinished."""
+    published: list[agent_pb2.Alert] = []
+    hub = AlertHub()
+    hub.publish = published.append  # type: ignore[method-assign]
+    agent = Agent(enforcer, hub)  # type: ignore[arg-type]
+    policy = agent_pb2.Policy(
+        name="no-conf",
+        namespace="default",
+        file_rules=[agent_pb2.PathRule(pattern="/**/*.conf", action=agent_pb2.ACTION_BLOCK, severity=4)],
+    )
+    agent.register(container(1))
+    agent.apply(agent_pb2.ApplyPoliciesRequest(pod=request(1).pod, generation=1, policies=[policy]))
+    agent.on_event(
+        bpf_types.AlertEvent(
+            ruleset=enforcer.last_ruleset,
+            rule=1,
+            action=bpf_types.ACTION_BLOCK,
+            retval=-errno.EACCES,
+            kind=Kind.FILE,
+            operation=bpf_types.OP_OPEN,
+            name_flags=bpf_types.NAME_LONG | bpf_types.NAME_PATTERN_BOUND,
+            path=b"/etc/" + b"d" * 250,
+        )
+    )
+    (alert,) = published
+    assert (alert.policy_name, alert.severity, alert.result) == ("no-conf", 4, "Permission denied")
+    assert alert.data == "open for read, name cut to 255 bytes, patterns unfinished"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 
 from guest_agent import bpf_types
 
-OBJECT = Path(__file__).resolve().parents[2] / "bpf" / "lsm" / ".output" / "kadapter.bpf.o"
+LSM = Path(__file__).resolve().parents[2] / "bpf" / "lsm"
+OBJECT = LSM / ".output" / "kadapter.bpf.o"
 MIRRORS = {
     "ns_key": bpf_types.NsKey,
     "container_policy": bpf_types.ContainerPolicy,
@@ -22,6 +24,8 @@ MIRRORS = {
     "dir_rule": bpf_types.DirRule,
     "inode_rule_key": bpf_types.InodeRuleKey,
     "id_rule_key": bpf_types.IdRuleKey,
+    "pattern_key": bpf_types.PatternKey,
+    "pattern_rule": bpf_types.PatternRule,
     "alert_event": bpf_types.AlertEvent,
 }
 
@@ -44,3 +48,12 @@ def test_mirror_matches_btf(btf_structs: dict[str, dict], name: str) -> None:
     btf_fields = [(m["name"], m["bits_offset"] // 8) for m in compiled["members"]]
     mirror_fields = [(field, getattr(mirror, field).offset) for field, _ in mirror._fields_]
     assert mirror_fields == btf_fields
+
+
+def test_numbers_the_mirror_names_match_the_header() -> None:
+    """Every KADAPTER_X number of kadapter.h that bpf_types names X has its value there (flags, limits, bits)."""
+    header = (LSM / "kadapter.h").read_text()
+    defined = {name: int(value) for name, value in re.findall(r"#define KADAPTER_(\w+) (\d+)\b", header)}
+    named = {name: getattr(bpf_types, name) for name in defined if isinstance(getattr(bpf_types, name, None), int)}
+    assert named == {name: defined[name] for name in named}
+    assert {"PATTERNS", "PATTERNS_MAX", "NAME_PATTERN_BOUND", "SOURCES", "PATH_MAX"} <= named.keys()

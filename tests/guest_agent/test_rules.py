@@ -10,6 +10,7 @@ import pytest
 
 from guest_agent.bpf_types import (
     NETWORK_PROTOCOLS,
+    PATTERNS_MAX,
     VARIANT_OWNER_ONLY,
     VARIANT_READ_ONLY,
     Kind,
@@ -422,3 +423,84 @@ def test_each_preset_turns_on_the_enforcer_whose_hooks_judge_it() -> None:
         compiled = compile_rules([policy], container_name="c", postures={}, view=None)
         assert [compiled.active(each) for each in Kind] == [each is kind for each in Kind]
         assert compiled.preset_bits == 2 << 2 * preset and compiled.preset_rule(preset) == 1
+
+
+def test_patterns_merge_per_glob_with_their_variants_and_make_an_allow_list() -> None:
+    """Rules with one glob share an entry (a variant bit each); an Allow pattern makes the kind an allow list."""
+    rules = [
+        agent_pb2.PathRule(pattern="/etc/*hado?", action=agent_pb2.ACTION_BLOCK),
+        agent_pb2.PathRule(pattern="/etc/*hado?", action=agent_pb2.ACTION_AUDIT, read_only=True),
+        agent_pb2.PathRule(pattern="/usr/**", action=agent_pb2.ACTION_ALLOW, owner_only=True),
+        agent_pb2.PathRule(path="/etc/hostname", action=agent_pb2.ACTION_BLOCK),
+    ]
+    policies = [agent_pb2.Policy(name="p", file_rules=rules)]
+    check_policies(policies)
+    table = compile_rules(policies, container_name="c", postures={}, view=None).kinds[Kind.FILE]
+    assert table.patterns == {
+        "/etc/*hado?": RuleEntry(block=1, audit=1 << VARIANT_READ_ONLY, block_rule=1, audit_rule=2),
+        "/usr/**": RuleEntry(allow=1 << VARIANT_OWNER_ONLY, allow_rule=3),
+    }
+    assert list(table.patterns) == ["/etc/*hado?", "/usr/**"]  # the kernel's indexes, in the policies' order
+    assert set(table.names) == {"/etc/hostname"} and not table.dirs
+    assert table.allowlist and table.size == 3
+
+
+def test_runs_of_stars_become_the_double_star_the_kernel_matches() -> None:
+    """'***' means what '**' does (AppArmor): both are written as '**' and share an entry."""
+    rules = [
+        agent_pb2.PathRule(pattern="/usr/bin/apt*", action=agent_pb2.ACTION_BLOCK),
+        agent_pb2.PathRule(pattern="/***/*.conf", action=agent_pb2.ACTION_AUDIT),
+        agent_pb2.PathRule(pattern="/**/*.conf", action=agent_pb2.ACTION_BLOCK),
+    ]
+    policies = [agent_pb2.Policy(name="p", process_rules=rules)]
+    check_policies(policies)
+    table = process(compile_rules(policies, container_name="c", postures={}, view=None))
+    assert table.patterns == {
+        "/usr/bin/apt*": RuleEntry(block=1, block_rule=1),
+        "/**/*.conf": RuleEntry(block=1, audit=1, audit_rule=2, block_rule=3),
+    }
+    assert not table.names and not table.allowlist
+
+
+def test_pattern_rules_with_sources_go_to_each_source_table(merged_usr: Path) -> None:
+    """The host never sends one (the schema has no fromSource there), but the agent treats it as a path rule's."""
+    rule = agent_pb2.PathRule(pattern="/tmp/*", action=agent_pb2.ACTION_BLOCK, from_source=["/bin/sh"])
+    policies = [agent_pb2.Policy(name="p", file_rules=[rule])]
+    check_policies(policies)
+    table = compile_rules(policies, container_name="c", postures={}, view=view_of(merged_usr)).kinds[Kind.FILE]
+    assert not table.patterns
+    assert table.sources["/usr/bin/dash"].patterns == {"/tmp/*": RuleEntry(block=1, block_rule=1)}
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        pytest.param(agent_pb2.PathRule(pattern="tmp/*"), r"\.pattern: 'tmp/\*' does not start", id="relative"),
+        pytest.param(agent_pb2.PathRule(pattern="/tmp/*/"), r"\.pattern: .* ends with one", id="directory"),
+        pytest.param(agent_pb2.PathRule(pattern="/etc/[ab]"), r"\.pattern: .* uses one of", id="class"),
+        pytest.param(agent_pb2.PathRule(pattern="/etc/{a,b}"), r"\.pattern: .* uses one of", id="alternation"),
+        pytest.param(agent_pb2.PathRule(pattern="/etc/\\*"), r"\.pattern: .* uses one of", id="escape"),
+        pytest.param(agent_pb2.PathRule(pattern="/" + "*" * 255), r"\.pattern: longer than 255", id="too-long"),
+        pytest.param(agent_pb2.PathRule(pattern="/tmp/a\0*"), r"\.pattern: .* NUL", id="nul"),
+        pytest.param(agent_pb2.PathRule(pattern="/tmp//*"), r"\.pattern: .* not normalised", id="double-slash"),
+        pytest.param(agent_pb2.PathRule(pattern="/tmp/../*"), r"\.pattern: .* not normalised", id="dot-dot"),
+        pytest.param(agent_pb2.PathRule(pattern="/tmp/*", path="/tmp/x"), r": a pattern rule has no path", id="path"),
+        pytest.param(agent_pb2.PathRule(pattern="/tmp/*", recursive=True), r": a pattern rule", id="recursive"),
+    ],
+)
+def test_agent_refuses_malformed_patterns(rule: agent_pb2.PathRule, message: str) -> None:
+    """A pattern the kernel would not match as written is refused, with its field named."""
+    rule.action = agent_pb2.ACTION_BLOCK
+    with pytest.raises(InvalidPolicyError, match=r"^policies\[0\]\.file_rules\[0\]" + message):
+        check_policies([agent_pb2.Policy(name="p", file_rules=[rule])])
+
+
+def test_agent_refuses_more_patterns_than_the_kernel_holds() -> None:
+    """PATTERNS_MAX distinct patterns of a kind are accepted, one more is refused; repeats do not count."""
+    rules = [agent_pb2.PathRule(pattern=f"/tmp/{n}*", action=agent_pb2.ACTION_BLOCK) for n in range(PATTERNS_MAX)]
+    policies = [agent_pb2.Policy(name="a", file_rules=rules), agent_pb2.Policy(name="b", file_rules=rules)]
+    check_policies(policies)
+    extra = agent_pb2.PathRule(pattern="/tmp/extra*", action=agent_pb2.ACTION_BLOCK)
+    policies.append(agent_pb2.Policy(name="c", file_rules=[extra], process_rules=rules))
+    with pytest.raises(InvalidPolicyError, match=rf"^policies: {PATTERNS_MAX + 1} distinct patterns in file_rules"):
+        check_policies(policies)

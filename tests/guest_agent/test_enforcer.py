@@ -1,0 +1,222 @@
+"""What the Enforcer writes into the kernel's maps for a container, with the BPF object replaced by dictionaries.
+
+The maps' contents are read back through the ctypes mirrors the kernel side
+shares (guest_agent/bpf_types.py), so these tests see what the programs would.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from guest_agent import bpf_types, enforcer
+from guest_agent.bpf_types import Kind
+from guest_agent.libbpf import BpfError, CValue
+from guest_agent.rules import CompiledRules, ContainerKey, compile_rules
+from kadapter_api import agent_pb2
+
+RULE_MAPS = ("name_rules", "inode_rules", "dir_rules", "id_rules", "pattern_rules", "source_rules")
+
+
+class FakeMap:
+    """A map as bytes to bytes; its batch updates fail on request, as a full map's do."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.entries: dict[bytes, bytes] = {}
+        self.fail = False
+
+    def update(self, key: CValue, value: CValue) -> None:
+        """Insert or replace one element."""
+        self.entries[bytes(key)] = bytes(value)
+
+    def lookup(self, key: CValue, value: CValue) -> bool:
+        """Copy one element into value."""
+        found = self.entries.get(bytes(key))
+        if found is not None:
+            ctypes.memmove(ctypes.addressof(value), found, len(found))
+        return found is not None
+
+    def update_batch(self, keys: Sequence[ctypes.Structure], values: Sequence[ctypes.Structure]) -> None:
+        """Write all or, when told to fail, nothing."""
+        if self.fail and keys:
+            raise BpfError(errno.ENOSPC, f"update map {self.name}: No space left on device")
+        for key, value in zip(keys, values, strict=True):
+            self.update(key, value)
+
+    def delete_batch(self, keys: Sequence[ctypes.Structure]) -> None:
+        """Delete those present."""
+        for key in keys:
+            self.entries.pop(bytes(key), None)
+
+    def delete(self, key: CValue) -> bool:
+        """Delete one element."""
+        return self.entries.pop(bytes(key), None) is not None
+
+
+class FakeObject:
+    """The loaded BPF object: its maps by name, and the sizes the Enforcer asked for."""
+
+    def __init__(self, path: Path, *, max_entries: dict[str, int]) -> None:
+        self.max_entries = max_entries
+        self.maps: dict[str, FakeMap] = {}
+
+    def map(self, name: str) -> FakeMap:
+        """Return the named map."""
+        return self.maps.setdefault(name, FakeMap(name))
+
+
+@dataclass
+class Loaded:
+    """An Enforcer and the maps of its fake BPF object."""
+
+    enforcer: enforcer.Enforcer
+    maps: dict[str, FakeMap]
+
+
+@pytest.fixture
+def loaded(monkeypatch: pytest.MonkeyPatch) -> Loaded:
+    """Return an Enforcer over fake maps, having checked it sizes the rule maps alike."""
+    objects: list[FakeObject] = []
+
+    def load(path: Path, *, max_entries: dict[str, int]) -> FakeObject:
+        objects.append(FakeObject(path, max_entries=max_entries))
+        return objects[-1]
+
+    monkeypatch.setattr(enforcer, "BpfObject", load)
+    made = enforcer.Enforcer(Path("kadapter.bpf.o"), max_containers=4, max_rules=64, alerts_per_second=10)
+    (fake,) = objects
+    assert {name: fake.max_entries[name] for name in RULE_MAPS} == dict.fromkeys(RULE_MAPS, 64)
+    return Loaded(made, fake.maps)
+
+
+def compiled(*file_rules: agent_pb2.PathRule) -> CompiledRules:
+    """Compile file rules for one container."""
+    policies = [agent_pb2.Policy(name="p", file_rules=file_rules)]
+    return compile_rules(policies, container_name="c", postures={}, view=None)
+
+
+def block(pattern: str, **fields: object) -> agent_pb2.PathRule:
+    """Return a Block rule on a pattern."""
+    return agent_pb2.PathRule(pattern=pattern, action=agent_pb2.ACTION_BLOCK, **fields)
+
+
+def container_policy(maps: dict[str, FakeMap], kernel_id: int = 1) -> bpf_types.ContainerPolicy:
+    """Read a container's policy back."""
+    return bpf_types.ContainerPolicy.from_buffer_copy(maps["containers"].entries[bytes(ctypes.c_uint32(kernel_id))])
+
+
+def patterns(maps: dict[str, FakeMap]) -> dict[tuple[int, int], tuple[bytes, bpf_types.RuleEntry]]:
+    """Read every pattern rule back: (ruleset, index) -> (glob, rule entry)."""
+    found = {}
+    for key, value in maps["pattern_rules"].entries.items():
+        pattern_key = bpf_types.PatternKey.from_buffer_copy(key)
+        rule = bpf_types.PatternRule.from_buffer_copy(value)
+        found[pattern_key.ruleset, pattern_key.index] = (rule.pattern, rule.rule)
+    return found
+
+
+def entry(rule: bpf_types.RuleEntry) -> tuple[int, ...]:
+    """Return a kernel rule entry's fields."""
+    return (rule.block, rule.audit, rule.allow, rule.block_rule, rule.audit_rule, rule.allow_rule)
+
+
+def enforce(made: enforcer.Enforcer, rules: CompiledRules) -> tuple[int, ...]:
+    """Enforce rules on container c1, tagging this process as its init."""
+    return made.enforce("c1", rules, key=ContainerKey(1, 1), init_pid=os.getpid())
+
+
+def test_patterns_are_written_by_index_and_counted_in_the_kind(
+    loaded: Loaded,
+) -> None:
+    """Each glob of a kind goes under its ruleset at indexes 0 to n - 1; the kind carries n and the flag."""
+    made, maps = loaded.enforcer, loaded.maps
+    enforce(
+        made,
+        compiled(
+            block("/etc/*hado?"),
+            agent_pb2.PathRule(pattern="/usr/**", action=agent_pb2.ACTION_ALLOW, read_only=True),
+            agent_pb2.PathRule(path="/etc/hostname", action=agent_pb2.ACTION_AUDIT),
+        ),
+    )
+    kind = container_policy(maps).kinds[Kind.FILE]
+    assert kind.patterns == 2
+    assert kind.flags == bpf_types.PATTERNS | bpf_types.ALLOWLIST
+    written = {key: (pattern, entry(rule)) for key, (pattern, rule) in patterns(maps).items()}
+    assert written == {
+        (kind.ruleset, 0): (b"/etc/*hado?", (1, 0, 0, 1, 0, 0)),
+        (kind.ruleset, 1): (b"/usr/**", (0, 0, 1 << bpf_types.VARIANT_READ_ONLY, 0, 0, 2)),
+    }
+    assert container_policy(maps).kinds[Kind.PROCESS].patterns == 0
+
+
+def test_a_pattern_at_the_byte_limit_keeps_its_terminating_nul(
+    loaded: Loaded,
+) -> None:
+    """A 255-byte glob fills the kernel's field but its last byte, which the matcher reads as the end."""
+    made, maps = loaded.enforcer, loaded.maps
+    glob = "/" + "a" * 252 + "**"
+    enforce(made, compiled(block(glob)))
+    (raw,) = maps["pattern_rules"].entries.values()
+    pattern = bytes(raw)[ctypes.sizeof(bpf_types.RuleEntry) :]
+    assert pattern == glob.encode() + b"\0"
+
+
+def test_new_rules_replace_the_old_patterns_and_release_removes_them(
+    loaded: Loaded,
+) -> None:
+    """A change writes the patterns under a fresh ruleset and deletes the old ones; release deletes the rest."""
+    made, maps = loaded.enforcer, loaded.maps
+    enforce(made, compiled(block("/tmp/a*"), block("/tmp/b*")))
+    first = container_policy(maps).kinds[Kind.FILE].ruleset
+    enforce(made, compiled(block("/tmp/c*")))
+    second = container_policy(maps).kinds[Kind.FILE].ruleset
+    assert second != first
+    assert {key: pattern for key, (pattern, _) in patterns(maps).items()} == {(second, 0): b"/tmp/c*"}
+    made.release("c1")
+    assert not any(maps[name].entries for name in RULE_MAPS) and not maps["containers"].entries
+
+
+def test_a_full_pattern_map_leaves_the_rules_in_force(loaded: Loaded) -> None:
+    """Patterns are written all or nothing: when they do not fit, the container keeps its previous rules whole."""
+    made, maps = loaded.enforcer, loaded.maps
+    enforce(made, compiled(block("/tmp/a*"), agent_pb2.PathRule(path="/etc/shadow", action=agent_pb2.ACTION_BLOCK)))
+    before = {name: dict(maps[name].entries) for name in (*RULE_MAPS, "containers")}
+    maps["pattern_rules"].fail = True
+    with pytest.raises(BpfError):
+        enforce(made, compiled(block("/tmp/b*"), agent_pb2.PathRule(path="/etc/passwd", action=agent_pb2.ACTION_BLOCK)))
+    assert {name: maps[name].entries for name in (*RULE_MAPS, "containers")} == before
+
+
+def test_a_new_container_whose_patterns_do_not_fit_is_not_left_half_written(
+    loaded: Loaded,
+) -> None:
+    """The first rules of a container failing leave no rule and no container entry behind."""
+    made, maps = loaded.enforcer, loaded.maps
+    maps["pattern_rules"].fail = True
+    with pytest.raises(BpfError):
+        enforce(made, compiled(block("/tmp/a*"), agent_pb2.PathRule(path="/etc/shadow", action=agent_pb2.ACTION_BLOCK)))
+    assert not any(maps[name].entries for name in (*RULE_MAPS, "containers", "container_ns"))
+
+
+def test_a_sources_patterns_are_counted_in_its_own_kind_policy(
+    loaded: Loaded,
+) -> None:
+    """A source's ruleset gets its patterns, and the source_rules value that enters it their count and flag."""
+    made, maps = loaded.enforcer, loaded.maps
+    enforce(made, compiled(block("/tmp/*", from_source=["/bin/sh"]), block("/etc/*")))
+    kind = container_policy(maps).kinds[Kind.FILE]
+    assert (kind.patterns, kind.flags) == (1, bpf_types.PATTERNS | bpf_types.SOURCES)
+    (value,) = maps["source_rules"].entries.values()
+    source = bpf_types.KindPolicy.from_buffer_copy(value)
+    assert (source.patterns, source.flags) == (1, bpf_types.PATTERNS)
+    assert {key: pattern for key, (pattern, _) in patterns(maps).items()} == {
+        (kind.ruleset, 0): b"/etc/*",
+        (source.ruleset, 0): b"/tmp/*",
+    }
