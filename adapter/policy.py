@@ -73,6 +73,14 @@ ENFORCED: EnforcedFields = {
 NOT_ENFORCED_REASON = (
     "not enforced by Kadapter yet; remove it or wait for support (refusing rather than silently not enforcing it)"
 )
+# Fields Kadapter will never enforce, with why.
+NEVER_ENFORCED = {
+    "apparmor": (
+        "AppArmor profile text cannot be enforced by Kadapter: it enforces with BPF-LSM programs in the Kata guest "
+        "kernel, which do not read AppArmor profiles; write the rules as process, file, network or capabilities "
+        "sections instead"
+    ),
+}
 # Every spec.presets name KubeArmor knows, in its documentation's order; those that are
 # not a Preset member are refused with NOT_ENFORCED_REASON. Add a Preset member (and its
 # wire value in adapter/exporter.py) once the guest agent enforces one.
@@ -515,7 +523,7 @@ def _refuse_not_enforced(field: Field, enforced: EnforcedFields) -> None:
             if key not in enforced:
                 if _asks_for_nothing(child.value):
                     continue
-                raise child.error(NOT_ENFORCED_REASON)
+                raise child.error(NEVER_ENFORCED.get(key, NOT_ENFORCED_REASON))
             inner = enforced[key]
             if inner is not None and not child.missing:
                 _refuse_not_enforced(child, inner)

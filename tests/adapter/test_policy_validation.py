@@ -1091,7 +1091,10 @@ REJECTIONS = [
         id="syscalls",
     ),
     pytest.param(
-        ksp(SELECT_NGINX + BLOCK_APT + "apparmor: 'deny /x r,'\n"), "spec.apparmor", NOT_ENFORCED, id="apparmor"
+        ksp(SELECT_NGINX + BLOCK_APT + "apparmor: 'deny /x r,'\n"),
+        "spec.apparmor",
+        "BPF-LSM programs in the Kata guest kernel",
+        id="apparmor",
     ),
     *(
         pytest.param(
