@@ -7,6 +7,7 @@ port is opened only when asked for, as the test guest does.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -61,10 +62,12 @@ def serve(
     """Start the gRPC server on the private socket (and TCP if asked) and return it."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_streams + 4))
     agent_pb2_grpc.add_GuestAgentServicer_to_server(service, server)
-    unix_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    unix_socket.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(unix_socket.parent, 0o700)  # whatever the umask, and for a directory that was already there
     unix_socket.unlink(missing_ok=True)
     server.add_insecure_port(f"unix:{unix_socket}")
     if tcp_address:
         server.add_insecure_port(tcp_address)
     server.start()
+    os.chmod(unix_socket, 0o600)
     return server
