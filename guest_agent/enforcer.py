@@ -37,10 +37,10 @@ Entry = TypeVar("Entry", RuleEntry, DirEntry, tuple[str, RuleEntry], bpf_types.K
 
 @dataclass(frozen=True)
 class _Table(Generic[RuleName, Entry]):
-    """One rule map: how a kind's table is read from KindRules and written as keys and values."""
+    """One rule map: how a kind's table is read (from its rules and its sources' ruleset ids) and written."""
 
     map_name: str
-    entries: Callable[[KindRules], Mapping[RuleName, Entry]]
+    entries: Callable[[KindRules, Mapping[str, int]], Mapping[RuleName, Entry]]
     make_key: Callable[[int, RuleName], ctypes.Structure]
     make_value: Callable[[Entry], ctypes.Structure]
 
@@ -64,14 +64,14 @@ class Enforcer:
 
     def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int, alerts_per_second: int) -> None:
         sizes = dict.fromkeys(("containers", "container_ns", "container_roots", "alert_budgets"), max_containers)
-        rule_maps = dict.fromkeys((table.map_name for table in (*_TABLES, _SOURCES)), max_rules)
+        rule_maps = dict.fromkeys((table.map_name for table in _TABLES), max_rules)
         self._object = BpfObject(bpf_object, max_entries=sizes | rule_maps)
         self._containers = self._object.map("containers")
         self._container_ns = self._object.map("container_ns")
         self._container_roots = self._object.map("container_roots")
         self._task_container = self._object.map("task_container")
         self._alert_budgets = self._object.map("alert_budgets")
-        self._rule_maps = {table.map_name: self._object.map(table.map_name) for table in (*_TABLES, _SOURCES)}
+        self._rule_maps = {table.map_name: self._object.map(table.map_name) for table in _TABLES}
         self._alerts_per_second = alerts_per_second
         self._installed: dict[str, _Installed] = {}
         self._kernel_ids = itertools.count(1)
@@ -102,11 +102,9 @@ class Enforcer:
         """Write one kind's tables, and its sources' under rulesets of their own, under a new ruleset id."""
         ruleset = next(self._ruleset_ids)
         written = installed.written.setdefault(ruleset, {})
-        for table in _TABLES:
-            written[table.map_name] = self._write(table, ruleset, table.entries(rules))
         sources = {name: self._write_kind(installed, source) for name, source in rules.sources.items()}
-        entries = {name: _kind_policy(sources[key], rules.sources[key]) for name, key in rules.source_names.items()}
-        written[_SOURCES.map_name] = self._write(_SOURCES, ruleset, entries)
+        for table in _TABLES:
+            written[table.map_name] = self._write(table, ruleset, table.entries(rules, sources))
         return ruleset
 
     def _join(self, installed: _Installed, init_pid: int) -> None:
@@ -155,7 +153,7 @@ class Enforcer:
 
     def _delete_rules(self, installed: _Installed) -> None:
         for ruleset, tables in installed.written.items():
-            for table in (*_TABLES, _SOURCES):
+            for table in _TABLES:
                 names = tables.get(table.map_name, ())
                 self._rule_maps[table.map_name].delete_batch([table.make_key(ruleset, name) for name in names])
 
@@ -242,13 +240,18 @@ def _pattern_rule(entry: tuple[str, RuleEntry]) -> bpf_types.PatternRule:
     return bpf_types.PatternRule(rule=_rule(rule), pattern=pattern.encode())
 
 
+def _source_policies(rules: KindRules, source_rulesets: Mapping[str, int]) -> dict[str, bpf_types.KindPolicy]:
+    """Each name of a source executable -> the ruleset its rules were written under, and their flags."""
+    return {name: _kind_policy(source_rulesets[key], rules.sources[key]) for name, key in rules.source_names.items()}
+
+
 _TABLES: tuple[_Table, ...] = (
-    _Table("name_rules", lambda rules: rules.names, _name_key, _rule),
-    _Table("inode_rules", lambda rules: rules.inodes, _inode_key, _rule),
-    _Table("dir_rules", lambda rules: rules.dirs, _name_key, _dir_rule),
-    _Table("id_rules", lambda rules: rules.ids, _id_key, _rule),
+    _Table("name_rules", lambda rules, _: rules.names, _name_key, _rule),
+    _Table("inode_rules", lambda rules, _: rules.inodes, _inode_key, _rule),
+    _Table("dir_rules", lambda rules, _: rules.dirs, _name_key, _dir_rule),
+    _Table("id_rules", lambda rules, _: rules.ids, _id_key, _rule),
     # A ruleset's patterns by index, 0 to KindPolicy.patterns - 1: the kernel tries each in turn.
-    _Table("pattern_rules", lambda rules: dict(enumerate(rules.patterns.items())), _pattern_key, _pattern_rule),
+    _Table("pattern_rules", lambda rules, _: dict(enumerate(rules.patterns.items())), _pattern_key, _pattern_rule),
+    # A kind's sources: (its ruleset, an executable's name) -> the source's ruleset and flags.
+    _Table("source_rules", _source_policies, _name_key, lambda policy: policy),
 )
-# A kind's sources: (its ruleset, an executable's name) -> the source's ruleset and flags, already built.
-_SOURCES: _Table = _Table("source_rules", lambda rules: {}, _name_key, lambda policy: policy)
