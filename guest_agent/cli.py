@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tcp-listen", metavar="HOST:PORT", help="also serve gRPC on TCP (test guests only)")
     parser.add_argument("--max-containers", type=int, default=1024)
-    parser.add_argument("--max-rules", type=int, default=65536, help="exec rule entries, all containers")
+    parser.add_argument("--max-rules", type=int, default=65536, help="entries per rule table, all containers together")
     parser.add_argument(
         "--alerts-per-second", type=int, default=100, help="per container; the kernel drops and counts the rest"
     )
