@@ -17,7 +17,7 @@ import grpc
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from adapter.pods import Pod, Postures
-from adapter.policy import Action, MatchRule, PathRule, Preset, Rule
+from adapter.policy import Action, MatchRule, PathRule, Preset, Rule, SyscallRule
 from adapter.selection import PodPolicy
 from adapter.transport import AgentAddress, grpc_target
 from kadapter_api import agent_pb2, agent_pb2_grpc
@@ -70,6 +70,20 @@ def _policy(item: PodPolicy) -> agent_pb2.Policy:
         capability_rules=[
             agent_pb2.CapabilityRule(capability=rule.capability, **_matching(rule)) for rule in policy.capability_rules
         ],
+        syscall_rules=[_syscall_rule(rule) for rule in policy.syscall_rules],
+    )
+
+
+def _syscall_rule(rule: SyscallRule) -> agent_pb2.SyscallRule:
+    """Build a syscalls rule's message, with the directories of executables only syscalls rules may name."""
+    return agent_pb2.SyscallRule(
+        syscall=rule.syscall,
+        path=rule.path,
+        recursive=rule.recursive,
+        from_source_dirs=[
+            agent_pb2.SourceDirectory(dir=directory, recursive=recursive) for directory, recursive in rule.source_dirs
+        ],
+        **_matching(rule),
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from adapter.schema import validate
 from adapter.yaml_reader import Field, read_documents, read_text, yaml_files
+from kadapter_api.syscalls import PATH_ARGUMENTS
 
 API_VERSION = "security.kubearmor.com/v1"
 DEFAULT_NAMESPACE = "default"
@@ -46,6 +47,10 @@ RULE_FIELDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     },
     "network": {"matchProtocols": ("protocol", "fromSource")},
     "capabilities": {"matchCapabilities": ("capability", "fromSource")},
+    "syscalls": {
+        "matchSyscalls": ("syscall", "fromSource"),
+        "matchPaths": ("path", "recursive", "syscall", "fromSource"),
+    },
 }
 # The part of the policy schema Kadapter enforces, as nested field names: None where Kadapter
 # reads the whole value, else the fields it reads inside it (inside each item, for a list).
@@ -150,7 +155,9 @@ class Rule:
 class MatchRule(Rule):
     """A rule of a section's match lists, which KubeArmor's fromSource may narrow to some executables."""
 
-    from_source: tuple[str, ...] = ()  # absolute paths of executables; empty: every process
+    from_source: tuple[str, ...] = ()  # absolute paths of executables; empty (and no source_dirs): every process
+    # Directories of executables, each ending in "/", and whether it covers subdirectories (syscalls rules only).
+    source_dirs: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,6 +188,19 @@ class CapabilityRule(MatchRule):
     """Using one capability (capabilities.matchCapabilities), one of CAPABILITIES."""
 
     capability: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyscallRule(MatchRule):
+    """A system call returning (syscalls section), always audited: KubeArmor never blocks system calls.
+
+    With a path (syscalls.matchPaths), only calls whose path argument names that file, or that
+    directory (ending in "/") or what is directly in it (at any depth when recursive).
+    """
+
+    syscall: str  # KubeArmor's x86_64 name, as the CRD lists it
+    path: str = ""
+    recursive: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,6 +249,7 @@ class Policy:
     file_rules: tuple[PathRule, ...] = ()
     network_rules: tuple[NetworkRule, ...] = ()
     capability_rules: tuple[CapabilityRule, ...] = ()
+    syscall_rules: tuple[SyscallRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -325,8 +346,11 @@ def _policy(doc: Field, source: str) -> Policy:
         file_rules=_section_rules(spec.child("file"), inherited, _path_rule),
         network_rules=_section_rules(spec.child("network"), inherited, _protocol_rules),
         capability_rules=_section_rules(spec.child("capabilities"), inherited, _capability_rules),
+        syscall_rules=_section_rules(spec.child("syscalls"), inherited, _syscall_rules),
     )
-    rules = (policy.process_rules, policy.file_rules, policy.network_rules, policy.capability_rules)
+    rules = (
+        policy.process_rules, policy.file_rules, policy.network_rules, policy.capability_rules, policy.syscall_rules
+    )  # fmt: skip
     if not any(rules) and not policy.presets:
         enforced = ", ".join(f"spec.{section} ({', '.join(lists)})" for section, lists in RULE_FIELDS.items())
         raise spec.error(f"no rules: Kadapter enforces {enforced} and spec.presets, and this policy has none")
@@ -398,7 +422,7 @@ def _expressions(field: Field) -> tuple[LabelExpression, ...]:
 def _section_rules(
     section: Field, inherited: _Inherited, read: Callable[[Field, _Inherited], Iterable[_M]]
 ) -> tuple[_M, ...]:
-    """Read spec.process, file, network or capabilities into rules, each entry with ``read``.
+    """Read spec.process, file, network, capabilities or syscalls into rules, each entry with ``read``.
 
     Each entry's action, severity, tags and message default to the section's, and those to the
     spec's; its fromSource, read here for every kind, narrows each rule ``read`` makes of it. A
@@ -421,26 +445,36 @@ def _section_rules(
             raise field.error("expected a non-empty list of rules, got an empty list")
         for item in items:
             made = read(item, inherited.override(item))
-            sources = _sources(item.child("fromSource"))
-            rules.extend(dataclasses.replace(rule, from_source=sources) for rule in made)
+            sources, directories = _sources(item.child("fromSource"))
+            rules.extend(dataclasses.replace(rule, from_source=sources, source_dirs=directories) for rule in made)
     return tuple(rules)
 
 
-def _sources(field: Field) -> tuple[str, ...]:
-    """Read a rule's fromSource: the executables it is limited to, each listed once, in file order.
+def _sources(field: Field) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...]]:
+    """Read a rule's fromSource: the executables, and directories of them, it is limited to, each listed once.
 
     Missing or empty, as in KubeArmor, the rule applies to every process. The schema has made each
-    path absolute and not end in '/' (a source is an executable, not a directory), but not required it.
+    path absolute and not end in '/' (a source is an executable), but not required it; only
+    syscalls rules may name a directory (dir, with recursive), which, as KubeArmor does, need not
+    end in '/'.
     """
     if field.missing:
-        return ()
-    sources = []
+        return (), ()
+    sources: list[str] = []
+    directories: list[tuple[str, bool]] = []
     for item in field.items():
-        path = item.child("path")
-        if path.missing:
+        path, directory = item.child("path"), item.child("dir")
+        if path.missing and directory.missing:
             raise path.expected("the absolute path of an executable (fromSource entries name one path each)")
-        sources.append(_normalised_path(path))
-    return tuple(dict.fromkeys(sources))
+        if not (path.missing or directory.missing):
+            raise item.error("expected either path (an executable) or dir (a directory of executables), not both")
+        if path.missing:
+            if not directory.string().startswith("/"):
+                raise directory.error(f"expected an absolute directory, got {directory.value!r}")
+            directories.append((_normalised_path(directory).rstrip("/") + "/", _flag(item.child("recursive"))))
+        else:
+            sources.append(_normalised_path(path))
+    return tuple(dict.fromkeys(sources)), tuple(dict.fromkeys(directories))
 
 
 def _path_rule(item: Field, verdict: _Inherited) -> tuple[PathRule]:
@@ -475,6 +509,34 @@ def _capability_rules(item: Field, verdict: _Inherited) -> tuple[CapabilityRule,
     """Read one matchCapabilities entry: a rule for each capability it names."""
     capabilities = _names(item.child("capability"), CAPABILITIES, what="capability", prefix="cap_")
     return tuple(verdict.rule(CapabilityRule, capability=capability) for capability in capabilities)
+
+
+def _syscall_rules(item: Field, verdict: _Inherited) -> tuple[SyscallRule, ...]:
+    """Read one matchSyscalls or matchPaths entry of spec.syscalls: an audit rule for each system call it names.
+
+    KubeArmor audits system calls whatever action the policy sets, and Kadapter does the same
+    (README, "syscalls"). The schema has checked the names against the CRD's list.
+    """
+    audit = dataclasses.replace(verdict, action=Action.AUDIT)
+    names_field = item.child("syscall")
+    names = () if names_field.missing else tuple(dict.fromkeys(names_field.strings()))
+    if not names:
+        raise names_field.expected("a non-empty list of system call names")
+    if str(item.path[-2]) == "matchSyscalls":
+        return tuple(audit.rule(SyscallRule, syscall=name) for name in names)
+    path_field, recursive = item.child("path"), _flag(item.child("recursive"))
+    if path_field.missing:
+        raise path_field.expected("the file or directory (ending in '/') the system calls name")
+    path = _normalised_path(path_field)
+    if recursive and not path.endswith("/"):
+        raise item.child("recursive").error(f"recursive is for a directory ending in '/'; {path!r} is a file")
+    without_path = [name for name in names if name not in PATH_ARGUMENTS]
+    if without_path:
+        raise names_field.error(
+            f"{', '.join(without_path)} takes no path, so a matchPaths rule on it would never match; "
+            "use matchSyscalls for it"
+        )
+    return tuple(audit.rule(SyscallRule, syscall=name, path=path, recursive=recursive) for name in names)
 
 
 def _presets(field: Field, spec: _Inherited) -> tuple[PresetRule, ...]:

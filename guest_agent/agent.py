@@ -11,6 +11,7 @@ arrives.
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import logging
 import os
@@ -28,6 +29,7 @@ from guest_agent.container_fs import ContainerView
 from guest_agent.enforcer import Enforcer
 from guest_agent.rules import CompiledRules, ContainerKey, InvalidPolicyError, check_policies, compile_rules
 from kadapter_api import agent_pb2
+from kadapter_api.syscalls import NUMBERS as SYSCALL_NUMBERS
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,9 @@ _OPERATIONS = {
     bpf_types.OP_RENAME: ("File", "rename"),
     bpf_types.OP_SOCKET: ("Network", "socket"),
     bpf_types.OP_CAPABLE: ("Capabilities", "capable"),
+    bpf_types.OP_SYSCALL: ("Syscall", "syscall"),
 }
+_SYSCALL_NAMES = {number: name for name, number in SYSCALL_NUMBERS.items()}
 # The posture each kind follows (KubeArmor: process rules follow the file posture).
 _POSTURE_FIELDS = {
     Kind.PROCESS: "file_posture",
@@ -165,7 +169,6 @@ class Agent:
         with self._lock:
             container, compiled = self._rulesets.get(event.ruleset, (None, None))
         rule = compiled.rule(event.rule) if compiled else None
-        blocked = event.retval != 0
         operation, data = _OPERATIONS.get(event.operation, ("Process", "unknown"))
         alert = agent_pb2.Alert(
             timestamp_ns=event.timestamp_ns,
@@ -178,7 +181,7 @@ class Agent:
             data=_data(event, data),
             resource=_resource(event),
             action=agent_pb2.ACTION_BLOCK if event.action == bpf_types.ACTION_BLOCK else agent_pb2.ACTION_AUDIT,
-            result=os.strerror(-event.retval) if blocked else "Passed",
+            result=_result(event),
             enforcer="BPFLSM",
             policy_name=rule.policy_name if rule else "DefaultPosture",
         )
@@ -230,6 +233,7 @@ def _rule_counts(compiled: CompiledRules) -> dict[str, int | bool]:
         "network_allowlist": kinds[Kind.NETWORK].allowlist,
         "capability_rules": kinds[Kind.CAPABILITIES].size,
         "capabilities_allowlist": kinds[Kind.CAPABILITIES].allowlist,
+        "syscall_rules": kinds[Kind.SYSCALLS].size,
     }
 
 
@@ -244,6 +248,12 @@ def _resource(event: bpf_types.AlertEvent) -> str:
     return event.path.decode(errors="replace")
 
 
+def _result(event: bpf_types.AlertEvent) -> str:
+    """Say how the operation ended: denied, or for a system call what it returned."""
+    returned = ctypes.c_int32(event.args[1]).value if event.operation == bpf_types.OP_SYSCALL else event.retval
+    return os.strerror(-returned) if returned < 0 else "Passed"
+
+
 def _enum_name(kind: type[enum.IntEnum], value: int) -> str:
     try:
         return kind(value).name
@@ -255,6 +265,8 @@ def _data(event: bpf_types.AlertEvent, data: str) -> str:
     """Say what was attempted, with what the kernel noted about the file's name."""
     if event.operation == bpf_types.OP_OPEN:
         data += " for write" if event.access & bpf_types.ACCESS_WRITE else " for read"
+    if event.operation == bpf_types.OP_SYSCALL:
+        data = f"syscall=SYS_{_SYSCALL_NAMES.get(event.args[0], str(event.args[0])).upper()}"
     if event.name_flags & bpf_types.NAME_FILELESS:
         data += ", fileless"
     if event.name_flags & bpf_types.NAME_OUTSIDE:

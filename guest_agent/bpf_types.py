@@ -20,6 +20,7 @@ class Kind(enum.IntEnum):
     FILE = 1
     NETWORK = 2
     CAPABILITIES = 3
+    SYSCALLS = 4  # audited only, as in KubeArmor
 
 
 ACTION_BLOCK = 1
@@ -35,6 +36,7 @@ DIRS = 4
 EXECNAMES = 8
 SOURCES = 16
 PATTERNS = 32
+SOURCE_DIRS = 64
 
 PATTERNS_MAX = 256  # pattern rules one ruleset may hold (KADAPTER_PATTERNS_MAX)
 
@@ -64,6 +66,9 @@ OP_UNLINK = 8
 OP_TRUNCATE = 9
 OP_SOCKET = 10
 OP_CAPABLE = 11
+OP_SYSCALL = 12
+
+NO_ARG = 0xFF  # SyscallScope.dirfd_arg: the path is relative to the working directory
 
 ACCESS_WRITE = 1
 ACCESS_OWNER = 2
@@ -163,8 +168,27 @@ class PatternRule(ctypes.Structure):
     _fields_ = (("rule", RuleEntry), ("pattern", ctypes.c_char * PATH_MAX))
 
 
+class SourceDir(ctypes.Structure):
+    """A directory's fromSource rulesets: for executables at any depth below it, and directly in it."""
+
+    _fields_ = (("any_depth", KindPolicy), ("direct", KindPolicy))
+
+
+class SyscallScope(ctypes.Structure):
+    """One system call's matchPaths ruleset, and which of its arguments hold the path and its directory fd."""
+
+    _fields_ = (
+        ("ruleset", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("path_arg", ctypes.c_uint8),
+        ("dirfd_arg", ctypes.c_uint8),
+        ("exec", ctypes.c_uint8),
+        ("reserved", ctypes.c_uint8),
+    )
+
+
 class IdRuleKey(ctypes.Structure):
-    """A network protocol name or a capability number of one ruleset."""
+    """A network protocol name, a capability or a system call number of one ruleset."""
 
     _fields_ = (("ruleset", ctypes.c_uint32), ("id", ctypes.c_uint32))
 

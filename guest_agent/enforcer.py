@@ -21,26 +21,47 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from guest_agent import bpf_types
 from guest_agent.bpf_types import Kind
 from guest_agent.container_fs import FileIdentity
 from guest_agent.libbpf import BpfError, BpfObject, RingBuffer
 from guest_agent.rules import CompiledRules, ContainerKey, DirEntry, KindRules, RuleEntry
+from kadapter_api.syscalls import NUMBERS as SYSCALL_NUMBERS
+from kadapter_api.syscalls import PATH_ARGUMENTS
 
 log = logging.getLogger(__name__)
 
 RuleName = TypeVar("RuleName", str, FileIdentity, int)  # rules are found by path, file identity, id or index
-Entry = TypeVar("Entry", RuleEntry, DirEntry, tuple[str, RuleEntry], bpf_types.KindPolicy)
+Entry = TypeVar(
+    "Entry",
+    RuleEntry,
+    DirEntry,
+    tuple[str, RuleEntry],
+    bpf_types.KindPolicy,
+    bpf_types.SourceDir,
+    bpf_types.SyscallScope,
+)
+# The program the agent attaches only while a container has syscalls rules: it runs on every system call.
+SYSCALLS_PROGRAM = "kadapter_sys_exit"
+# Which argument of each system call holds its path, as the kernel side reads it.
+_SYSCALL_PATHS = {SYSCALL_NUMBERS[name]: argument for name, argument in PATH_ARGUMENTS.items()}
+
+
+class _Nested(NamedTuple):
+    """The ruleset ids a kind's nested tables were written under: its sources' and its system calls' scopes."""
+
+    sources: Mapping[str, int]
+    scopes: Mapping[int, int]
 
 
 @dataclass(frozen=True)
 class _Table(Generic[RuleName, Entry]):
-    """One rule map: how a kind's table is read (from its rules and its sources' ruleset ids) and written."""
+    """One rule map: how a kind's table is read (from its rules and its nested tables' ruleset ids) and written."""
 
     map_name: str
-    entries: Callable[[KindRules, Mapping[str, int]], Mapping[RuleName, Entry]]
+    entries: Callable[[KindRules, _Nested], Mapping[RuleName, Entry]]
     make_key: Callable[[int, RuleName], ctypes.Structure]
     make_value: Callable[[Entry], ctypes.Structure]
 
@@ -52,6 +73,7 @@ class _Installed:
     kernel_id: int
     key: ContainerKey
     written: dict[int, dict[str, tuple[object, ...]]] = field(default_factory=dict)
+    audits_syscalls: bool = False
 
 
 class Enforcer:
@@ -65,7 +87,7 @@ class Enforcer:
     def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int, alerts_per_second: int) -> None:
         sizes = dict.fromkeys(("containers", "container_ns", "container_roots", "alert_budgets"), max_containers)
         rule_maps = dict.fromkeys((table.map_name for table in _TABLES), max_rules)
-        self._object = BpfObject(bpf_object, max_entries=sizes | rule_maps)
+        self._object = BpfObject(bpf_object, max_entries=sizes | rule_maps, on_demand={SYSCALLS_PROGRAM})
         self._containers = self._object.map("containers")
         self._container_ns = self._object.map("container_ns")
         self._container_roots = self._object.map("container_roots")
@@ -82,8 +104,14 @@ class Enforcer:
         """Make the container's rules exactly `rules`, tagging its init on first sight; return every ruleset id."""
         with self._lock:
             previous = self._installed.get(container_id)
-            installed = _Installed(previous.kernel_id if previous else next(self._kernel_ids), key)
+            installed = _Installed(
+                previous.kernel_id if previous else next(self._kernel_ids),
+                key,
+                audits_syscalls=rules.active(Kind.SYSCALLS),
+            )
             try:
+                if installed.audits_syscalls:
+                    self._object.attach(SYSCALLS_PROGRAM)
                 rulesets = {kind: self._write_kind(installed, rules.kinds[kind]) for kind in Kind if rules.active(kind)}
                 self._containers.update(ctypes.c_uint32(installed.kernel_id), _container_policy(rulesets, rules))
                 if not previous:
@@ -96,16 +124,25 @@ class Enforcer:
             self._installed[container_id] = installed
             if previous:
                 self._delete_rules(previous)
+            self._detach_unused()
             return tuple(installed.written)
 
     def _write_kind(self, installed: _Installed, rules: KindRules) -> int:
-        """Write one kind's tables, and its sources' under rulesets of their own, under a new ruleset id."""
+        """Write one kind's tables, and its nested ones under rulesets of their own, under a new ruleset id."""
         ruleset = next(self._ruleset_ids)
         written = installed.written.setdefault(ruleset, {})
-        sources = {name: self._write_kind(installed, source) for name, source in rules.sources.items()}
+        nested = _Nested(
+            sources={name: self._write_kind(installed, source) for name, source in rules.sources.items()},
+            scopes={number: self._write_kind(installed, scope) for number, scope in rules.scopes.items()},
+        )
         for table in _TABLES:
-            written[table.map_name] = self._write(table, ruleset, table.entries(rules, sources))
+            written[table.map_name] = self._write(table, ruleset, table.entries(rules, nested))
         return ruleset
+
+    def _detach_unused(self) -> None:
+        """Detach the system call program once no container has syscalls rules (it costs every call)."""
+        if not any(installed.audits_syscalls for installed in self._installed.values()):
+            self._object.detach(SYSCALLS_PROGRAM)
 
     def _join(self, installed: _Installed, init_pid: int) -> None:
         """Bind the container's namespaces and tag its init process: from now on it cannot leave."""
@@ -125,6 +162,7 @@ class Enforcer:
             if installed:
                 self._forget(installed)
                 self._delete_rules(installed)
+                self._detach_unused()
 
     def _forget(self, installed: _Installed) -> None:
         """Delete a container's entries; its namespaces' entry only while it still names this container."""
@@ -195,6 +233,8 @@ def _kind_flags(rules: KindRules) -> int:
         flags |= bpf_types.EXECNAMES
     if rules.sources:
         flags |= bpf_types.SOURCES
+    if rules.source_dirs:
+        flags |= bpf_types.SOURCE_DIRS
     if rules.patterns:
         flags |= bpf_types.PATTERNS
     return flags
@@ -240,9 +280,39 @@ def _pattern_rule(entry: tuple[str, RuleEntry]) -> bpf_types.PatternRule:
     return bpf_types.PatternRule(rule=_rule(rule), pattern=pattern.encode())
 
 
-def _source_policies(rules: KindRules, source_rulesets: Mapping[str, int]) -> dict[str, bpf_types.KindPolicy]:
+def _source_policies(rules: KindRules, nested: _Nested) -> dict[str, bpf_types.KindPolicy]:
     """Each name of a source executable -> the ruleset its rules were written under, and their flags."""
-    return {name: _kind_policy(source_rulesets[key], rules.sources[key]) for name, key in rules.source_names.items()}
+    return {name: _source(rules, nested, key) for name, key in rules.source_names.items()}
+
+
+def _source_directories(rules: KindRules, nested: _Nested) -> dict[str, bpf_types.SourceDir]:
+    """Each source directory -> the rulesets of executables at any depth below it and directly in it."""
+    return {
+        directory: bpf_types.SourceDir(
+            any_depth=_source(rules, nested, any_depth), direct=_source(rules, nested, direct)
+        )
+        for directory, (any_depth, direct) in rules.source_dirs.items()
+    }
+
+
+def _source(rules: KindRules, nested: _Nested, key: str | None) -> bpf_types.KindPolicy:
+    """Return the kernel's record of one source's table; ruleset 0 (none) for no key."""
+    return bpf_types.KindPolicy() if key is None else _kind_policy(nested.sources[key], rules.sources[key])
+
+
+def _syscall_scopes(rules: KindRules, nested: _Nested) -> dict[int, bpf_types.SyscallScope]:
+    """Each system call with matchPaths rules -> their ruleset and flags, and where the call's path is."""
+    scopes = {}
+    for number, scope in rules.scopes.items():
+        argument = _SYSCALL_PATHS[number]
+        scopes[number] = bpf_types.SyscallScope(
+            ruleset=nested.scopes[number],
+            flags=_kind_flags(scope),
+            path_arg=argument.path,
+            dirfd_arg=bpf_types.NO_ARG if argument.dirfd is None else argument.dirfd,
+            exec=argument.exec,
+        )
+    return scopes
 
 
 _TABLES: tuple[_Table, ...] = (
@@ -254,4 +324,6 @@ _TABLES: tuple[_Table, ...] = (
     _Table("pattern_rules", lambda rules, _: dict(enumerate(rules.patterns.items())), _pattern_key, _pattern_rule),
     # A kind's sources: (its ruleset, an executable's name) -> the source's ruleset and flags.
     _Table("source_rules", _source_policies, _name_key, lambda policy: policy),
+    _Table("source_dirs", _source_directories, _name_key, lambda record: record),
+    _Table("syscall_scopes", _syscall_scopes, _id_key, lambda scope: scope),
 )

@@ -41,6 +41,7 @@ def _load_library() -> ctypes.CDLL:
         "bpf_object__close": (None, [p]),
         "bpf_object__find_map_by_name": (p, [p, ctypes.c_char_p]),
         "bpf_object__next_program": (p, [p, p]),
+        "bpf_object__find_program_by_name": (p, [p, ctypes.c_char_p]),
         "bpf_program__name": (ctypes.c_char_p, [p]),
         "bpf_program__attach": (p, [p]),
         "bpf_link__destroy": (i, [p]),
@@ -174,10 +175,18 @@ class RingBuffer:
 class BpfObject:
     """An opened, loaded and attached BPF object file."""
 
-    def __init__(self, path: Path, *, max_entries: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_entries: dict[str, int] | None = None,
+        on_demand: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
+        """Open, size, load and attach the object; the programs named in on_demand wait for attach()."""
         self.path = path
         self._obj = _check_pointer(_lib.bpf_object__open_file(str(path).encode(), None), f"open {path}")
-        self._links: list[int] = []
+        self._links: dict[str, int] = {}
+        self._on_demand = on_demand
         try:
             for name, entries in (max_entries or {}).items():
                 _check(_lib.bpf_map__set_max_entries(self._map_pointer(name), entries), f"resize map {name}")
@@ -191,12 +200,25 @@ class BpfObject:
         return _check_pointer(_lib.bpf_object__find_map_by_name(self._obj, name.encode()), f"find map {name}")
 
     def _attach_all(self) -> None:
-        """Attach every program by its section name (lsm/<hook>)."""
+        """Attach every program not on demand by its section name (lsm/<hook>, tp_btf/<tracepoint>)."""
         program = _lib.bpf_object__next_program(self._obj, None)
         while program:
             name = _lib.bpf_program__name(program).decode()
-            self._links.append(_check_pointer(_lib.bpf_program__attach(program), f"attach program {name}"))
+            if name not in self._on_demand:
+                self.attach(name)
             program = _lib.bpf_object__next_program(self._obj, program)
+
+    def attach(self, name: str) -> None:
+        """Attach the named program, unless it is attached."""
+        if name not in self._links:
+            program = _check_pointer(_lib.bpf_object__find_program_by_name(self._obj, name.encode()), f"find {name}")
+            self._links[name] = _check_pointer(_lib.bpf_program__attach(program), f"attach program {name}")
+
+    def detach(self, name: str) -> None:
+        """Detach the named program, if it is attached."""
+        link = self._links.pop(name, None)
+        if link:
+            _lib.bpf_link__destroy(link)
 
     def map(self, name: str) -> BpfMap:
         """Return the named map of the loaded object."""
@@ -204,7 +226,7 @@ class BpfObject:
 
     def close(self) -> None:
         """Detach all programs and free the object (the kernel drops the maps)."""
-        for link in self._links:
+        for link in self._links.values():
             _lib.bpf_link__destroy(link)
         self._links.clear()
         if self._obj:

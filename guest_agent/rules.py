@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from guest_agent.bpf_types import (
     NETWORK_PROTOCOLS,
@@ -32,6 +32,8 @@ from guest_agent.bpf_types import (
 from guest_agent.capabilities import CAPABILITIES
 from guest_agent.container_fs import ContainerView, FileIdentity
 from kadapter_api import agent_pb2
+from kadapter_api.syscalls import NUMBERS as SYSCALL_NUMBERS
+from kadapter_api.syscalls import PATH_ARGUMENTS
 
 
 class ContainerKey(NamedTuple):
@@ -85,12 +87,16 @@ class KindRules:
     inodes: Mapping[FileIdentity, RuleEntry] = field(default_factory=dict)
     dirs: Mapping[str, DirEntry] = field(default_factory=dict)  # directory paths end with "/"
     patterns: Mapping[str, RuleEntry] = field(default_factory=dict)  # canonical globs, in the kernel's order
-    ids: Mapping[int, RuleEntry] = field(default_factory=dict)  # protocol names, capabilities
+    ids: Mapping[int, RuleEntry] = field(default_factory=dict)  # protocol names, capabilities, system calls
     allowlist: bool = False
     posture_audit: bool = False
     # fromSource rules: a table per source executable, under each name that leads to it (written and resolved).
     sources: Mapping[str, KindRules] = field(default_factory=dict)
     source_names: Mapping[str, str] = field(default_factory=dict)  # name -> its key in sources
+    # fromSource directories -> the keys in sources of the tables for executables at any depth below them and
+    # directly in them; each table holds the rules of every source directory that covers its executables too.
+    source_dirs: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    scopes: Mapping[int, KindRules] = field(default_factory=dict)  # system call -> its matchPaths rules
 
     @property
     def has_execnames(self) -> bool:
@@ -101,8 +107,9 @@ class KindRules:
     def size(self) -> int:
         """Return how many kernel map entries the table takes, its sources' included."""
         own = len(self.names) + len(self.inodes) + len(self.dirs) + len(self.patterns) + len(self.ids)
-        own += len(self.source_names)
-        return own + sum(source.size for source in self.sources.values())
+        own += len(self.source_names) + len(self.source_dirs) + len(self.scopes)
+        tables = (*self.sources.values(), *self.scopes.values())
+        return own + sum(table.size for table in tables)
 
 
 @dataclass(frozen=True)
@@ -156,8 +163,10 @@ _PRESET_KINDS = {  # the enforcer whose hooks judge each preset
 }
 # Glob syntax AppArmor has and the kernel's matcher does not: classes, alternations, escapes.
 PATTERN_UNSUPPORTED = "[]{}\\"
+_Key = TypeVar("_Key", str, FileIdentity, int)
 IdRule = agent_pb2.NetworkRule | agent_pb2.CapabilityRule
-WireRule = agent_pb2.PathRule | agent_pb2.NetworkRule | agent_pb2.CapabilityRule | agent_pb2.PresetRule
+SourcedRule = agent_pb2.PathRule | agent_pb2.NetworkRule | agent_pb2.CapabilityRule | agent_pb2.SyscallRule
+WireRule = SourcedRule | agent_pb2.PresetRule
 
 
 def check_policies(policies: Iterable[agent_pb2.Policy]) -> None:
@@ -196,6 +205,8 @@ def _check_policy_rules(where: str, policy: agent_pb2.Policy, patterns: Mapping[
             raise InvalidPolicyError(
                 f"{where}.capability_rules[{number}].capability: {capability.capability!r} is unknown"
             )
+    for number, syscall in enumerate(policy.syscall_rules):
+        _check_syscall_rule(f"{where}.syscall_rules[{number}]", syscall)
     for number, preset in enumerate(policy.presets):
         if preset.preset not in _PRESETS:
             raise InvalidPolicyError(f"{where}.presets[{number}].preset: not one this agent enforces")
@@ -212,6 +223,24 @@ def _check_rule(where: str, rule: WireRule) -> None:
             raise InvalidPolicyError(f"{where}.from_source[{number}]: {source!r} is not an executable's path")
 
 
+def _check_syscall_rule(where: str, rule: agent_pb2.SyscallRule) -> None:
+    _check_rule(where, rule)
+    if rule.action != agent_pb2.ACTION_AUDIT:
+        raise InvalidPolicyError(f"{where}.action: system calls are audited, never blocked or allowed")
+    if rule.syscall not in SYSCALL_NUMBERS:
+        raise InvalidPolicyError(f"{where}.syscall: {rule.syscall!r} is unknown")
+    if rule.path:
+        if rule.syscall not in PATH_ARGUMENTS:
+            raise InvalidPolicyError(f"{where}.path: {rule.syscall} takes no path")
+        _check_path(where, rule.path, recursive=rule.recursive)
+    elif rule.recursive:
+        raise InvalidPolicyError(f"{where}.recursive: set without a path")
+    for number, source in enumerate(rule.from_source_dirs):
+        _check_path(f"{where}.from_source_dirs[{number}]", source.dir, field="dir")
+        if not source.dir.endswith("/"):
+            raise InvalidPolicyError(f"{where}.from_source_dirs[{number}].dir: {source.dir!r} does not end in '/'")
+
+
 def _check_path_rule(where: str, rule: agent_pb2.PathRule, *, file_rule: bool) -> None:
     _check_rule(where, rule)
     if rule.read_only and not file_rule:
@@ -223,7 +252,7 @@ def _check_path_rule(where: str, rule: agent_pb2.PathRule, *, file_rule: bool) -
             raise InvalidPolicyError(f"{where}.execname: only process rules name executables")
         _check_execname(where, rule)
     else:
-        _check_path(where, rule)
+        _check_path(where, rule.path, recursive=rule.recursive)
 
 
 def _check_execname(where: str, rule: agent_pb2.PathRule) -> None:
@@ -234,16 +263,17 @@ def _check_execname(where: str, rule: agent_pb2.PathRule) -> None:
         raise InvalidPolicyError(f"{where}.execname: {name!r} is not a file name")
 
 
-def _check_path(where: str, rule: agent_pb2.PathRule) -> None:
-    path, encoded = rule.path, rule.path.encode()
+def _check_path(where: str, path: str, *, field: str = "path", recursive: bool = False) -> None:
+    """Refuse a path that is not absolute and normalised or does not fit the kernel's keys, or a recursive file."""
+    encoded = path.encode()
     if not path.startswith("/"):
-        raise InvalidPolicyError(f"{where}.path: {path!r} is not absolute")
-    if rule.recursive and not path.endswith("/"):
+        raise InvalidPolicyError(f"{where}.{field}: {path!r} is not absolute")
+    if recursive and not path.endswith("/"):
         raise InvalidPolicyError(f"{where}.recursive: {path!r} is a file, not a directory ending in '/'")
     if len(encoded) >= PATH_MAX or b"\0" in encoded:
-        raise InvalidPolicyError(f"{where}.path: longer than {PATH_MAX - 1} bytes or contains NUL")
+        raise InvalidPolicyError(f"{where}.{field}: longer than {PATH_MAX - 1} bytes or contains NUL")
     if path != "/" and any(part in ("", ".", "..") for part in path[1:].removesuffix("/").split("/")):
-        raise InvalidPolicyError(f"{where}.path: {path!r} is not normalised")
+        raise InvalidPolicyError(f"{where}.{field}: {path!r} is not normalised")
 
 
 def _check_pattern(where: str, rule: agent_pb2.PathRule) -> None:
@@ -278,8 +308,30 @@ def _with(entry: RuleEntry, rule: WireRule, rule_id: int) -> RuleEntry:
     return replace(entry, **{bits: getattr(entry, bits) | 1 << _variant(rule), slot: getattr(entry, slot) or rule_id})
 
 
+def _merged(first: RuleEntry, second: RuleEntry) -> RuleEntry:
+    """Combine two entries as the kernel merges what several of them say: every variant bit, the first rule ids."""
+    return RuleEntry(
+        block=first.block | second.block,
+        audit=first.audit | second.audit,
+        allow=first.allow | second.allow,
+        block_rule=first.block_rule or second.block_rule,
+        audit_rule=first.audit_rule or second.audit_rule,
+        allow_rule=first.allow_rule or second.allow_rule,
+    )
+
+
+def _merge_into(into: dict[_Key, RuleEntry], more: Mapping[_Key, RuleEntry]) -> None:
+    for key, entry in more.items():
+        into[key] = _merged(into.get(key, RuleEntry()), entry)
+
+
 class _TableBuilder:
-    """Collect one kind's rules for one container; fromSource rules go to a builder per source."""
+    """Collect one kind's rules for one container; fromSource rules go to a builder per source.
+
+    A source directory has a builder for executables at any depth below it and one for those directly
+    in it; build() adds to each source's table the rules of the directories that cover it, since the
+    kernel enters only the most specific source an executable has.
+    """
 
     def __init__(self, view: ContainerView | None) -> None:
         self._view = view
@@ -291,10 +343,13 @@ class _TableBuilder:
         self.allowlist = False
         self._sources: dict[str, _TableBuilder] = {}
         self._source_names: dict[str, str] = {}
+        self._source_dirs: dict[tuple[str, bool], _TableBuilder] = {}  # (directory, recursive) -> its rules
+        self._scopes: dict[int, _TableBuilder] = {}
 
-    def _tables_for(self, rule: WireRule) -> list[_TableBuilder]:
+    def _tables_for(self, rule: SourcedRule) -> list[_TableBuilder]:
         """Return where a rule goes: this table, or the table of each of its sources."""
-        if not rule.from_source:
+        directories = rule.from_source_dirs if isinstance(rule, agent_pb2.SyscallRule) else ()
+        if not rule.from_source and not directories:
             return [self]
         tables = []
         for source in rule.from_source:
@@ -303,7 +358,52 @@ class _TableBuilder:
                 if len(name.encode()) < PATH_MAX:
                     self._source_names[name] = resolved
             tables.append(self._sources.setdefault(resolved, _TableBuilder(self._view)))
+        for directory in directories:
+            key = (directory.dir, directory.recursive)
+            tables.append(self._source_dirs.setdefault(key, _TableBuilder(self._view)))
         return tables
+
+    def add_syscall_rule(self, rule: agent_pb2.SyscallRule, rule_id: int) -> None:
+        """Add a system call rule: for every call of it, or (matchPaths) for those naming a file or directory."""
+        number = SYSCALL_NUMBERS[rule.syscall]
+        for table in self._tables_for(rule):
+            if not rule.path:
+                table.ids[number] = _with(table.ids.get(number, RuleEntry()), rule, rule_id)
+                continue
+            scope = table._scopes.setdefault(number, _TableBuilder(self._view))
+            if rule.path.endswith("/"):
+                scope._add_directory(rule, rule_id)
+                directory = rule.path.rstrip("/") or "/"  # the directory itself, as a call names it
+                scope.names[directory] = _with(scope.names.get(directory, RuleEntry()), rule, rule_id)
+            else:
+                scope.names[rule.path] = _with(scope.names.get(rule.path, RuleEntry()), rule, rule_id)
+
+    def _absorb(self, other: _TableBuilder) -> None:
+        """Add another builder's own rules (not its sources) to this one's."""
+        _merge_into(self.names, other.names)
+        _merge_into(self.inodes, other.inodes)
+        _merge_into(self.patterns, other.patterns)
+        _merge_into(self.ids, other.ids)
+        for path, entry in other.dirs.items():
+            mine = self.dirs.get(path, DirEntry())
+            self.dirs[path] = DirEntry(_merged(mine.any_depth, entry.any_depth), _merged(mine.direct, entry.direct))
+        self.allowlist |= other.allowlist
+        for number, scope in other._scopes.items():
+            self._scopes.setdefault(number, _TableBuilder(self._view))._absorb(scope)
+
+    def _combined(self, parts: Iterable[_TableBuilder]) -> _TableBuilder:
+        combined = _TableBuilder(self._view)
+        for part in parts:
+            combined._absorb(part)
+        return combined
+
+    def _covering(self, directory: str, *, recursive_only: bool) -> list[_TableBuilder]:
+        """Return the source-directory builders whose rules reach executables directly in ``directory``."""
+        return [
+            table
+            for (source, recursive), table in self._source_dirs.items()
+            if (recursive and directory.startswith(source)) or (not recursive_only and source == directory)
+        ]
 
     def add_path_rule(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
         """Add a process or file rule by pattern, execname, directory or file."""
@@ -352,6 +452,21 @@ class _TableBuilder:
 
     def build(self, posture: agent_pb2.Posture.ValueType) -> KindRules:
         """Freeze the table with the kind's posture."""
+        sources = {
+            name: self._combined((source, *self._covering(name.rsplit("/", 1)[0] + "/", recursive_only=False)))
+            for name, source in self._sources.items()
+        }
+        source_dirs: dict[str, tuple[str | None, str | None]] = {}
+        for directory in sorted({directory for directory, _ in self._source_dirs}):
+            any_depth = self._covering(directory, recursive_only=True) if (directory, True) in self._source_dirs else []
+            direct = self._source_dirs.get((directory, False))
+            # Keys no executable has (paths hold no NUL), beside the executables' own.
+            any_label, direct_label = f"\0{directory}**", f"\0{directory}*"
+            if any_depth:
+                sources[any_label] = self._combined(any_depth)
+            if direct:
+                sources[direct_label] = self._combined((direct, *self._covering(directory, recursive_only=True)))
+            source_dirs[directory] = (any_label if any_depth else None, direct_label if direct else None)
         return KindRules(
             names=self.names,
             inodes=self.inodes,
@@ -360,8 +475,10 @@ class _TableBuilder:
             ids=self.ids,
             allowlist=self.allowlist,
             posture_audit=posture == agent_pb2.POSTURE_AUDIT,
-            sources={name: source.build(posture) for name, source in self._sources.items()},
+            sources={name: source.build(posture) for name, source in sources.items()},
             source_names=self._source_names,
+            source_dirs=source_dirs,
+            scopes={number: scope.build(posture) for number, scope in self._scopes.items()},
         )
 
 
@@ -403,6 +520,8 @@ def compile_rules(
             tables[Kind.CAPABILITIES].add_id_rule(
                 CAPABILITIES[capability.capability], capability, remember(policy, capability)
             )
+        for syscall in policy.syscall_rules:
+            tables[Kind.SYSCALLS].add_syscall_rule(syscall, remember(policy, syscall))
         for preset in policy.presets:
             kernel_preset = _PRESETS[preset.preset]
             presets[kernel_preset] = _with(presets.get(kernel_preset, RuleEntry()), preset, remember(policy, preset))

@@ -52,7 +52,15 @@ struct {
 	__type(value, struct kind_policy);
 } source_rules SEC(".maps");
 
-/* Network protocol names and capabilities; resized at load. */
+/* (a kind's ruleset, a directory) -> the fromSource rulesets of executables below it; resized at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct name_rule_key);
+	__type(value, struct source_dir);
+} source_dirs SEC(".maps");
+
+/* Network protocol names, capabilities and system calls; resized at load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -129,11 +137,13 @@ static __always_inline int judge_start(struct judgement *j, __u32 kind, __u32 op
 		return 0;
 	if (!container_root(j->container, operation == KADAPTER_OP_EXEC))
 		return 0;
+	if (kind >= KADAPTER_KINDS)
+		return 0;
 	kinds = j->policy->kinds;
 	j->kind = kind;
-	j->ruleset = kinds[kind & (KADAPTER_KINDS - 1)].ruleset;
-	j->flags = kinds[kind & (KADAPTER_KINDS - 1)].flags;
-	j->patterns = kinds[kind & (KADAPTER_KINDS - 1)].patterns;
+	j->ruleset = kinds[kind].ruleset;
+	j->flags = kinds[kind].flags;
+	j->patterns = kinds[kind].patterns;
 	if (!j->ruleset)
 		return 0;
 	j->operation = operation;
@@ -400,18 +410,68 @@ static __always_inline void match_file(struct judgement *j, struct vfsmount *mnt
 		match_inode(j, real);
 }
 
+/* The walk over the directories above the caller's executable, between bpf_loop() steps. */
+struct source_walk {
+	struct scratch_space *space;
+	struct kind_policy deepest; /* the any-depth ruleset of the deepest directory with one */
+	struct kind_policy direct; /* the direct ruleset of the directory last seen */
+	__u32 direct_end; /* where that directory's name ends */
+	__u32 last_end; /* where the last directory seen ends: the executable's own at the end */
+};
+
+static long source_dir_step(__u32 index, struct source_walk *walk)
+{
+	struct scratch_space *space = walk->space;
+	char *name = &space->name.buf[space->name.start & NAME_MASK];
+	struct source_dir *found;
+	__u32 end = index & (KADAPTER_PATH_MAX - 1);
+
+	if (!name[end])
+		return 1;
+	if (name[end] != '/')
+		return 0;
+	walk->last_end = end;
+	bpf_probe_read_kernel(space->dir_key.path, (end + 1) & (KADAPTER_PATH_MAX - 1), name);
+	found = bpf_map_lookup_elem(&source_dirs, &space->dir_key);
+	if (!found)
+		return 0;
+	if (found->any_depth.ruleset)
+		walk->deepest = found->any_depth;
+	walk->direct = found->direct;
+	walk->direct_end = end;
+	return 0;
+}
+
+/*
+ * The fromSource rules of the directories above the executable named in
+ * space: those of its own directory if it has direct ones, else those of
+ * the deepest directory covering any depth. The agent has merged into
+ * each the rules of every directory that covers it too.
+ */
+static __always_inline struct kind_policy source_by_directory(__u32 ruleset, struct scratch_space *space)
+{
+	struct source_walk walk = { .space = space };
+
+	__builtin_memset(&space->dir_key, 0, sizeof(space->dir_key));
+	space->dir_key.ruleset = ruleset;
+	bpf_loop(KADAPTER_PATH_MAX - 1, source_dir_step, &walk, 0);
+	if (walk.direct.ruleset && walk.direct_end == walk.last_end)
+		return walk.direct;
+	return walk.deepest;
+}
+
 /*
  * Switch the judgement to the fromSource rules its kind has for the
  * caller's executable (the program running, or at exec the one calling
- * execve); false when there are none. The caller matches again under
- * them. Allow rules among them make an allow list for that executable
- * alone.
+ * execve), by its name or the directories above it; false when there are
+ * none. The caller matches again under them. Allow rules among them make
+ * an allow list for that executable alone.
  */
 static __always_inline int enter_source(struct judgement *j)
 {
 	struct file *exe = BPF_CORE_READ(bpf_get_current_task_btf(), mm, exe_file);
 	struct scratch_space *space;
-	struct kind_policy *source;
+	struct kind_policy *source, by_directory;
 	__u32 zero = 0, name_flags;
 
 	if (!(j->flags & KADAPTER_SOURCES) || !exe)
@@ -426,6 +486,11 @@ static __always_inline int enter_source(struct judgement *j)
 	if (name_flags & (KADAPTER_NAME_OUTSIDE | KADAPTER_NAME_LONG))
 		return 0;
 	source = bpf_map_lookup_elem(&source_rules, &space->source_key);
+	if (!source && (j->flags & KADAPTER_SOURCE_DIRS)) {
+		by_directory = source_by_directory(j->ruleset, space);
+		if (by_directory.ruleset)
+			source = &by_directory;
+	}
 	if (!source)
 		return 0;
 	j->ruleset = source->ruleset;

@@ -12,5 +12,6 @@
 #include "file.bpf.h"
 #include "network.bpf.h"
 #include "capabilities.bpf.h"
+#include "syscalls.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

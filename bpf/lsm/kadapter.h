@@ -16,7 +16,8 @@
 #define KADAPTER_KIND_FILE 1
 #define KADAPTER_KIND_NETWORK 2
 #define KADAPTER_KIND_CAPABILITIES 3
-#define KADAPTER_KINDS 4
+#define KADAPTER_KIND_SYSCALLS 4 /* audited only, as in KubeArmor */
+#define KADAPTER_KINDS 5
 
 /* Actions, as reported in events. */
 #define KADAPTER_ACTION_BLOCK 1
@@ -40,6 +41,7 @@
 #define KADAPTER_EXECNAMES 8 /* execname rules exist: look up the file's own name (no '/') */
 #define KADAPTER_SOURCES 16 /* fromSource rules exist: look up the caller's executable */
 #define KADAPTER_PATTERNS 32 /* matchPatterns rules exist: match the name against each (patterns.bpf.h) */
+#define KADAPTER_SOURCE_DIRS 64 /* fromSource directories exist: look up each directory above the caller's executable */
 
 /* The most pattern rules one ruleset may hold: every judged name is matched against each. */
 #define KADAPTER_PATTERNS_MAX 256
@@ -68,6 +70,7 @@
 #define KADAPTER_OP_TRUNCATE 9 /* truncate(2) or open with O_TRUNC */
 #define KADAPTER_OP_SOCKET 10 /* socket(2): args are family, type, protocol */
 #define KADAPTER_OP_CAPABLE 11 /* using a capability: args[0] is its number */
+#define KADAPTER_OP_SYSCALL 12 /* a system call returned: args[0] is its number, args[1] its return value */
 
 /* alert_event.access */
 #define KADAPTER_ACCESS_WRITE 1 /* the operation changes the file */
@@ -172,7 +175,26 @@ struct pattern_rule {
 	char pattern[KADAPTER_PATH_MAX];
 };
 
-/* A network protocol name (KADAPTER_NET_*) or a capability number. */
+/* A directory's fromSource rulesets: for executables at any depth below it, and directly in it. */
+struct source_dir {
+	struct kind_policy any_depth;
+	struct kind_policy direct;
+};
+
+/* A syscall's path argument: which argument holds it, and which the directory it is relative to. */
+#define KADAPTER_NO_ARG 0xff
+
+/* The syscalls.matchPaths rules of one system call: a ruleset of names and directories, and where its path is. */
+struct syscall_scope {
+	__u32 ruleset;
+	__u32 flags;
+	__u8 path_arg;
+	__u8 dirfd_arg; /* KADAPTER_NO_ARG: relative to the working directory */
+	__u8 exec; /* execve/execveat: once it succeeded, the path is the new executable's */
+	__u8 reserved;
+};
+
+/* A network protocol name (KADAPTER_NET_*), a capability or a system call number. */
 struct id_rule_key {
 	__u32 ruleset;
 	__u32 id;
@@ -191,7 +213,7 @@ struct alert_event {
 	__u32 operation;
 	__u32 name_flags;
 	__u32 access;
-	__u32 args[3]; /* socket family, type and protocol; a capability */
+	__u32 args[3]; /* socket family, type and protocol; a capability; a system call and its return value */
 	char comm[KADAPTER_COMM_LEN];
 	char path[KADAPTER_PATH_MAX]; /* relative to the container's root */
 	char process[KADAPTER_PATH_MAX]; /* the executable of the task that asked, named the same way */

@@ -11,6 +11,7 @@ mkdir -p "$TMPDIR"
 cd /run
 echo "testguest: lsm=$(cat /sys/kernel/security/lsm)"
 venv=$repo/.venv
+export PYTHONPATH=$repo  # the agent runs from this checkout, whichever checkout the venv was installed from
 mkdir -p /run/kadapter
 "$venv/bin/kadapter-agent" --bpf-object "$repo/bpf/lsm/.output/kadapter.bpf.o" \
 	--tcp-listen 0.0.0.0:50051 --alerts-per-second 20 >/run/kadapter/agent.log 2>&1 &

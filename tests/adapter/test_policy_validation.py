@@ -570,7 +570,6 @@ def test_empty_match_labels_selects_whole_namespace() -> None:
 @pytest.mark.parametrize(
     "extra",
     [
-        pytest.param("syscalls: {}\n", id="empty-syscalls"),
         pytest.param("presets: []\napparmor: ''\n", id="empty-presets-apparmor"),
     ],
 )
@@ -838,7 +837,7 @@ REJECTIONS = [
         "spec",
         "no rules: Kadapter enforces spec.process (matchPaths, matchDirectories, matchPatterns), spec.file "
         "(matchPaths, matchDirectories, matchPatterns), spec.network (matchProtocols), spec.capabilities "
-        "(matchCapabilities) and spec.presets, and this policy has none",
+        "(matchCapabilities), spec.syscalls (matchSyscalls, matchPaths) and spec.presets, and this policy has none",
         id="no-rules",
     ),
     pytest.param(ksp(SELECT_NGINX + "presets: []\n"), "spec", "this policy has none", id="empty-presets-only"),
@@ -1084,12 +1083,6 @@ REJECTIONS = [
         id="presets-not-list",
     ),
     # sections Kadapter does not enforce
-    pytest.param(
-        ksp(SELECT_NGINX + BLOCK_APT + "syscalls:\n  matchSyscalls:\n  - syscall: [unlink]\n"),
-        "spec.syscalls",
-        NOT_ENFORCED + "; remove it or wait for support (refusing rather than silently not enforcing it)",
-        id="syscalls",
-    ),
     pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "apparmor: 'deny /x r,'\n"),
         "spec.apparmor",

@@ -26,6 +26,8 @@ MIRRORS = {
     "id_rule_key": bpf_types.IdRuleKey,
     "pattern_key": bpf_types.PatternKey,
     "pattern_rule": bpf_types.PatternRule,
+    "source_dir": bpf_types.SourceDir,
+    "syscall_scope": bpf_types.SyscallScope,
     "alert_event": bpf_types.AlertEvent,
 }
 

@@ -61,15 +61,26 @@ class FakeMap:
 
 
 class FakeObject:
-    """The loaded BPF object: its maps by name, and the sizes the Enforcer asked for."""
+    """The loaded BPF object: its maps by name, the sizes the Enforcer asked for, its on-demand programs attached."""
 
-    def __init__(self, path: Path, *, max_entries: dict[str, int]) -> None:
+    def __init__(self, path: Path, *, max_entries: dict[str, int], on_demand: set[str]) -> None:
         self.max_entries = max_entries
         self.maps: dict[str, FakeMap] = {}
+        self.on_demand = on_demand
+        self.attached: set[str] = set()
 
     def map(self, name: str) -> FakeMap:
         """Return the named map."""
         return self.maps.setdefault(name, FakeMap(name))
+
+    def attach(self, name: str) -> None:
+        """Attach an on-demand program."""
+        assert name in self.on_demand
+        self.attached.add(name)
+
+    def detach(self, name: str) -> None:
+        """Detach an on-demand program."""
+        self.attached.discard(name)
 
 
 @dataclass
@@ -78,6 +89,7 @@ class Loaded:
 
     enforcer: enforcer.Enforcer
     maps: dict[str, FakeMap]
+    bpf_object: FakeObject
 
 
 @pytest.fixture
@@ -85,15 +97,15 @@ def loaded(monkeypatch: pytest.MonkeyPatch) -> Loaded:
     """Return an Enforcer over fake maps, having checked it sizes the rule maps alike."""
     objects: list[FakeObject] = []
 
-    def load(path: Path, *, max_entries: dict[str, int]) -> FakeObject:
-        objects.append(FakeObject(path, max_entries=max_entries))
+    def load(path: Path, *, max_entries: dict[str, int], on_demand: set[str]) -> FakeObject:
+        objects.append(FakeObject(path, max_entries=max_entries, on_demand=on_demand))
         return objects[-1]
 
     monkeypatch.setattr(enforcer, "BpfObject", load)
     made = enforcer.Enforcer(Path("kadapter.bpf.o"), max_containers=4, max_rules=64, alerts_per_second=10)
     (fake,) = objects
     assert {name: fake.max_entries[name] for name in RULE_MAPS} == dict.fromkeys(RULE_MAPS, 64)
-    return Loaded(made, fake.maps)
+    return Loaded(made, fake.maps, fake)
 
 
 def compiled(*file_rules: agent_pb2.PathRule) -> CompiledRules:
@@ -220,3 +232,20 @@ def test_a_sources_patterns_are_counted_in_its_own_kind_policy(
         (kind.ruleset, 0): b"/etc/*",
         (source.ruleset, 0): b"/tmp/*",
     }
+
+
+def test_the_syscall_program_runs_only_while_a_container_has_syscalls_rules(loaded: Loaded) -> None:
+    """It costs every system call in the guest, so it is attached with the first such container, detached after."""
+    rule = agent_pb2.SyscallRule(syscall="unlinkat", path="/home/", action=agent_pb2.ACTION_AUDIT)
+    policies = [agent_pb2.Policy(name="p", syscall_rules=[rule])]
+    with_syscalls = compile_rules(policies, container_name="c", postures={}, view=None)
+    assert loaded.bpf_object.attached == set()
+    enforce(loaded.enforcer, with_syscalls)
+    assert loaded.bpf_object.attached == {enforcer.SYSCALLS_PROGRAM}
+    ((scope_key, scope_value),) = loaded.maps["syscall_scopes"].entries.items()
+    scope = bpf_types.SyscallScope.from_buffer_copy(scope_value)
+    assert bpf_types.IdRuleKey.from_buffer_copy(scope_key).id == 263  # x86_64 unlinkat
+    assert (scope.path_arg, scope.dirfd_arg, scope.exec, scope.flags) == (1, 0, 0, bpf_types.DIRS)
+    enforce(loaded.enforcer, compiled(block("/etc/*")))
+    assert loaded.bpf_object.attached == set()
+    assert not loaded.maps["syscall_scopes"].entries

@@ -285,6 +285,7 @@ def test_each_kind_gets_its_own_table_allow_list_and_posture() -> None:
             file_rules=[agent_pb2.PathRule(path="/etc/hostname", action=agent_pb2.ACTION_ALLOW)],
             network_rules=[agent_pb2.NetworkRule(protocol="udp", action=agent_pb2.ACTION_AUDIT)],
             capability_rules=[agent_pb2.CapabilityRule(capability="net_raw", action=agent_pb2.ACTION_ALLOW)],
+            syscall_rules=[agent_pb2.SyscallRule(syscall="unlink", action=agent_pb2.ACTION_AUDIT)],
         )
     ]
     check_policies(policies)
@@ -295,8 +296,9 @@ def test_each_kind_gets_its_own_table_allow_list_and_posture() -> None:
     assert kinds[Kind.FILE].names == {"/etc/hostname": RuleEntry(allow=1, allow_rule=2)}
     assert kinds[Kind.NETWORK].ids == {NETWORK_PROTOCOLS["udp"]: RuleEntry(audit=1, audit_rule=3)}
     assert kinds[Kind.CAPABILITIES].ids == {13: RuleEntry(allow=1, allow_rule=4)}  # CAP_NET_RAW
-    assert [kinds[kind].allowlist for kind in Kind] == [False, True, False, True]
-    assert [kinds[kind].posture_audit for kind in Kind] == [False, True, False, False]
+    assert kinds[Kind.SYSCALLS].ids == {87: RuleEntry(audit=1, audit_rule=5)}  # x86_64 unlink
+    assert [kinds[kind].allowlist for kind in Kind] == [False, True, False, True, False]
+    assert [kinds[kind].posture_audit for kind in Kind] == [False, True, False, False, False]
     assert all(compiled.active(kind) for kind in Kind)
 
 
@@ -322,7 +324,7 @@ def test_a_kind_without_rules_is_not_judged() -> None:
     """Only kinds with rules (or the process kind with a preset) get a ruleset: the others cost one lookup."""
     preset = agent_pb2.PresetRule(preset=agent_pb2.PRESET_FILELESS_EXEC, action=agent_pb2.ACTION_BLOCK)
     compiled = compile_rules([agent_pb2.Policy(name="p", presets=[preset])], container_name="c", postures={}, view=None)
-    assert [compiled.active(kind) for kind in Kind] == [True, False, False, False]
+    assert [compiled.active(kind) for kind in Kind] == [True, False, False, False, False]
 
 
 @pytest.mark.parametrize(
@@ -504,3 +506,70 @@ def test_agent_refuses_more_patterns_than_the_kernel_holds() -> None:
     policies.append(agent_pb2.Policy(name="c", file_rules=[extra], process_rules=rules))
     with pytest.raises(InvalidPolicyError, match=rf"^policies: {PATTERNS_MAX + 1} distinct patterns in file_rules"):
         check_policies(policies)
+
+
+def audit_syscall(name: str, **fields: object) -> agent_pb2.SyscallRule:
+    """Return a syscalls rule, audited as they all are."""
+    return agent_pb2.SyscallRule(syscall=name, action=agent_pb2.ACTION_AUDIT, **fields)
+
+
+def syscall_table(*rules: agent_pb2.SyscallRule) -> KindRules:
+    """Check and compile syscalls rules for one container."""
+    policies = [agent_pb2.Policy(name="p", syscall_rules=rules)]
+    check_policies(policies)
+    return compile_rules(policies, container_name="c", postures={}, view=None).kinds[Kind.SYSCALLS]
+
+
+def test_syscall_path_rules_go_to_a_scope_of_their_call() -> None:
+    """A matchPaths rule is found under its call's number: a file by name, a directory by itself and what it holds."""
+    table = syscall_table(
+        audit_syscall("unlink", path="/home/", recursive=True), audit_syscall("rmdir", path="/srv/data/")
+    )
+    audit = RuleEntry(audit=1, audit_rule=1)
+    unlink, rmdir = table.scopes[87], table.scopes[84]
+    assert (unlink.names, unlink.dirs) == ({"/home": audit}, {"/home/": DirEntry(any_depth=audit)})
+    rmdir_audit = RuleEntry(audit=1, audit_rule=2)
+    assert (rmdir.names, rmdir.dirs) == ({"/srv/data": rmdir_audit}, {"/srv/data/": DirEntry(direct=rmdir_audit)})
+    assert not table.ids
+
+
+def test_source_directories_carry_the_rules_of_every_directory_covering_them() -> None:
+    """The kernel enters only the most specific source, so each holds what the wider ones say too."""
+    table = syscall_table(
+        audit_syscall("unlink", from_source_dirs=[agent_pb2.SourceDirectory(dir="/usr/", recursive=True)]),
+        audit_syscall("mkdir", from_source_dirs=[agent_pb2.SourceDirectory(dir="/usr/bin/")]),
+        audit_syscall("rmdir", from_source=["/usr/bin/rmdir"]),
+    )
+    sources = table.sources
+    assert table.source_dirs == {"/usr/": ("\0/usr/**", None), "/usr/bin/": (None, "\0/usr/bin/*")}
+    assert set(sources["\0/usr/**"].ids) == {87}
+    assert set(sources["\0/usr/bin/*"].ids) == {87, 83}
+    assert set(sources["/usr/bin/rmdir"].ids) == {87, 83, 84}
+    assert table.source_names == {"/usr/bin/rmdir": "/usr/bin/rmdir"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        pytest.param(audit_syscall("unlink"), "", id="valid"),
+        pytest.param(agent_pb2.SyscallRule(syscall="unlink", action=agent_pb2.ACTION_BLOCK), "audited", id="block"),
+        pytest.param(audit_syscall("frobnicate"), "unknown", id="unknown-call"),
+        pytest.param(audit_syscall("read", path="/etc/passwd"), "takes no path", id="call-without-path"),
+        pytest.param(audit_syscall("unlink", path="etc/passwd"), "not absolute", id="relative-path"),
+        pytest.param(audit_syscall("unlink", recursive=True), "without a path", id="recursive-without-path"),
+        pytest.param(
+            audit_syscall("unlink", from_source_dirs=[agent_pb2.SourceDirectory(dir="/usr")]),
+            "from_source_dirs[0].dir: '/usr' does not end in '/'",
+            id="source-dir-without-slash",
+        ),
+    ],
+)
+def test_malformed_syscall_rules_are_refused(rule: agent_pb2.SyscallRule, message: str) -> None:
+    """The agent refuses a syscalls rule the host should never send, naming the field."""
+    policies = [agent_pb2.Policy(name="p", syscall_rules=[rule])]
+    if not message:
+        check_policies(policies)
+        return
+    with pytest.raises(InvalidPolicyError, match=r"policies\[0\]\.syscall_rules\[0\]") as caught:
+        check_policies(policies)
+    assert message in str(caught.value)
