@@ -16,7 +16,8 @@ Tests change objects with create/replace/delete (or over HTTP: POST, PUT,
 DELETE), and break things on purpose: compact() forgets history,
 drop_connections() cuts every open connection, outage() answers 503 until it
 ends, and a server not yet start()ed refuses connections. Every request is
-recorded, so a test can tell a resumed watch from a relist.
+recorded, so a test can tell a resumed watch from a relist, and
+wait_watching() tells when a client's watch is open.
 """
 
 from __future__ import annotations
@@ -661,8 +662,8 @@ def _matcher(resource: Resource, namespace: str | None, query: dict[str, str]) -
     terms = []
     for term in filter(None, query.get("fieldSelector", "").split(",")):
         negated = "!=" in term
-        path, _, value = term.replace("!=", "=").replace("==", "=").partition("=")
-        if not _ or not path:
+        path, equals, value = term.replace("!=", "=").replace("==", "=").partition("=")
+        if not equals or not path:
             raise KubeAPIError(HTTPStatus.BAD_REQUEST, "BadRequest", f"invalid field selector term {term!r}")
         terms.append((path.split("."), value, negated))
 
@@ -721,9 +722,8 @@ def _status(code: HTTPStatus, reason: str, message: str) -> Body:
 
 def _version(text: str | None) -> int | None:
     """Read a watch's resourceVersion; unset or "0" means "from the current state", as on a real server."""
-    if text in (None, "", "0"):
+    if not text or text == "0":
         return None
-    assert text is not None
     if not text.isdigit():
         raise KubeAPIError(HTTPStatus.BAD_REQUEST, "BadRequest", f"invalid resourceVersion {text!r}")
     return int(text)
