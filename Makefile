@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BPF_OBJECT := bpf/lsm/.output/kadapter.bpf.o
 GUEST := build/testguest
 # agent.proto: the host-guest contract; kubearmor.proto: KubeArmor's log feed, served to its own tools
-PROTOS := agent kubearmor
+PROTOS := agent kubearmor cri
 PROTO_OUT := $(foreach p,$(PROTOS),kadapter_api/$(p)_pb2.py kadapter_api/$(p)_pb2_grpc.py)
 
 .PHONY: all deps venv proto bpf guest build demo test lint bench clean
