@@ -22,6 +22,11 @@ class KubeResource:
     namespaced: bool
     kind: str
 
+    @property
+    def api_version(self) -> str:
+        """Write the apiVersion: group/version, or the version alone for the core group."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
 
 POD = KubeResource("", "v1", "pods", namespaced=True, kind="Pod")
 NAMESPACE = KubeResource("", "v1", "namespaces", namespaced=False, kind="Namespace")

@@ -10,7 +10,6 @@ code (adapter/selection.py), so a cluster and a directory of files agree by cons
 
 from __future__ import annotations
 
-import enum
 import fnmatch
 import hashlib
 import threading
@@ -18,13 +17,13 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, NewType, TypeVar
+from typing import NewType, TypeVar
 
 import yaml
 
 from adapter.errors import InputError
+from adapter.events import ObjectRef, Resource, WatchEvent
 from adapter.pods import (
-    API_VERSIONS,
     Inventory,
     Namespace,
     Pod,
@@ -33,11 +32,10 @@ from adapter.pods import (
     is_kata_handler,
     parse_manifests,
 )
-from adapter.policy import API_VERSION, Policy, parse_policies
+from adapter.policy import Policy, parse_policies
 from adapter.selection import PodPolicy, policies_for_pod
 
 PodUid = NewType("PodUid", str)
-EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 # A pod in one of these phases never runs a container again.
 FINISHED_PHASES = ("Succeeded", "Failed")
 # PyYAML's C emitter when it has one, as adapter/yaml_reader.py uses its C parser.
@@ -45,51 +43,6 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
-
-
-class Resource(enum.Enum):
-    """The kinds of object the Manager reads, by their Kubernetes kind."""
-
-    KUBEARMOR_POLICY = "KubeArmorPolicy"
-    KUBEARMOR_CLUSTER_POLICY = "KubeArmorClusterPolicy"
-    POD = "Pod"
-    NAMESPACE = "Namespace"
-    RUNTIME_CLASS = "RuntimeClass"
-
-    @property
-    def api_version(self) -> str:
-        """Name the apiVersion the parsers expect for this kind."""
-        if self in (Resource.KUBEARMOR_POLICY, Resource.KUBEARMOR_CLUSTER_POLICY):
-            return API_VERSION
-        return API_VERSIONS[self.value]
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    """One watch event: what happened to an object, which is as the API server sent it (camelCase JSON)."""
-
-    kind: Resource
-    type: EventType
-    obj: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """An object's identity, written as logs and errors show it: 'KubeArmorPolicy default/block-apt'."""
-
-    resource: Resource
-    namespace: str | None  # None for cluster-scoped objects
-    name: str
-
-    @classmethod
-    def of(cls, event: WatchEvent) -> ObjectRef:
-        """Name the object of an event from its metadata."""
-        metadata = event.obj["metadata"]
-        return cls(event.kind, metadata.get("namespace"), metadata["name"])
-
-    def __str__(self) -> str:
-        scope = "" if self.namespace is None else f"{self.namespace}/"
-        return f"{self.resource.value} {scope}{self.name}"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 First of the node daemon's three boxes (Watcher → Manager → Exporter). It only
 watches: for each resource adapter/kube_resources.py names (Pods of this node
 only), it lists, then watches from the list's resourceVersion, and hands every
-change to a sink as an adapter.manager.WatchEvent carrying the object as the API
+change to a sink as an adapter.events.WatchEvent carrying the object as the API
 server's JSON. Deciding what the events mean is the Manager's job, so the
 Manager's tests need no API server and these need no policies.
 
@@ -41,8 +41,8 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from adapter import kube_resources
+from adapter.events import EventType, Resource, WatchEvent
 from adapter.kube_resources import KubeResource
-from adapter.manager import EventType, Resource, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class _Feed:
         stopping: threading.Event,
     ) -> None:
         self._kind = Resource(resource.kind)
-        self._type_meta = {"apiVersion": _api_version(resource), "kind": resource.kind}
+        self._type_meta = {"apiVersion": resource.api_version, "kind": resource.kind}
         self._list = _lister(resource, api_client)
         self._selector = {} if field_selector is None else {"field_selector": field_selector}
         self._sink = sink
@@ -283,11 +283,6 @@ def _lister(resource: KubeResource, api_client: client.ApiClient) -> Callable[..
     # Outside the core group one generic call serves every resource, built in or custom, as JSON.
     custom = client.CustomObjectsApi(api_client)
     return functools.partial(custom.list_cluster_custom_object, resource.group, resource.version, resource.plural)
-
-
-def _api_version(resource: KubeResource) -> str:
-    """Write a resource's apiVersion: group/version, or the version alone for the core group."""
-    return f"{resource.group}/{resource.version}" if resource.group else resource.version
 
 
 def _key(body: Body) -> tuple[str, str]:

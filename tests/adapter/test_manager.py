@@ -8,16 +8,10 @@ from typing import Any
 
 import pytest
 
-from adapter.manager import (
-    GenerationIssuer,
-    Manager,
-    ObjectRef,
-    PodUid,
-    Resource,
-    WatchEvent,
-    kata_handlers,
-)
-from adapter.pods import Postures, is_kata_handler
+from adapter.events import ObjectRef, Resource, WatchEvent
+from adapter.manager import GenerationIssuer, Manager, PodUid, kata_handlers
+from adapter.pods import API_VERSIONS, Postures, is_kata_handler
+from adapter.policy import API_VERSION
 
 Obj = dict[str, Any]
 
@@ -409,3 +403,10 @@ def test_objects_are_read_as_the_api_server_sends_them(manager: Manager) -> None
     assert dict(desired.pod.annotations) == {"note": text}
     assert names(manager, "front") == ["block-apt"]
     assert dict(manager.errors()) == {}
+
+
+@pytest.mark.parametrize("resource", list(Resource), ids=lambda resource: resource.value)
+def test_each_kind_is_watched_as_the_api_version_its_parser_expects(resource: Resource) -> None:
+    """The apiVersion an event's kind is watched as (adapter/kube_resources.py) is the one local mode's parsers read."""
+    expected = API_VERSIONS.get(resource.value, API_VERSION)
+    assert resource.api_version == expected

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from kubernetes.config import ConfigException
 
-from adapter.manager import Manager, Resource, WatchEvent
+from adapter.events import Resource, WatchEvent
+from adapter.manager import Manager
 from adapter.pods import parse_manifests
 from adapter.policy import PolicyKind, parse_policies
 from adapter.watcher import Watcher, WatchSettings, load_api_client
