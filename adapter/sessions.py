@@ -22,17 +22,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, NewType, TypeVar
+from typing import Any, Final, TypeVar
 
 import grpc
 from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_random
 
+from adapter.discovery import SandboxId
 from adapter.exporter import RPC_TIMEOUT, AgentClient
 from adapter.metrics import Metrics
 from adapter.transport import AgentAddress
 from kadapter_api import agent_pb2
-
-SandboxId = NewType("SandboxId", str)  # the pod's CRI sandbox id, which names its Kata VM
 
 CHECK_INTERVAL: Final = 10.0  # seconds between asking an agent whether it still holds its set
 BACKOFF: Final = 0.2  # seconds before the first retry; it doubles at each failure in a row

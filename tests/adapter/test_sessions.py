@@ -13,8 +13,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from adapter.discovery import SandboxId
 from adapter.metrics import Metrics
-from adapter.sessions import SandboxId, SessionPool, SessionSettings, SessionState, SessionStatus
+from adapter.sessions import SessionPool, SessionSettings, SessionState, SessionStatus
 from adapter.transport import AgentAddress
 from kadapter_api import agent_pb2, agent_pb2_grpc
 
