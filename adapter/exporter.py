@@ -9,7 +9,6 @@ host-side module that speaks gRPC.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -108,11 +107,6 @@ def _verdict(rule: Rule) -> dict[str, Any]:
 def _matching(rule: MatchRule) -> dict[str, Any]:
     """Return the fields of every process, file, network and capability rule message: the verdict and the sources."""
     return {**_verdict(rule), "from_source": rule.from_source}
-
-
-def new_generation() -> int:
-    """Return a generation number later than any this host issued before (wall clock, ns)."""
-    return time.time_ns()
 
 
 def _transient(error: BaseException) -> bool:

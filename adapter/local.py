@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapter.errors import InputError
-from adapter.exporter import RPC_TIMEOUT, AgentClient, apply_request, new_generation
+from adapter.exporter import RPC_TIMEOUT, AgentClient, apply_request
+from adapter.manager import new_generation
 from adapter.pods import Inventory, Pod, Posture, Postures, kata_pods, load_manifest_dir
 from adapter.policy import load_policy_dir
 from adapter.selection import PodPolicy, desired_state
