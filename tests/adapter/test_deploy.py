@@ -1,4 +1,4 @@
-"""deploy/: the manifests parse, grant exactly what the daemon reads, mount only Kata's directories, ship our CRDs."""
+"""deploy/: the manifests parse, grant exactly what the daemon reads, mount only what it dials, ship our CRDs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import yaml
 from kubernetes.client import models
 
 from adapter import schema
+from adapter.cri import RUNTIME_SOCKETS
 from adapter.discovery import MONITOR_ROOTS
 from adapter.kube_resources import WATCHED, KubeResource
 
@@ -18,6 +19,8 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NAMESPACE = "kadapter"
 # The shims' monitor roots and the Go runtime's hybrid-vsock VMM directories (runtime-rs keeps its in /run/kata).
 KATA_DIRS = {str(root) for root in MONITOR_ROOTS} | {"/run/vc/vm", "/run/vc/firecracker"}
+# The directories of the CRI runtimes' sockets; /var/run is /run on nodes and in the image.
+CRI_DIRS = {str(socket.parent).removeprefix("/var") for socket in RUNTIME_SOCKETS}
 READ_VERBS = {"get", "list", "watch"}
 MANIFESTS = sorted(DEPLOY.glob("*.yaml")) + sorted((DEPLOY / "crds").glob("*.yaml"))  # crds is a link: no "**"
 
@@ -110,15 +113,21 @@ def test_cluster_role_grants_exactly_reading_the_watched_resources() -> None:
     assert granted == {(resource.group, resource.plural, verb) for resource in WATCHED for verb in READ_VERBS}
 
 
-def test_daemonset_mounts_only_katas_directories_read_only_at_their_host_paths() -> None:
-    """hostPath volumes are Kata's runtime directories, mounted where the shims' answers name them, read-only."""
+def test_daemonset_mounts_only_kata_and_cri_directories_read_only_at_their_host_paths() -> None:
+    """hostPath volumes are Kata's runtime directories and the CRI runtimes' socket directories, read-only.
+
+    Each is mounted where the shims' answers and adapter/cri.py's defaults name it, created when missing (a node
+    runs one runtime), and follows the host's mounts so that new sandboxes are seen and old mounts can go.
+    """
     pod = _only("DaemonSet")["spec"]["template"]["spec"]
-    host_paths = {volume["name"]: volume["hostPath"]["path"] for volume in pod["volumes"] if "hostPath" in volume}
-    assert set(host_paths.values()) == KATA_DIRS
+    volumes = {volume["name"]: volume["hostPath"] for volume in pod["volumes"] if "hostPath" in volume}
+    assert {volume["path"] for volume in volumes.values()} == KATA_DIRS | CRI_DIRS
     mounts = {mount["name"]: mount for mount in _container()["volumeMounts"]}
-    for name, path in host_paths.items():
-        assert mounts[name]["mountPath"] == path
+    for name, volume in volumes.items():
+        assert volume["type"] == "DirectoryOrCreate"
+        assert mounts[name]["mountPath"] == volume["path"]
         assert mounts[name]["readOnly"] is True
+        assert mounts[name]["mountPropagation"] == "HostToContainer"
     assert not any(key in pod for key in ("hostNetwork", "hostPID", "hostIPC"))
 
 
