@@ -35,6 +35,7 @@ _PRESETS = {
     Preset.ANONYMOUS_MAP_EXEC: agent_pb2.PRESET_ANONYMOUS_MAP_EXEC,
     Preset.PROTECT_ENV: agent_pb2.PRESET_PROTECT_ENV,
     Preset.PROTECT_PROC: agent_pb2.PRESET_PROTECT_PROC,
+    Preset.EXEC: agent_pb2.PRESET_EXEC,
 }
 _POSTURES = {"block": agent_pb2.POSTURE_BLOCK, "audit": agent_pb2.POSTURE_AUDIT}
 
@@ -64,7 +65,8 @@ def _policy(item: PodPolicy) -> agent_pb2.Policy:
         presets=[agent_pb2.PresetRule(preset=_PRESETS[rule.preset], **_verdict(rule)) for rule in policy.presets],
         file_rules=[_path_rule(rule) for rule in policy.file_rules],
         network_rules=[
-            agent_pb2.NetworkRule(protocol=rule.protocol, **_matching(rule)) for rule in policy.network_rules
+            agent_pb2.NetworkRule(protocol=rule.protocol, no_terminal=rule.no_terminal, **_matching(rule))
+            for rule in policy.network_rules
         ],
         capability_rules=[
             agent_pb2.CapabilityRule(capability=rule.capability, **_matching(rule)) for rule in policy.capability_rules
@@ -95,6 +97,7 @@ def _path_rule(rule: PathRule) -> agent_pb2.PathRule:
         pattern=rule.pattern,
         read_only=rule.read_only,
         owner_only=rule.owner_only,
+        no_terminal=rule.no_terminal,
         **_matching(rule),
     )
 

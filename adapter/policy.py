@@ -36,16 +36,16 @@ MAX_PATH_BYTES = 255
 _VERDICT = ("action", "severity", "tags", "message")
 RULE_FIELDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "process": {
-        "matchPaths": ("path", "execname", "ownerOnly", "fromSource"),
-        "matchDirectories": ("dir", "recursive", "ownerOnly", "fromSource"),
+        "matchPaths": ("path", "execname", "ownerOnly", "pts", "fromSource"),
+        "matchDirectories": ("dir", "recursive", "ownerOnly", "pts", "fromSource"),
         "matchPatterns": ("pattern", "ownerOnly"),
     },
     "file": {
-        "matchPaths": ("path", "readOnly", "ownerOnly", "fromSource"),
-        "matchDirectories": ("dir", "recursive", "readOnly", "ownerOnly", "fromSource"),
+        "matchPaths": ("path", "readOnly", "ownerOnly", "pts", "fromSource"),
+        "matchDirectories": ("dir", "recursive", "readOnly", "ownerOnly", "pts", "fromSource"),
         "matchPatterns": ("pattern", "readOnly", "ownerOnly"),
     },
-    "network": {"matchProtocols": ("protocol", "fromSource")},
+    "network": {"matchProtocols": ("protocol", "pts", "fromSource")},
     "capabilities": {"matchCapabilities": ("capability", "fromSource")},
     "syscalls": {
         "matchSyscalls": ("syscall", "fromSource"),
@@ -86,10 +86,6 @@ NEVER_ENFORCED = {
         "sections instead"
     ),
 }
-# Every spec.presets name KubeArmor knows, in its documentation's order; those that are
-# not a Preset member are refused with NOT_ENFORCED_REASON. Add a Preset member (and its
-# wire value in adapter/exporter.py) once the guest agent enforces one.
-KUBEARMOR_PRESETS = ("filelessExec", "anonymousMapExec", "protectEnv", "protectProc", "exec")
 # The names network.matchProtocols and capabilities.matchCapabilities take, as the CRD lists them
 # (tests/adapter/test_policy_validation.py checks they agree) and as they go on the wire: lower
 # case, and capabilities without "cap_" (CAP_CHOWN to CAP_MAC_ADMIN, in the kernel's order).
@@ -122,12 +118,13 @@ class Action(enum.Enum):
 
 
 class Preset(enum.Enum):
-    """The KubeArmor presets Kadapter enforces, by their spec.presets name."""
+    """KubeArmor's presets, by their spec.presets name, in its documentation's order; Kadapter enforces each."""
 
     FILELESS_EXEC = "filelessExec"
     ANONYMOUS_MAP_EXEC = "anonymousMapExec"
     PROTECT_ENV = "protectEnv"
     PROTECT_PROC = "protectProc"
+    EXEC = "exec"
 
 
 # A preset names something to stop or report; there is nothing for Allow to permit.
@@ -156,6 +153,9 @@ class MatchRule(Rule):
     """A rule of a section's match lists, which KubeArmor's fromSource may narrow to some executables."""
 
     from_source: tuple[str, ...] = ()  # absolute paths of executables; empty (and no source_dirs): every process
+    # KubeArmor's "pts: false" (not from a pseudo-terminal): Block and Audit cover callers with a controlling
+    # terminal only, Allow allows callers without one only. Process, file and network rules may set it.
+    no_terminal: bool = False
     # Directories of executables, each ending in "/", and whether it covers subdirectories (syscalls rules only).
     source_dirs: tuple[tuple[str, bool], ...] = ()
 
@@ -387,7 +387,11 @@ def _selector(field: Field) -> Selector:
 
 
 def _match_labels(field: Field) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
-    """Split matchLabels into ordinary labels and the container-name pseudo label."""
+    """Split matchLabels into ordinary labels and the container-name pseudo label.
+
+    The pseudo label names containers as "name" or "[name, other]"; as in KubeArmor, an empty
+    value ("" or "[]") names none, which leaves the policy on every container of the pod.
+    """
     pairs = field.string_map()
     labels = tuple(pair for pair in pairs if pair[0] != CONTAINER_NAME_LABEL)
     containers: tuple[str, ...] = ()
@@ -395,10 +399,6 @@ def _match_labels(field: Field) -> tuple[tuple[tuple[str, str], ...], tuple[str,
         text = dict(pairs)[CONTAINER_NAME_LABEL]
         names = (name.strip() for name in text.strip().removeprefix("[").removesuffix("]").split(","))
         containers = tuple(dict.fromkeys(name for name in names if name))
-        if not containers:
-            raise field.child(CONTAINER_NAME_LABEL).error(
-                f"expected one or more container names, such as '[nginx, sidecar]', got {text!r}"
-            )
     return labels, containers
 
 
@@ -446,7 +446,11 @@ def _section_rules(
         for item in items:
             made = read(item, inherited.override(item))
             sources, directories = _sources(item.child("fromSource"))
-            rules.extend(dataclasses.replace(rule, from_source=sources, source_dirs=directories) for rule in made)
+            no_terminal = _no_terminal(item.child("pts"))
+            rules.extend(
+                dataclasses.replace(rule, from_source=sources, source_dirs=directories, no_terminal=no_terminal)
+                for rule in made
+            )
     return tuple(rules)
 
 
@@ -511,6 +515,11 @@ def _capability_rules(item: Field, verdict: _Inherited) -> tuple[CapabilityRule,
     return tuple(verdict.rule(CapabilityRule, capability=capability) for capability in capabilities)
 
 
+def _no_terminal(field: Field) -> bool:
+    """Read pts: false narrows the rule to callers with (or for Allow, without) a terminal; true or missing, all."""
+    return not field.missing and field.of_type(bool) is False
+
+
 def _syscall_rules(item: Field, verdict: _Inherited) -> tuple[SyscallRule, ...]:
     """Read one matchSyscalls or matchPaths entry of spec.syscalls: an audit rule for each system call it names.
 
@@ -564,18 +573,13 @@ def _preset_rule(item: Field, spec: _Inherited) -> PresetRule:
 
 
 def _preset(field: Field) -> Preset:
-    """Read a preset name, telling KubeArmor presets Kadapter does not enforce from unknown names."""
+    """Read a preset name; Kadapter enforces every preset KubeArmor has."""
     name = field.string()
     try:
         return Preset(name)
     except ValueError:
-        if name in KUBEARMOR_PRESETS:
-            raise field.error(f"preset {name!r} is {NOT_ENFORCED_REASON}") from None
-        enforced = ", ".join(preset.value for preset in Preset)
-        raise field.error(
-            f"unknown preset {name!r}; KubeArmor's presets are {', '.join(KUBEARMOR_PRESETS)} "
-            f"(Kadapter enforces {enforced})"
-        ) from None
+        known = ", ".join(preset.value for preset in Preset)
+        raise field.error(f"unknown preset {name!r}; KubeArmor's presets are {known}") from None
 
 
 def _refuse_not_enforced(field: Field, enforced: EnforcedFields) -> None:
@@ -592,11 +596,7 @@ def _refuse_not_enforced(field: Field, enforced: EnforcedFields) -> None:
 
 
 def _asks_for_nothing(value: object) -> bool:
-    """Tell whether a value asks for nothing: null or empty.
-
-    A boolean always asks for something: the only one the schema accepts where Kadapter does not
-    read it is pts, and for pts false is the rule (not from a terminal) and true the default.
-    """
+    """Tell whether a value asks for nothing: null or empty (a boolean always asks for something)."""
     return value is None or (not isinstance(value, bool) and value in ("", [], {}))
 
 

@@ -275,6 +275,8 @@ def _data(event: bpf_types.AlertEvent, data: str) -> str:
         data += ", name cut to 255 bytes"
     if event.name_flags & bpf_types.NAME_ANONYMOUS:
         data += ", anonymous memory"
+    if event.access & bpf_types.ACCESS_TERMINAL:
+        data += ", from a terminal"
     if event.name_flags & bpf_types.NAME_OTHER_PROCESS:
         data += ", another process's /proc file"
     if event.name_flags & bpf_types.NAME_PATTERN_BOUND:

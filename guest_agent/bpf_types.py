@@ -29,6 +29,8 @@ ACTION_ALLOW = 4
 
 VARIANT_READ_ONLY = 1
 VARIANT_OWNER_ONLY = 2
+VARIANT_NO_TERMINAL = 4
+VARIANTS = 8
 
 ALLOWLIST = 1
 POSTURE_AUDIT = 2
@@ -48,6 +50,7 @@ class Preset(enum.IntEnum):
     ANON_MAP_EXEC = 1
     PROTECT_ENV = 2
     PROTECT_PROC = 3
+    EXEC = 4
 
 
 def preset_bits(preset: Preset, *, block: bool, audit: bool) -> int:
@@ -72,6 +75,7 @@ NO_ARG = 0xFF  # SyscallScope.dirfd_arg: the path is relative to the working dir
 
 ACCESS_WRITE = 1
 ACCESS_OWNER = 2
+ACCESS_TERMINAL = 4
 
 NAME_OUTSIDE = 1
 NAME_FILELESS = 2

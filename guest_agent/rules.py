@@ -23,6 +23,7 @@ from guest_agent.bpf_types import (
     NETWORK_PROTOCOLS,
     PATH_MAX,
     PATTERNS_MAX,
+    VARIANT_NO_TERMINAL,
     VARIANT_OWNER_ONLY,
     VARIANT_READ_ONLY,
     Kind,
@@ -154,12 +155,14 @@ _PRESETS = {
     agent_pb2.PRESET_ANONYMOUS_MAP_EXEC: Preset.ANON_MAP_EXEC,
     agent_pb2.PRESET_PROTECT_ENV: Preset.PROTECT_ENV,
     agent_pb2.PRESET_PROTECT_PROC: Preset.PROTECT_PROC,
+    agent_pb2.PRESET_EXEC: Preset.EXEC,
 }
 _PRESET_KINDS = {  # the enforcer whose hooks judge each preset
     Preset.FILELESS_EXEC: Kind.PROCESS,
     Preset.ANON_MAP_EXEC: Kind.PROCESS,
     Preset.PROTECT_ENV: Kind.FILE,
     Preset.PROTECT_PROC: Kind.FILE,
+    Preset.EXEC: Kind.PROCESS,
 }
 # Glob syntax AppArmor has and the kernel's matcher does not: classes, alternations, escapes.
 PATTERN_UNSUPPORTED = "[]{}\\"
@@ -296,10 +299,13 @@ def canonical_pattern(pattern: str) -> str:
 
 
 def _variant(rule: WireRule) -> int:
-    """Return the kernel's variant number of a rule: which of readOnly and ownerOnly it was written with."""
-    if not isinstance(rule, agent_pb2.PathRule):
-        return 0
-    return (VARIANT_READ_ONLY if rule.read_only else 0) | (VARIANT_OWNER_ONLY if rule.owner_only else 0)
+    """Return the kernel's variant number of a rule: which of readOnly, ownerOnly and "pts: false" it has."""
+    variant = 0
+    if isinstance(rule, agent_pb2.PathRule):
+        variant |= (VARIANT_READ_ONLY if rule.read_only else 0) | (VARIANT_OWNER_ONLY if rule.owner_only else 0)
+    if isinstance(rule, agent_pb2.PathRule | agent_pb2.NetworkRule) and rule.no_terminal:
+        variant |= VARIANT_NO_TERMINAL
+    return variant
 
 
 def _with(entry: RuleEntry, rule: WireRule, rule_id: int) -> RuleEntry:

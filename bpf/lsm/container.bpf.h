@@ -10,7 +10,8 @@
  * the container had at registration and tagged on first sight, marked as
  * joining. Until a joining task execs it is still the runtime's code
  * setting up the exec (as the init is until the container's first exec),
- * so only its exec is judged; from then on everything is.
+ * so only its exec is judged; from then on everything is. Such a task and
+ * its descendants stay marked as an exec session (the exec preset).
  */
 #ifndef KADAPTER_CONTAINER_BPF_H
 #define KADAPTER_CONTAINER_BPF_H
@@ -36,8 +37,11 @@ struct {
 
 /* A tag's bit for a task that joined through setns and has not exec'd yet. */
 #define KADAPTER_TAG_JOINING (1U << 31)
+/* A tag's bit for a task of an exec session: one that joined through setns, and its descendants. */
+#define KADAPTER_TAG_SESSION (1U << 30)
+#define KADAPTER_TAG_BITS (KADAPTER_TAG_JOINING | KADAPTER_TAG_SESSION)
 
-/* Task -> container id, with KADAPTER_TAG_JOINING. */
+/* Task -> container id, with KADAPTER_TAG_BITS. */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -73,7 +77,7 @@ static __always_inline __u32 current_tag(void)
 	found = bpf_map_lookup_elem(&container_ns, &ns);
 	if (!found)
 		return 0;
-	joining = *found | KADAPTER_TAG_JOINING;
+	joining = *found | KADAPTER_TAG_JOINING | KADAPTER_TAG_SESSION;
 	/* Untagged, the task is found by its namespaces again next time; judged in full, since no exec could be recorded. */
 	if (!bpf_task_storage_get(&task_container, task, &joining, BPF_LOCAL_STORAGE_GET_F_CREATE))
 		return *found;
@@ -87,15 +91,15 @@ static __always_inline __u32 current_tag(void)
  */
 static __always_inline __u32 current_container(int exec)
 {
-	__u32 tag = current_tag(), container = tag & ~KADAPTER_TAG_JOINING, *stored;
+	__u32 tag = current_tag(), container = tag & ~KADAPTER_TAG_BITS, *stored;
 
 	if (!(tag & KADAPTER_TAG_JOINING))
-		return tag;
+		return container;
 	if (!exec)
 		return 0;
 	stored = bpf_task_storage_get(&task_container, bpf_get_current_task_btf(), 0, 0);
 	if (stored)
-		*stored = container;
+		*stored = tag & ~KADAPTER_TAG_JOINING;
 	return container;
 }
 

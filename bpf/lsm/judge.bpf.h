@@ -499,14 +499,32 @@ static __always_inline int enter_source(struct judgement *j)
 	return 1;
 }
 
-/* The variants of a rule (bits 1 << variant) whose scope the access stays within. */
+/* Whether the current task has a controlling terminal (an interactive session: "pts" in KubeArmor). */
+static __always_inline int has_terminal(void)
+{
+	return BPF_CORE_READ(bpf_get_current_task_btf(), signal, tty) != NULL;
+}
+
+/*
+ * The variants of a rule (bits 1 << variant) whose scope the access stays
+ * within: those whose every qualifier the access meets.
+ */
 static __always_inline __u8 variants_within(__u32 access)
 {
-	int reading = !(access & KADAPTER_ACCESS_WRITE), owner = access & KADAPTER_ACCESS_OWNER;
+	__u32 met = (access & KADAPTER_ACCESS_WRITE ? 0 : KADAPTER_VARIANT_READ_ONLY) |
+		    (access & KADAPTER_ACCESS_OWNER ? KADAPTER_VARIANT_OWNER_ONLY : 0) |
+		    (access & KADAPTER_ACCESS_TERMINAL ? 0 : KADAPTER_VARIANT_NO_TERMINAL);
+	__u8 within = 0;
 
-	return 1 | (reading ? 1 << KADAPTER_VARIANT_READ_ONLY : 0) | (owner ? 1 << KADAPTER_VARIANT_OWNER_ONLY : 0) |
-	       (reading && owner ? 1 << (KADAPTER_VARIANT_READ_ONLY | KADAPTER_VARIANT_OWNER_ONLY) : 0);
+#pragma unroll
+	for (__u32 variant = 0; variant < KADAPTER_VARIANTS; variant++)
+		if (!(variant & ~met))
+			within |= 1 << variant;
+	return within;
 }
+
+/* The bits of the variants with "pts: false": only for them does the caller's terminal matter. */
+#define TERMINAL_VARIANTS 0xf0
 
 /* Whether a Block or Audit rule applies: plain ones always, qualified ones when the access leaves their scope. */
 static __always_inline int applies(__u8 variants, __u8 within)
@@ -519,9 +537,13 @@ static __always_inline int applies(__u8 variants, __u8 within)
  * Allow rule covers gets the kind's posture; an Audit rule reports. Return
  * the hook's verdict.
  */
-static __always_inline int decide(const struct judgement *j)
+static __always_inline int decide(struct judgement *j)
 {
-	__u8 within = variants_within(j->access);
+	__u8 within;
+
+	if (((j->rule.block | j->rule.audit | j->rule.allow) & TERMINAL_VARIANTS) && has_terminal())
+		j->access |= KADAPTER_ACCESS_TERMINAL;
+	within = variants_within(j->access);
 
 	if (applies(j->rule.block, within)) {
 		emit(j, j->rule.block_rule, KADAPTER_ACTION_BLOCK, j->deny);
@@ -543,7 +565,7 @@ static __always_inline int decide(const struct judgement *j)
 /* Deny or report what a preset covers, if the container has it; return the verdict. */
 static __always_inline int judge_preset(const struct judgement *j, __u32 preset)
 {
-	__u32 presets = j->policy->presets, rule = j->policy->preset_rules[preset & (KADAPTER_PRESETS - 1)];
+	__u32 presets = j->policy->presets, rule = preset < KADAPTER_PRESETS ? j->policy->preset_rules[preset] : 0;
 
 	if (presets & KADAPTER_PRESET_BLOCK(preset)) {
 		emit(j, rule, KADAPTER_ACTION_BLOCK, j->deny);

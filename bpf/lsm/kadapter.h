@@ -29,10 +29,13 @@
  * per action, a bit per variant present (1 << variant). readOnly narrows a
  * Block or Audit rule to writing and an Allow rule to reading; ownerOnly
  * narrows Block and Audit to others than the file's owner and Allow to
- * the owner.
+ * the owner; "pts: false" narrows Block and Audit to callers with a
+ * terminal and Allow to callers without one.
  */
 #define KADAPTER_VARIANT_READ_ONLY 1
 #define KADAPTER_VARIANT_OWNER_ONLY 2
+#define KADAPTER_VARIANT_NO_TERMINAL 4
+#define KADAPTER_VARIANTS 8
 
 /* kind_policy.flags */
 #define KADAPTER_ALLOWLIST 1 /* an Allow rule exists: what no Allow rule covers hits the posture */
@@ -54,7 +57,8 @@
 #define KADAPTER_PRESET_ANON_MAP_EXEC 1 /* making anonymous memory executable */
 #define KADAPTER_PRESET_PROTECT_ENV 2 /* reading another process's /proc/<pid>/environ */
 #define KADAPTER_PRESET_PROTECT_PROC 3 /* opening another process's /proc/<pid>/ files */
-#define KADAPTER_PRESETS 4
+#define KADAPTER_PRESET_EXEC 4 /* exec from an interactive exec session (kubectl exec -it) */
+#define KADAPTER_PRESETS 5
 #define KADAPTER_PRESET_BLOCK(preset) (1U << (2 * (preset)))
 #define KADAPTER_PRESET_AUDIT(preset) (2U << (2 * (preset)))
 
@@ -75,6 +79,7 @@
 /* alert_event.access */
 #define KADAPTER_ACCESS_WRITE 1 /* the operation changes the file */
 #define KADAPTER_ACCESS_OWNER 2 /* the caller owns the file */
+#define KADAPTER_ACCESS_TERMINAL 4 /* the caller has a controlling terminal */
 
 /* alert_event.name_flags */
 #define KADAPTER_NAME_OUTSIDE 1 /* not under the container's root (memfd, another mount tree): no path rule applies */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The process enforcer: KubeArmor process rules and the filelessExec and
- * anonymousMapExec presets.
+ * The process enforcer: KubeArmor process rules and the filelessExec,
+ * anonymousMapExec and exec presets.
  *
  * A rule names a file as its container sees it; exec is judged, and so is
  * every way of running a file without exec: the dynamic loader invoked as
@@ -52,6 +52,21 @@ static __always_inline int judge_anonymous_exec(__u32 operation)
 	return judge_preset(&j, KADAPTER_PRESET_ANON_MAP_EXEC);
 }
 
+/*
+ * exec: running a program from an interactive exec session (kubectl exec
+ * -it): a task that entered the container through setns, or one it
+ * created, with a terminal. As in KubeArmor, sessions without a terminal
+ * (exec probes, kubectl exec without -t) are not covered.
+ */
+static __always_inline int judge_exec_session(struct judgement *j)
+{
+	__u32 bits = KADAPTER_PRESET_BLOCK(KADAPTER_PRESET_EXEC) | KADAPTER_PRESET_AUDIT(KADAPTER_PRESET_EXEC);
+
+	if (!(j->policy->presets & bits) || !(current_tag() & KADAPTER_TAG_SESSION) || !has_terminal())
+		return 0;
+	return judge_preset(j, KADAPTER_PRESET_EXEC);
+}
+
 SEC("lsm/bprm_check_security")
 int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
 {
@@ -61,7 +76,8 @@ int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
 		return ret;
 	if (!process_start(&j, bprm->file, KADAPTER_OP_EXEC))
 		return 0;
-	return judge_run(&j);
+	ret = judge_run(&j);
+	return ret ? ret : judge_exec_session(&j);
 }
 
 /*

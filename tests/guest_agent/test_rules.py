@@ -11,6 +11,7 @@ import pytest
 from guest_agent.bpf_types import (
     NETWORK_PROTOCOLS,
     PATTERNS_MAX,
+    VARIANT_NO_TERMINAL,
     VARIANT_OWNER_ONLY,
     VARIANT_READ_ONLY,
     Kind,
@@ -573,3 +574,29 @@ def test_malformed_syscall_rules_are_refused(rule: agent_pb2.SyscallRule, messag
     with pytest.raises(InvalidPolicyError, match=r"policies\[0\]\.syscall_rules\[0\]") as caught:
         check_policies(policies)
     assert message in str(caught.value)
+
+
+def test_pts_false_is_a_variant_of_its_entry_for_path_and_network_rules() -> None:
+    """KubeArmor's pts: false gets its own variant bit beside readOnly and ownerOnly; the kernel checks the terminal."""
+    policies = [
+        agent_pb2.Policy(
+            name="p",
+            file_rules=[
+                agent_pb2.PathRule(path="/etc/passwd", action=agent_pb2.ACTION_BLOCK, read_only=True, no_terminal=True)
+            ],
+            network_rules=[agent_pb2.NetworkRule(protocol="raw", action=agent_pb2.ACTION_ALLOW, no_terminal=True)],
+        )
+    ]
+    check_policies(policies)
+    kinds = compile_rules(policies, container_name="c", postures={}, view=None).kinds
+    assert kinds[Kind.FILE].names["/etc/passwd"].block == 1 << (VARIANT_READ_ONLY | VARIANT_NO_TERMINAL)
+    assert kinds[Kind.NETWORK].ids[NETWORK_PROTOCOLS["raw"]].allow == 1 << VARIANT_NO_TERMINAL
+
+
+def test_the_exec_preset_is_judged_by_the_process_enforcer() -> None:
+    """The exec preset needs the process kind's hooks even with no process rule."""
+    preset = agent_pb2.PresetRule(preset=agent_pb2.PRESET_EXEC, action=agent_pb2.ACTION_AUDIT)
+    compiled = compile_rules([agent_pb2.Policy(name="p", presets=[preset])], container_name="c", postures={}, view=None)
+    assert [compiled.active(kind) for kind in Kind] == [True, False, False, False, False]
+    assert compiled.preset_bits == preset_bits(Preset.EXEC, block=False, audit=True)
+    assert compiled.preset_rule(Preset.EXEC) == 1
