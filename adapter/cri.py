@@ -56,6 +56,7 @@ class SandboxPod:
     uid: PodUid
     handler: str  # the RuntimeClass handler the sandbox runs under; "" if the runtime did not record it
     ready: bool  # False once the sandbox is stopped (its VM is gone) but not yet removed
+    created_at: int  # nanoseconds since the epoch: of a pod's ready sandboxes, the newest is the one that runs it
 
 
 def find_runtime_socket(candidates: Sequence[Path] = RUNTIME_SOCKETS) -> Path:
@@ -129,4 +130,5 @@ def _sandbox_pod(item: cri_pb2.PodSandbox) -> SandboxPod:
         uid=PodUid(item.metadata.uid),
         handler=item.runtime_handler,
         ready=item.state == cri_pb2.SANDBOX_READY,
+        created_at=item.created_at,
     )

@@ -7,7 +7,6 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -19,6 +18,7 @@ from adapter.discovery import SandboxId
 from adapter.manager import PodUid
 from adapter.pods import is_kata_handler
 from kadapter_api import cri_pb2, cri_pb2_grpc
+from tests.adapter.fakes import CREATED_AT, FakeRuntime, pod_sandbox, serve_cri
 
 READY, NOT_READY = cri_pb2.SANDBOX_READY, cri_pb2.SANDBOX_NOTREADY
 NO_SHIMS: frozenset[SandboxId] = frozenset()
@@ -45,27 +45,7 @@ def _sandbox(
     sandbox_id: str, handler: str, state: cri_pb2.PodSandboxState = READY, pod: str = "web"
 ) -> cri_pb2.PodSandbox:
     """Build a sandbox of pod `pod` in namespace shop, as a runtime lists it."""
-    return cri_pb2.PodSandbox(
-        id=sandbox_id,
-        metadata=cri_pb2.PodSandboxMetadata(name=pod, uid=f"uid-{pod}", namespace="shop", attempt=1),
-        state=state,
-        created_at=1_700_000_000_000_000_000,
-        labels={"app": pod},
-        annotations={"note": "ignored"},
-        runtime_handler=handler,
-    )
-
-
-class _Runtime(cri_pb2_grpc.RuntimeServiceServicer):
-    """A CRI runtime that lists fixed sandboxes and records what it was asked."""
-
-    def __init__(self, items: list[cri_pb2.PodSandbox]) -> None:
-        self.items = items
-        self.requests: list[Request] = []
-
-    def ListPodSandbox(self, request: Request, context: grpc.ServicerContext) -> Response:  # noqa: N802
-        self.requests.append(request)
-        return Response(items=self.items)
+    return pod_sandbox(sandbox_id, handler, name=pod, namespace="shop", uid=f"uid-{pod}", state=state)
 
 
 class _Hanging(cri_pb2_grpc.RuntimeServiceServicer):
@@ -96,12 +76,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
 
         def start(servicer: cri_pb2_grpc.RuntimeServiceServicer | None) -> Path:
             path = tmp_path / "cri.sock"
-            server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-            if servicer is not None:
-                cri_pb2_grpc.add_RuntimeServiceServicer_to_server(servicer, server)
-            assert server.add_insecure_port(f"unix:{path}")
-            server.start()
-            stack.callback(server.stop, None)
+            stack.callback(serve_cri(path, servicer).stop, None)
             if isinstance(servicer, _Hanging):
                 stack.callback(servicer.release.set)  # before stopping: the worker thread returns at once
             return path
@@ -145,12 +120,16 @@ def _spelled(field: FieldDescriptor) -> str:
 
 def test_maps_each_kata_sandbox_to_its_pod(serve: Serve) -> None:
     """Kata sandboxes come back keyed by sandbox id with their pod; runc ones are left out; no filter is sent."""
-    runtime = _Runtime(
+    runtime = FakeRuntime(
         [_sandbox("k1", "kata", pod="web"), _sandbox("r1", "runc", pod="db"), _sandbox("k2", "kata-clh", pod="api")]
     )
     assert _list(serve(runtime)) == {
-        SandboxId("k1"): SandboxPod("shop", "web", PodUid("uid-web"), handler="kata", ready=True),
-        SandboxId("k2"): SandboxPod("shop", "api", PodUid("uid-api"), handler="kata-clh", ready=True),
+        SandboxId("k1"): SandboxPod(
+            "shop", "web", PodUid("uid-web"), handler="kata", ready=True, created_at=CREATED_AT
+        ),
+        SandboxId("k2"): SandboxPod(
+            "shop", "api", PodUid("uid-api"), handler="kata-clh", ready=True, created_at=CREATED_AT
+        ),
     }
     (request,) = runtime.requests
     assert not request.HasField("filter")  # not-ready sandboxes are wanted too
@@ -169,12 +148,12 @@ def test_maps_each_kata_sandbox_to_its_pod(serve: Serve) -> None:
 )
 def test_only_kata_handlers_are_kept(serve: Serve, handler: str, kept: bool) -> None:
     """is_kata decides from the runtime handler the runtime reports."""
-    assert (SandboxId("s1") in _list(serve(_Runtime([_sandbox("s1", handler)])))) is kept
+    assert (SandboxId("s1") in _list(serve(FakeRuntime([_sandbox("s1", handler)])))) is kept
 
 
 def test_handlers_are_judged_by_the_callers_test(serve: Serve) -> None:
     """A configured handler test (here: every handler but runc) is the one applied."""
-    path = serve(_Runtime([_sandbox("g1", "gvisor"), _sandbox("r1", "runc")]))
+    path = serve(FakeRuntime([_sandbox("g1", "gvisor"), _sandbox("r1", "runc")]))
     found = list_kata_sandboxes(path, is_kata=lambda handler: handler != "runc", kata_shims=NO_SHIMS, timeout=2.0)
     assert set(found) == {SandboxId("g1")}
 
@@ -188,19 +167,22 @@ def test_handlers_are_judged_by_the_callers_test(serve: Serve) -> None:
 )
 def test_empty_handler_is_kata_only_with_a_kata_shim(serve: Serve, shims: frozenset[SandboxId], kept: bool) -> None:
     """A sandbox whose runtime reports no handler counts as Kata exactly when a Kata shim serves it."""
-    found = _list(serve(_Runtime([_sandbox("e1", "")])), shims=shims)
-    assert (found.get(SandboxId("e1")) == SandboxPod("shop", "web", PodUid("uid-web"), "", ready=True)) is kept
+    found = _list(serve(FakeRuntime([_sandbox("e1", "")])), shims=shims)
+    assert (
+        found.get(SandboxId("e1"))
+        == SandboxPod("shop", "web", PodUid("uid-web"), "", ready=True, created_at=CREATED_AT)
+    ) is kept
     assert len(found) == int(kept)
 
 
 def test_a_reported_handler_overrides_the_shim_evidence(serve: Serve) -> None:
     """kata_shims only fills in a missing handler: a runc sandbox stays out whatever the shim list says."""
-    assert _list(serve(_Runtime([_sandbox("r1", "runc")])), shims=frozenset({SandboxId("r1")})) == {}
+    assert _list(serve(FakeRuntime([_sandbox("r1", "runc")])), shims=frozenset({SandboxId("r1")})) == {}
 
 
 def test_not_ready_sandboxes_are_listed_as_not_ready(serve: Serve) -> None:
     """A stopped Kata sandbox is still mapped, with ready False, beside its pod's new ready one."""
-    found = _list(serve(_Runtime([_sandbox("old", "kata", NOT_READY), _sandbox("new", "kata", READY)])))
+    found = _list(serve(FakeRuntime([_sandbox("old", "kata", NOT_READY), _sandbox("new", "kata", READY)])))
     assert {sandbox: pod.ready for sandbox, pod in found.items()} == {SandboxId("old"): False, SandboxId("new"): True}
     assert found[SandboxId("old")].uid == found[SandboxId("new")].uid == "uid-web"
 
@@ -209,7 +191,7 @@ def test_an_answer_over_grpcs_default_4_mib_is_read(serve: Serve) -> None:
     """A node's worth of sandboxes with large annotations fits the kubelet's 16 MiB limit, not gRPC's 4 MiB."""
     big = _sandbox("k1", "kata")
     big.annotations["kubectl.kubernetes.io/last-applied-configuration"] = "x" * (5 * 1024 * 1024)
-    assert set(_list(serve(_Runtime([big])))) == {SandboxId("k1")}
+    assert set(_list(serve(FakeRuntime([big])))) == {SandboxId("k1")}
 
 
 def test_an_absent_socket_is_named(tmp_path: Path) -> None:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import http.server
 import socket
-import socketserver
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,39 +20,12 @@ from adapter.discovery import (
 )
 from adapter.exporter import AgentClient
 from adapter.transport import AgentAddress
-from tests.adapter.test_transport import _fake_vmm, grpc_socket  # noqa: F401 (grpc_socket is a fixture)
+from tests.adapter.fakes import FakeShim, fake_vmm
 
 # Short ids keep the socket paths under tmp_path within AF_UNIX's 108 bytes; real ones are 64 hex digits.
 GO_SANDBOX = SandboxId("5f0c9a7e1b2d")
 RS_SANDBOX = SandboxId("c41d7e09aa3f")
 GO_ROOT, RS_ROOT = "vc/sbs", "kata"  # /run/vc/sbs (Go runtime), /run/kata (runtime-rs), under tmp_path
-
-
-class _Shim(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """A shim's monitor: HTTP on a Unix socket, answering every GET with one status and body."""
-
-    daemon_threads = True
-
-    def __init__(self, path: Path, status: int, body: str) -> None:
-        self.status, self.body = status, body
-        self.requests: list[str] = []
-        super().__init__(str(path), _ShimHandler)
-
-
-class _ShimHandler(http.server.BaseHTTPRequestHandler):
-    server: _Shim
-
-    def do_GET(self) -> None:
-        self.server.requests.append(self.path)
-        body = self.server.body.encode()
-        self.send_response(self.server.status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Stay quiet: a Unix peer has no address to log."""
 
 
 @pytest.fixture
@@ -72,12 +42,10 @@ def _monitor(tmp_path: Path, root: str, sandbox: str) -> Path:
     return path
 
 
-def _serve(stack: contextlib.ExitStack, path: Path, body: str, status: int = 200) -> _Shim:
+def _serve(stack: contextlib.ExitStack, path: Path, body: str, status: int = 200) -> FakeShim:
     """Serve a fake shim monitor at a socket path until the test ends."""
-    shim = _Shim(path, status, body)
-    threading.Thread(target=shim.serve_forever, args=(0.01,), daemon=True).start()  # quick shutdown
-    stack.callback(shim.server_close)
-    stack.callback(shim.shutdown)
+    shim = FakeShim(path, body, status)
+    stack.callback(shim.close)
     return shim
 
 
@@ -204,13 +172,13 @@ def test_discovery_errors_name_the_socket_and_the_reason(
 def test_discovered_hvsock_address_reaches_the_agent(
     tmp_path: Path,
     stack: contextlib.ExitStack,
-    grpc_socket: Path,  # noqa: F811 (the fixture imported above)
+    grpc_socket: Path,
 ) -> None:
     """From the shim's monitor socket to a gRPC answer: discovery, CONNECT <our port>, OK, then gRPC unchanged."""
     vmm_socket = tmp_path / "vm" / "clh.sock"
     vmm_socket.parent.mkdir()
     seen: list[bytes] = []
-    stack.callback(_fake_vmm(vmm_socket, grpc_socket, b"OK 1073741824\n", seen).close)
+    stack.callback(fake_vmm(vmm_socket, grpc_socket, b"OK 1073741824\n", seen).close)
     _serve(stack, _monitor(tmp_path, RS_ROOT, RS_SANDBOX), f"hvsock://{vmm_socket}:1024")
     ((sandbox, monitor),) = list_sandboxes([tmp_path / GO_ROOT, tmp_path / RS_ROOT]).items()
     address = agent_address(monitor)

@@ -7,7 +7,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -16,11 +15,11 @@ import pytest
 from adapter.discovery import SandboxId
 from adapter.metrics import Metrics
 from adapter.sessions import SessionPool, SessionSettings, SessionState, SessionStatus
-from adapter.transport import AgentAddress
-from kadapter_api import agent_pb2, agent_pb2_grpc
+from kadapter_api import agent_pb2
+from tests.adapter.fakes import HANG_SECONDS, Agents
 
 FAST = SessionSettings(check_interval=0.05, backoff=0.02, backoff_max=0.2, rpc_timeout=5.0)
-TIMEOUT = 5.0  # seconds an expected outcome may take before the test fails; also how long a hung agent hangs
+TIMEOUT = HANG_SECONDS  # seconds an expected outcome may take before the test fails; also how long a hung agent hangs
 QUIET = 10 * FAST.check_interval  # long enough for a session to make calls it should not make
 POD = agent_pb2.PodRef(namespace="default", name="nginx", uid="u-1")
 SANDBOX = SandboxId("sandbox-a")
@@ -30,80 +29,6 @@ def _request(generation: int, *names: str, pod: agent_pb2.PodRef = POD) -> agent
     """Build a pod's desired set: policies known by name only, which is all a fake agent reads."""
     policies = [agent_pb2.Policy(name=name, namespace=pod.namespace) for name in names]
     return agent_pb2.ApplyPoliciesRequest(pod=pod, generation=generation, policies=policies)
-
-
-class FakeAgent(agent_pb2_grpc.GuestAgentServicer):
-    """A scripted guest agent: records each call, and can hang, fail with a given code, or forget its pods."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.applied: list[int] = []  # generations ApplyPolicies received, in order
-        self.checks = 0  # GetStatus calls
-        self.pods: dict[str, agent_pb2.PodStatus] = {}  # by pod uid, as the agent reports them
-        self.running = threading.Event()  # cleared: ApplyPolicies hangs until it is set again
-        self.running.set()
-        self.fail_with: grpc.StatusCode | None = None
-
-    def ApplyPolicies(self, request, context):  # noqa: N802
-        """Record the generation, hang while told to, then fail as told or hold the set (older ones refused)."""
-        with self.lock:
-            self.applied.append(request.generation)
-        self.running.wait(TIMEOUT)
-        if self.fail_with is not None:
-            context.abort(self.fail_with, "scripted failure")
-        with self.lock:
-            held = self.pods.get(request.pod.uid)
-            if held is not None and request.generation < held.generation:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "older generation")
-            names = [policy.name for policy in request.policies]
-            self.pods[request.pod.uid] = agent_pb2.PodStatus(
-                pod=request.pod, generation=request.generation, policies=names
-            )
-        return agent_pb2.ApplyPoliciesResponse(generation=request.generation, containers_enforced=1)
-
-    def GetStatus(self, request, context):  # noqa: N802
-        """Count the call and report the pods held."""
-        with self.lock:
-            self.checks += 1
-            return agent_pb2.AgentStatus(bpf_lsm_active=True, pods=list(self.pods.values()))
-
-    def calls(self) -> int:
-        """Count every call received so far."""
-        with self.lock:
-            return len(self.applied) + self.checks
-
-
-class Agents:
-    """Fake agents on Unix sockets, started and stopped by name as VMs come and go."""
-
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-        self._running: dict[str, tuple[grpc.Server, FakeAgent]] = {}
-
-    def address(self, name: str) -> AgentAddress:
-        """Return where the agent of that name listens, whether it runs or not."""
-        return AgentAddress("unix", str(self._directory / f"{name}.sock"), 0)
-
-    def start(self, name: str) -> FakeAgent:
-        """Start a fresh agent (nothing applied) at the name's address."""
-        agent = FakeAgent()
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        agent_pb2_grpc.add_GuestAgentServicer_to_server(agent, server)
-        server.add_insecure_port(f"unix:{self.address(name).host}")
-        server.start()
-        self._running[name] = (server, agent)
-        return agent
-
-    def stop(self, name: str) -> None:
-        """Stop the agent as a dying VM would: calls in flight end, nothing answers."""
-        server, agent = self._running.pop(name)
-        agent.running.set()
-        server.stop(None).wait()
-
-    def stop_all(self) -> None:
-        """Stop every agent still running."""
-        for name in list(self._running):
-            self.stop(name)
 
 
 @pytest.fixture

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -13,8 +9,7 @@ import pytest
 
 from adapter.exporter import AgentClient
 from adapter.transport import AddressError, AgentAddress, parse_agent_url
-from kadapter_api import agent_pb2, agent_pb2_grpc
-from kadapter_api.splice import splice
+from tests.adapter.fakes import fake_vmm
 
 
 @pytest.mark.parametrize(
@@ -43,55 +38,10 @@ def test_bad_agent_urls_are_refused(url: str) -> None:
         parse_agent_url(url)
 
 
-class _StatusOnly(agent_pb2_grpc.GuestAgentServicer):
-    def GetStatus(self, request, context):  # noqa: N802
-        return agent_pb2.AgentStatus(kernel_release="fake-guest")
-
-
-@pytest.fixture
-def grpc_socket(tmp_path: Path) -> Iterator[Path]:
-    """Serve real gRPC on a Unix socket, standing in for the guest agent."""
-    path = tmp_path / "grpc.sock"
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    agent_pb2_grpc.add_GuestAgentServicer_to_server(_StatusOnly(), server)
-    server.add_insecure_port(f"unix:{path}")
-    server.start()
-    yield path
-    server.stop(None)
-
-
-def _fake_vmm(path: Path, backend: Path, answer: bytes, seen: list[bytes]) -> socket.socket:
-    """Listen like a Cloud Hypervisor / Firecracker vsock socket: CONNECT <port> in, OK <port> out."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen()
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            request = b""
-            while not request.endswith(b"\n"):
-                request += conn.recv(1)
-            seen.append(request)
-            conn.sendall(answer)
-            if not answer.startswith(b"OK"):
-                conn.close()
-                continue
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            upstream.connect(str(backend))
-            threading.Thread(target=splice, args=(conn, upstream), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return listener
-
-
 def test_grpc_over_hybrid_vsock(tmp_path: Path, grpc_socket: Path) -> None:
     """The dialer performs the CONNECT handshake and then carries gRPC unchanged."""
     seen: list[bytes] = []
-    vmm = _fake_vmm(tmp_path / "clh.sock", grpc_socket, b"OK 1073741824\n", seen)
+    vmm = fake_vmm(tmp_path / "clh.sock", grpc_socket, b"OK 1073741824\n", seen)
     try:
         with AgentClient(parse_agent_url(f"hvsock://{tmp_path / 'clh.sock'}:10240"), retry_for=5) as client:
             assert client.status().kernel_release == "fake-guest"
@@ -102,7 +52,7 @@ def test_grpc_over_hybrid_vsock(tmp_path: Path, grpc_socket: Path) -> None:
 
 def test_refused_hybrid_vsock_handshake_is_unavailable(tmp_path: Path, grpc_socket: Path) -> None:
     """When the VMM refuses the port, the call fails as UNAVAILABLE instead of hanging."""
-    vmm = _fake_vmm(tmp_path / "fc.sock", grpc_socket, b"ERR no listener\n", [])
+    vmm = fake_vmm(tmp_path / "fc.sock", grpc_socket, b"ERR no listener\n", [])
     try:
         url = f"hvsock://{tmp_path / 'fc.sock'}:10240"
         with AgentClient(parse_agent_url(url), retry_for=1) as client, pytest.raises(grpc.RpcError) as failure:

@@ -1,0 +1,272 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Doubles of what the node daemon talks to on a Kata node, each speaking the real protocol.
+
+- FakeRuntime: a CRI runtime (containerd, CRI-O) answering runtime.v1 ListPodSandbox over gRPC.
+- FakeShim: a Kata shim's monitor socket, HTTP on a Unix socket, answering GET /agent-url.
+- fake_vmm: a Cloud Hypervisor / Firecracker hybrid-vsock socket: `CONNECT <port>` in, `OK` out, then
+  the bytes of the connection carried to a backend Unix socket (where a fake agent listens).
+- FakeAgent / Agents: scripted guest agents serving kadapter_api's GuestAgent over gRPC on Unix sockets.
+
+The unit tests of each module use one of them; the daemon's end-to-end tests use all of them together.
+The API server double is tests/kube_api.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import queue
+import socket
+import socketserver
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from adapter.transport import AgentAddress
+from kadapter_api import agent_pb2, agent_pb2_grpc, cri_pb2, cri_pb2_grpc
+from kadapter_api.splice import splice
+
+HANG_SECONDS = 5.0  # the longest a scripted agent or runtime holds a call before answering anyway
+CREATED_AT = 1_700_000_000_000_000_000  # a sandbox's default creation time, in nanoseconds
+
+
+# --- CRI runtime ---------------------------------------------------------------------------------------------------
+
+
+def pod_sandbox(
+    sandbox_id: str,
+    handler: str,
+    *,
+    name: str,
+    namespace: str,
+    uid: str,
+    state: cri_pb2.PodSandboxState = cri_pb2.SANDBOX_READY,
+    created_at: int = CREATED_AT,
+) -> cri_pb2.PodSandbox:
+    """Build a sandbox as a runtime lists it, with labels and annotations nobody should need."""
+    return cri_pb2.PodSandbox(
+        id=sandbox_id,
+        metadata=cri_pb2.PodSandboxMetadata(name=name, uid=uid, namespace=namespace, attempt=1),
+        state=state,
+        created_at=created_at,
+        labels={"app": name},
+        annotations={"note": "ignored"},
+        runtime_handler=handler,
+    )
+
+
+class FakeRuntime(cri_pb2_grpc.RuntimeServiceServicer):
+    """A CRI runtime listing the sandboxes a test gives it (changeable while it serves), recording each request."""
+
+    def __init__(self, items: list[cri_pb2.PodSandbox] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._items = list(items or [])
+        self.requests: list[cri_pb2.ListPodSandboxRequest] = []
+
+    @property
+    def items(self) -> list[cri_pb2.PodSandbox]:
+        """Return the sandboxes listed now."""
+        with self._lock:
+            return list(self._items)
+
+    @items.setter
+    def items(self, items: list[cri_pb2.PodSandbox]) -> None:
+        with self._lock:
+            self._items = list(items)
+
+    def ListPodSandbox(self, request, context):  # noqa: N802
+        """List every sandbox, whatever the filter (the daemon sends none)."""
+        with self._lock:
+            self.requests.append(request)
+            return cri_pb2.ListPodSandboxResponse(items=self._items)
+
+
+def serve_cri(path: Path, servicer: cri_pb2_grpc.RuntimeServiceServicer | None) -> grpc.Server:
+    """Serve a runtime on a Unix socket (None: a gRPC server without the CRI service); stop it with stop(None)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    if servicer is not None:
+        cri_pb2_grpc.add_RuntimeServiceServicer_to_server(servicer, server)
+    assert server.add_insecure_port(f"unix:{path}")
+    server.start()
+    return server
+
+
+# --- Kata shim monitor ---------------------------------------------------------------------------------------------
+
+
+class FakeShim(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """A shim's monitor: HTTP on a Unix socket, answering every GET with one status and body, until close()."""
+
+    daemon_threads = True
+
+    def __init__(self, path: Path, body: str, status: int = 200) -> None:
+        self.path, self.status, self.body = path, status, body
+        self.requests: list[str] = []
+        super().__init__(str(path), _ShimHandler)
+        threading.Thread(target=self.serve_forever, args=(0.01,), daemon=True).start()  # quick shutdown
+
+    def close(self) -> None:
+        """Stop answering and remove the socket, as an exiting shim does."""
+        self.shutdown()
+        self.server_close()
+        self.path.unlink(missing_ok=True)
+
+
+class _ShimHandler(http.server.BaseHTTPRequestHandler):
+    server: FakeShim
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)
+        body = self.server.body.encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Stay quiet: a Unix peer has no address to log."""
+
+
+# --- Hybrid vsock VMM socket ---------------------------------------------------------------------------------------
+
+
+def fake_vmm(path: Path, backend: Path, answer: bytes, seen: list[bytes]) -> socket.socket:
+    """Listen like a Cloud Hypervisor / Firecracker vsock socket: CONNECT <port> in, answer out, then splice.
+
+    Each handshake line received is appended to seen. After an answer starting with OK, the connection is
+    carried to the backend Unix socket; when nothing listens there (the agent is down), it is closed, as a
+    VMM closes a connection to a guest port nobody listens on. Close the returned socket to stop.
+    """
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+
+    def forward(conn: socket.socket) -> None:
+        request = b""
+        while not request.endswith(b"\n"):
+            byte = conn.recv(1)
+            if not byte:
+                conn.close()
+                return
+            request += byte
+        seen.append(request)
+        conn.sendall(answer)
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if not answer.startswith(b"OK"):
+                raise ConnectionRefusedError(answer)
+            upstream.connect(str(backend))
+        except OSError:
+            upstream.close()
+            conn.close()
+            return
+        splice(conn, upstream)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=forward, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+# --- Guest agents --------------------------------------------------------------------------------------------------
+
+
+class FakeAgent(agent_pb2_grpc.GuestAgentServicer):
+    """A scripted guest agent: records each call, and can hang, fail with a given code, or forget its pods.
+
+    Alerts put in ``outbox`` are streamed to every StreamAlerts caller in turn.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.applied: list[int] = []  # generations ApplyPolicies received, in order
+        self.requests: list[agent_pb2.ApplyPoliciesRequest] = []  # ApplyPolicies received, in order
+        self.checks = 0  # GetStatus calls
+        self.pods: dict[str, agent_pb2.PodStatus] = {}  # by pod uid, as the agent reports them
+        self.running = threading.Event()  # cleared: ApplyPolicies hangs until it is set again
+        self.running.set()
+        self.fail_with: grpc.StatusCode | None = None
+        self.outbox: queue.Queue[agent_pb2.Alert] = queue.Queue()
+
+    def ApplyPolicies(self, request, context):  # noqa: N802
+        """Record the call, hang while told to, then fail as told or hold the set (older ones refused)."""
+        with self.lock:
+            self.applied.append(request.generation)
+            self.requests.append(request)
+        self.running.wait(HANG_SECONDS)
+        if self.fail_with is not None:
+            context.abort(self.fail_with, "scripted failure")
+        with self.lock:
+            held = self.pods.get(request.pod.uid)
+            if held is not None and request.generation < held.generation:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "older generation")
+            names = [policy.name for policy in request.policies]
+            self.pods[request.pod.uid] = agent_pb2.PodStatus(
+                pod=request.pod, generation=request.generation, policies=names
+            )
+        return agent_pb2.ApplyPoliciesResponse(generation=request.generation, containers_enforced=1)
+
+    def GetStatus(self, request, context):  # noqa: N802
+        """Count the call and report the pods held."""
+        with self.lock:
+            self.checks += 1
+            return agent_pb2.AgentStatus(bpf_lsm_active=True, pods=list(self.pods.values()))
+
+    def StreamAlerts(self, request, context):  # noqa: N802
+        """Stream what the test puts in the outbox until the caller leaves."""
+        while context.is_active():
+            with contextlib.suppress(queue.Empty):
+                yield self.outbox.get(timeout=0.02)
+
+    def calls(self) -> int:
+        """Count every ApplyPolicies and GetStatus call received so far."""
+        with self.lock:
+            return len(self.applied) + self.checks
+
+    def policies(self, uid: str) -> list[str] | None:
+        """Return the policy names held for a pod, or None when the agent holds nothing for it."""
+        with self.lock:
+            held = self.pods.get(uid)
+            return None if held is None else list(held.policies)
+
+
+class Agents:
+    """Fake agents on Unix sockets in a directory, started and stopped by name as VMs come and go."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._running: dict[str, tuple[grpc.Server, FakeAgent]] = {}
+
+    def address(self, name: str) -> AgentAddress:
+        """Return where the agent of that name listens, whether it runs or not."""
+        return AgentAddress("unix", str(self._directory / f"{name}.sock"), 0)
+
+    def start(self, name: str) -> FakeAgent:
+        """Start a fresh agent (nothing applied) at the name's address."""
+        agent = FakeAgent()
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        agent_pb2_grpc.add_GuestAgentServicer_to_server(agent, server)
+        server.add_insecure_port(f"unix:{self.address(name).host}")
+        server.start()
+        self._running[name] = (server, agent)
+        return agent
+
+    def stop(self, name: str) -> None:
+        """Stop the agent as a dying VM would: calls in flight end, nothing answers."""
+        server, agent = self._running.pop(name)
+        agent.running.set()
+        server.stop(None).wait()
+
+    def stop_all(self) -> None:
+        """Stop every agent still running."""
+        for name in list(self._running):
+            self.stop(name)
