@@ -16,7 +16,8 @@ and socket()+close() of a UDP socket from inside a pod-like container
    another source executable, since there are only so many protocols and
    capabilities). None names what the loop does, so every call is looked
    up and let through: the cost of judging, not of refusing;
-3. no BPF program (the agent killed: its links detach), the baseline.
+3. no BPF program (the agent killed and its pinned links removed, so the
+   programs detach), the baseline.
 
 Each state runs each measurement three times and keeps the median. The
 time `kadapter local` takes to apply each policy (host wall clock: host
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             state = f"targeted, {count:,} rules of each kind"
             applied[state] = apply(guest, work, count)
             rows[state] = measure(containers, "bench-targeted", iterations)
-        guest.run(["sh", "-c", "pkill -f [k]adapter-agent; sleep 2"])
+        guest.run(["sh", "-c", "pkill -f [k]adapter-agent; rm -rf /sys/fs/bpf/kadapter; sleep 2"])
         baseline = measure(containers, "bench-targeted", iterations)
     table = [
         "| state | fork+exec+wait | open()+close() | socket()+close() | applying the policy |",

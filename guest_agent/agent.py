@@ -28,6 +28,7 @@ from guest_agent.capabilities import CAPABILITY_NAMES
 from guest_agent.container_fs import ContainerView
 from guest_agent.enforcer import Enforcer
 from guest_agent.rules import CompiledRules, ContainerKey, InvalidPolicyError, check_policies, compile_rules
+from guest_agent.state import SavedContainer, StateStore
 from kadapter_api import agent_pb2
 from kadapter_api.syscalls import NUMBERS as SYSCALL_NUMBERS
 
@@ -85,12 +86,30 @@ class Container:
     pid: int
 
 
+def container_key(pid: int, proc: Path = Path("/proc")) -> ContainerKey:
+    """Return the (pid ns, mnt ns) ids of a process: the inode numbers of its ns links."""
+    return ContainerKey(
+        pid_ns=os.stat(proc / str(pid) / "ns" / "pid").st_ino,
+        mnt_ns=os.stat(proc / str(pid) / "ns" / "mnt").st_ino,
+    )
+
+
+def _still_running(container: SavedContainer) -> bool:
+    """Tell whether a saved container's init still runs in the namespaces it was registered with."""
+    try:
+        return container_key(container.pid) == ContainerKey(container.pid_ns, container.mnt_ns)
+    except OSError:
+        return False
+
+
 class Agent:
     """Keep the kernel's maps equal to desired policies times live containers."""
 
-    def __init__(self, enforcer: Enforcer, alerts: AlertHub) -> None:
+    def __init__(self, enforcer: Enforcer, alerts: AlertHub, *, store: StateStore | None = None) -> None:
+        """Start with no pods and no containers; save every change to store, for the next agent."""
         self._enforcer = enforcer
         self._alerts = alerts
+        self._store = store
         self._pods: dict[PodKey, agent_pb2.ApplyPoliciesRequest] = {}
         self._containers: dict[str, Container] = {}
         self._compiled: dict[str, CompiledRules] = {}
@@ -102,10 +121,12 @@ class Agent:
         with self._lock:
             self._containers[container.id] = container
             try:
-                return self._enforce(container, self._pods.get(container.pod))
+                rules = self._enforce(container, self._pods.get(container.pod))
             except Exception:
                 del self._containers[container.id]
                 raise
+            self._save()
+            return rules
 
     def unregister(self, container_id: str) -> bool:
         """Drop a stopped container's kernel state; return False if it was unknown."""
@@ -115,6 +136,7 @@ class Agent:
                 return False
             self._compiled.pop(container_id, None)
             self._enforcer.release(container.id)
+            self._save()
             return True
 
     def apply(self, request: agent_pb2.ApplyPoliciesRequest) -> agent_pb2.ApplyPoliciesResponse:
@@ -140,11 +162,74 @@ class Agent:
                     self._enforce(container, current)
                 raise
             self._pods[pod] = request
+            self._save()
             log.info(
                 "pod %s/%s: generation %d, %d policies, %d containers",
                 pod.namespace, pod.name, request.generation, len(request.policies), len(targets),
             )  # fmt: skip
             return agent_pb2.ApplyPoliciesResponse(generation=request.generation, containers_enforced=len(targets))
+
+    def restore(self) -> tuple[int, int]:
+        """Take over what the previous agent left: its pods' sets and its running containers.
+
+        Each running container keeps the rules the kernel holds until its new ones are written;
+        then the previous agent's leftovers are deleted. Return (containers taken over, gone).
+        """
+        if self._store is None:
+            return 0, 0
+        saved = self._store.load()
+        gone, failed = 0, False
+        with self._lock:
+            for request in saved.pods:
+                self._pods[PodKey(request.pod.namespace, request.pod.name)] = request
+            for entry in saved.containers:
+                key = ContainerKey(entry.pid_ns, entry.mnt_ns)
+                if not _still_running(entry):
+                    self._enforcer.forget(kernel_id=entry.kernel_id, key=key)
+                    gone += 1
+                    continue
+                container = Container(
+                    id=entry.id,
+                    name=entry.name,
+                    pod=PodKey(entry.namespace, entry.pod),
+                    pod_uid=entry.pod_uid,
+                    key=key,
+                    rootfs=Path(entry.rootfs) if entry.rootfs else None,
+                    pid=entry.pid,
+                )
+                self._enforcer.adopt(container.id, kernel_id=entry.kernel_id, key=key)
+                self._containers[container.id] = container
+                try:
+                    self._enforce(container, self._pods.get(container.pod))
+                except Exception:
+                    # Its rules are still the previous agent's, which no ruleset id here names.
+                    log.exception("container %s: cannot rewrite its rules; it keeps those in force", container.id)
+                    failed = True
+            if not failed:
+                self._enforcer.collect_garbage()
+            self._save()
+            return len(self._containers), gone
+
+    def _save(self) -> None:
+        """Save containers and pods for the next agent (called with the lock held, after every change)."""
+        if self._store is None:
+            return
+        containers = [
+            SavedContainer(
+                id=container.id,
+                name=container.name,
+                namespace=container.pod.namespace,
+                pod=container.pod.name,
+                pod_uid=container.pod_uid,
+                pid_ns=container.key.pid_ns,
+                mnt_ns=container.key.mnt_ns,
+                rootfs=str(container.rootfs) if container.rootfs else None,
+                pid=container.pid,
+                kernel_id=self._enforcer.kernel_id(container.id),
+            )
+            for container in self._containers.values()
+        ]
+        self._store.save(containers, self._pods.values())
 
     def _enforce(self, container: Container, request: agent_pb2.ApplyPoliciesRequest | None) -> int:
         compiled = compile_rules(

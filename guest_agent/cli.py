@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import signal
 import threading
 from pathlib import Path
+from typing import TextIO
 
 from guest_agent.agent import Agent, bpf_lsm_active
 from guest_agent.alerts import AlertHub
@@ -17,6 +19,7 @@ from guest_agent.listener import HookListener
 from guest_agent.registration import DEFAULT_SOCKET
 from guest_agent.relay import HOST_CID, VsockRelay
 from guest_agent.service import GuestAgentService, serve
+from guest_agent.state import StateStore
 
 log = logging.getLogger("kadapter-agent")
 
@@ -39,8 +42,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--alerts-per-second", type=int, default=100, help="per container; the kernel drops and counts the rest"
     )
+    parser.add_argument(
+        "--pin-dir",
+        type=Path,
+        default=Path("/sys/fs/bpf/kadapter"),
+        help="bpffs directory where programs and maps stay pinned when the agent dies ('' to not pin)",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=Path("/run/kadapter/state"), help="what the next agent needs to take over"
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
+
+
+def _single_instance(path: Path) -> TextIO | None:
+    """Hold an exclusive lock on path for the process's life (the kernel drops it if the process dies)."""
+    lock = open(path, "a")  # noqa: SIM115 (held open until exit)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,18 +73,27 @@ def main(argv: list[str] | None = None) -> int:
     if not bpf_lsm_active():
         log.error("the BPF LSM is not active in this kernel (see /sys/kernel/security/lsm): cannot enforce")
         return 1
+    store = StateStore(args.state_dir)
+    lock = _single_instance(args.state_dir / "agent.lock")
+    if lock is None:
+        log.error("another kadapter-agent holds %s", args.state_dir / "agent.lock")
+        return 1
     try:
         enforcer = Enforcer(
             args.bpf_object,
             max_containers=args.max_containers,
             max_rules=args.max_rules,
             alerts_per_second=args.alerts_per_second,
+            pin_dir=args.pin_dir if str(args.pin_dir) not in ("", ".") else None,
         )
     except BpfError as error:
         log.error("cannot load the enforcer: %s", error)
         return 1
     alerts = AlertHub()
-    agent = Agent(enforcer, alerts)
+    agent = Agent(enforcer, alerts, store=store)
+    adopted, gone = agent.restore()
+    if adopted or gone:
+        log.info("took over %d running container(s) from the previous agent; %d had stopped", adopted, gone)
     stop = threading.Event()
     threading.Thread(target=enforcer.watch_events, args=(agent.on_event, stop), daemon=True).start()
 

@@ -64,6 +64,7 @@ class _Table(Generic[RuleName, Entry]):
     entries: Callable[[KindRules, _Nested], Mapping[RuleName, Entry]]
     make_key: Callable[[int, RuleName], ctypes.Structure]
     make_value: Callable[[Entry], ctypes.Structure]
+    key_type: type[ctypes.Structure]  # every key type starts with the ruleset id
 
 
 @dataclass
@@ -84,10 +85,21 @@ class Enforcer:
     hold the ids of one whose poststop has not run yet.
     """
 
-    def __init__(self, bpf_object: Path, *, max_containers: int, max_rules: int, alerts_per_second: int) -> None:
+    def __init__(
+        self,
+        bpf_object: Path,
+        *,
+        max_containers: int,
+        max_rules: int,
+        alerts_per_second: int,
+        pin_dir: Path | None = None,
+    ) -> None:
+        """Load the object (reusing the maps pinned in pin_dir by a previous agent, if any) and attach it."""
         sizes = dict.fromkeys(("containers", "container_ns", "container_roots", "alert_budgets"), max_containers)
         rule_maps = dict.fromkeys((table.map_name for table in _TABLES), max_rules)
-        self._object = BpfObject(bpf_object, max_entries=sizes | rule_maps, on_demand={SYSCALLS_PROGRAM})
+        self._object = BpfObject(
+            bpf_object, max_entries=sizes | rule_maps, on_demand={SYSCALLS_PROGRAM}, pin_dir=pin_dir
+        )
         self._containers = self._object.map("containers")
         self._container_ns = self._object.map("container_ns")
         self._container_roots = self._object.map("container_roots")
@@ -96,9 +108,46 @@ class Enforcer:
         self._rule_maps = {table.map_name: self._object.map(table.map_name) for table in _TABLES}
         self._alerts_per_second = alerts_per_second
         self._installed: dict[str, _Installed] = {}
-        self._kernel_ids = itertools.count(1)
-        self._ruleset_ids = itertools.count(1)
+        # Past whatever a previous agent left in pinned maps, so no id is handed out twice.
+        self._kernel_ids = itertools.count(
+            max((key.value for key in self._containers.keys(ctypes.c_uint32)), default=0) + 1
+        )
+        self._ruleset_ids = itertools.count(max(self._rulesets_in_maps(), default=0) + 1)
         self._lock = threading.Lock()
+
+    def adopt(self, container_id: str, *, kernel_id: int, key: ContainerKey) -> None:
+        """Take over a container a previous agent registered: its init is tagged, its rules are in force.
+
+        The rules it holds stay until enforce() writes the container's new ones; collect_garbage()
+        then deletes what no container uses any more.
+        """
+        with self._lock:
+            self._installed[container_id] = _Installed(kernel_id, key)
+
+    def kernel_id(self, container_id: str) -> int:
+        """Return the kernel's id of a container the Enforcer holds."""
+        with self._lock:
+            return self._installed[container_id].kernel_id
+
+    def forget(self, *, kernel_id: int, key: ContainerKey) -> None:
+        """Delete the entries of a container a previous agent registered and that is gone."""
+        with self._lock:
+            self._forget(_Installed(kernel_id, key))
+
+    def collect_garbage(self) -> int:
+        """Delete every rule no container's rulesets hold (a previous agent's); return how many."""
+        with self._lock:
+            live = {ruleset for installed in self._installed.values() for ruleset in installed.written}
+            deleted = 0
+            for table in _TABLES:
+                rule_map = self._rule_maps[table.map_name]
+                stale = [key for key in rule_map.keys(table.key_type) if key.ruleset not in live]
+                rule_map.delete_batch(stale)
+                deleted += len(stale)
+            return deleted
+
+    def _rulesets_in_maps(self) -> set[int]:
+        return {key.ruleset for table in _TABLES for key in self._rule_maps[table.map_name].keys(table.key_type)}
 
     def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> tuple[int, ...]:
         """Make the container's rules exactly `rules`, tagging its init on first sight; return every ruleset id."""
@@ -316,14 +365,20 @@ def _syscall_scopes(rules: KindRules, nested: _Nested) -> dict[int, bpf_types.Sy
 
 
 _TABLES: tuple[_Table, ...] = (
-    _Table("name_rules", lambda rules, _: rules.names, _name_key, _rule),
-    _Table("inode_rules", lambda rules, _: rules.inodes, _inode_key, _rule),
-    _Table("dir_rules", lambda rules, _: rules.dirs, _name_key, _dir_rule),
-    _Table("id_rules", lambda rules, _: rules.ids, _id_key, _rule),
+    _Table("name_rules", lambda rules, _: rules.names, _name_key, _rule, bpf_types.NameRuleKey),
+    _Table("inode_rules", lambda rules, _: rules.inodes, _inode_key, _rule, bpf_types.InodeRuleKey),
+    _Table("dir_rules", lambda rules, _: rules.dirs, _name_key, _dir_rule, bpf_types.NameRuleKey),
+    _Table("id_rules", lambda rules, _: rules.ids, _id_key, _rule, bpf_types.IdRuleKey),
     # A ruleset's patterns by index, 0 to KindPolicy.patterns - 1: the kernel tries each in turn.
-    _Table("pattern_rules", lambda rules, _: dict(enumerate(rules.patterns.items())), _pattern_key, _pattern_rule),
+    _Table(
+        "pattern_rules",
+        lambda rules, _: dict(enumerate(rules.patterns.items())),
+        _pattern_key,
+        _pattern_rule,
+        bpf_types.PatternKey,
+    ),
     # A kind's sources: (its ruleset, an executable's name) -> the source's ruleset and flags.
-    _Table("source_rules", _source_policies, _name_key, lambda policy: policy),
-    _Table("source_dirs", _source_directories, _name_key, lambda record: record),
-    _Table("syscall_scopes", _syscall_scopes, _id_key, lambda scope: scope),
+    _Table("source_rules", _source_policies, _name_key, lambda policy: policy, bpf_types.NameRuleKey),
+    _Table("source_dirs", _source_directories, _name_key, lambda record: record, bpf_types.NameRuleKey),
+    _Table("syscall_scopes", _syscall_scopes, _id_key, lambda scope: scope, bpf_types.IdRuleKey),
 )

@@ -13,8 +13,10 @@ import ctypes.util
 import errno
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ _LIBBPF_WARN = 0  # enum libbpf_print_level
 
 
 CValue = ctypes.Structure | ctypes.c_int | ctypes.c_uint32  # map keys and values: fixed-size C data
+CStruct = TypeVar("CStruct", bound=ctypes.Structure | ctypes.c_uint32)
 
 
 class BpfError(OSError):
@@ -40,6 +43,13 @@ def _load_library() -> ctypes.CDLL:
         "bpf_object__load": (i, [p]),
         "bpf_object__close": (None, [p]),
         "bpf_object__find_map_by_name": (p, [p, ctypes.c_char_p]),
+        "bpf_object__next_map": (p, [p, p]),
+        "bpf_map__name": (ctypes.c_char_p, [p]),
+        "bpf_map__is_internal": (ctypes.c_bool, [p]),
+        "bpf_map__set_pin_path": (i, [p, ctypes.c_char_p]),
+        "bpf_link__pin": (i, [p, ctypes.c_char_p]),
+        "bpf_link__unpin": (i, [p]),
+        "bpf_map_get_next_key": (i, [i, p, p]),
         "bpf_object__next_program": (p, [p, p]),
         "bpf_object__find_program_by_name": (p, [p, ctypes.c_char_p]),
         "bpf_program__name": (ctypes.c_char_p, [p]),
@@ -144,6 +154,17 @@ class BpfMap:
         _check(result, f"delete from map {self.name}")
         return True
 
+    def keys(self, key_type: type[CStruct]) -> list[CStruct]:
+        """Return every key, read as key_type (a map changing meanwhile may be read in part)."""
+        found: list[CStruct] = []
+        key, following = key_type(), key_type()
+        previous = None
+        while _lib.bpf_map_get_next_key(self.fd, previous, ctypes.byref(following)) == 0:
+            found.append(following)
+            key, following = following, key_type()
+            previous = ctypes.byref(key)
+        return found
+
 
 class RingBuffer:
     """Consume a BPF ring buffer, handing each record's bytes to a callback."""
@@ -173,7 +194,14 @@ class RingBuffer:
 
 
 class BpfObject:
-    """An opened, loaded and attached BPF object file."""
+    """An opened, loaded and attached BPF object file.
+
+    With a pin directory (in bpffs) its maps and links outlive the process:
+    the programs stay attached and keep enforcing when the agent dies. The
+    next instance reuses the pinned maps (libbpf checks their layout), so
+    the kernel's state carries over, and attaches its own programs before
+    unpinning the previous ones: for a moment both run, never neither.
+    """
 
     def __init__(
         self,
@@ -181,20 +209,37 @@ class BpfObject:
         *,
         max_entries: dict[str, int] | None = None,
         on_demand: frozenset[str] | set[str] = frozenset(),
+        pin_dir: Path | None = None,
     ) -> None:
         """Open, size, load and attach the object; the programs named in on_demand wait for attach()."""
         self.path = path
         self._obj = _check_pointer(_lib.bpf_object__open_file(str(path).encode(), None), f"open {path}")
         self._links: dict[str, int] = {}
         self._on_demand = on_demand
+        self._link_dir = pin_dir / "links" if pin_dir else None
         try:
             for name, entries in (max_entries or {}).items():
                 _check(_lib.bpf_map__set_max_entries(self._map_pointer(name), entries), f"resize map {name}")
+            if pin_dir:
+                self._pin_maps(pin_dir / "maps")
             _check(_lib.bpf_object__load(self._obj), f"load {path} (the libbpf log above says why)")
+            previous = sorted(self._link_dir.iterdir()) if self._link_dir and self._link_dir.exists() else []
             self._attach_all()
+            for pin in previous:  # ours run now: the previous instance's programs may go
+                pin.unlink()
         except BpfError:
             self.close()
             raise
+
+    def _pin_maps(self, directory: Path) -> None:
+        """Have libbpf reuse each map pinned in directory, or pin it there once loaded."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        bpf_map = _lib.bpf_object__next_map(self._obj, None)
+        while bpf_map:
+            if not _lib.bpf_map__is_internal(bpf_map):
+                pin = directory / _lib.bpf_map__name(bpf_map).decode()
+                _check(_lib.bpf_map__set_pin_path(bpf_map, str(pin).encode()), f"pin path of {pin.name}")
+            bpf_map = _lib.bpf_object__next_map(self._obj, bpf_map)
 
     def _map_pointer(self, name: str) -> int:
         return _check_pointer(_lib.bpf_object__find_map_by_name(self._obj, name.encode()), f"find map {name}")
@@ -209,15 +254,23 @@ class BpfObject:
             program = _lib.bpf_object__next_program(self._obj, program)
 
     def attach(self, name: str) -> None:
-        """Attach the named program, unless it is attached."""
-        if name not in self._links:
-            program = _check_pointer(_lib.bpf_object__find_program_by_name(self._obj, name.encode()), f"find {name}")
-            self._links[name] = _check_pointer(_lib.bpf_program__attach(program), f"attach program {name}")
+        """Attach the named program, unless it is attached; pin its link if the object is pinned."""
+        if name in self._links:
+            return
+        program = _check_pointer(_lib.bpf_object__find_program_by_name(self._obj, name.encode()), f"find {name}")
+        link = _check_pointer(_lib.bpf_program__attach(program), f"attach program {name}")
+        self._links[name] = link
+        if self._link_dir:
+            self._link_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            pin = self._link_dir / f"{name}-{os.getpid()}-{time.monotonic_ns()}"  # bpffs refuses dots in names
+            _check(_lib.bpf_link__pin(link, str(pin).encode()), f"pin the link of {name}")
 
     def detach(self, name: str) -> None:
-        """Detach the named program, if it is attached."""
+        """Detach the named program, if it is attached (unpinning its link)."""
         link = self._links.pop(name, None)
         if link:
+            if self._link_dir:
+                _lib.bpf_link__unpin(link)
             _lib.bpf_link__destroy(link)
 
     def map(self, name: str) -> BpfMap:

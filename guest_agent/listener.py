@@ -16,21 +16,12 @@ import socketserver
 import struct
 from pathlib import Path
 
-from guest_agent.agent import Agent, Container, PodKey
+from guest_agent.agent import Agent, Container, PodKey, container_key
 from guest_agent.registration import Registration
-from guest_agent.rules import ContainerKey
 
 log = logging.getLogger(__name__)
 
 _UCRED = struct.Struct("3i")
-
-
-def container_key(pid: int, proc: Path = Path("/proc")) -> ContainerKey:
-    """Return the (pid ns, mnt ns) ids of a process: the inode numbers of its ns links."""
-    return ContainerKey(
-        pid_ns=os.stat(proc / str(pid) / "ns" / "pid").st_ino,
-        mnt_ns=os.stat(proc / str(pid) / "ns" / "mnt").st_ino,
-    )
 
 
 class _RegistrationHandler(socketserver.StreamRequestHandler):

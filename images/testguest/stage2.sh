@@ -11,15 +11,7 @@ mkdir -p "$TMPDIR"
 cd /run
 echo "testguest: lsm=$(cat /sys/kernel/security/lsm)"
 venv=$repo/.venv
-export PYTHONPATH=$repo  # the agent runs from this checkout, whichever checkout the venv was installed from
-mkdir -p /run/kadapter
-"$venv/bin/kadapter-agent" --bpf-object "$repo/bpf/lsm/.output/kadapter.bpf.o" \
-	--tcp-listen 0.0.0.0:50051 --alerts-per-second 20 >/run/kadapter/agent.log 2>&1 &
-for _ in $(seq 600); do
-	[[ -S /run/kadapter/hook.sock ]] && break
-	sleep 0.1
-done
-[[ -S /run/kadapter/hook.sock ]] || { echo "testguest: agent did not start"; cat /run/kadapter/agent.log; }
+"$repo/images/testguest/start-agent.sh" "$repo"
 # The command service answering is the host's signal that the guest is ready.
 "$venv/bin/python" "$repo/images/testguest/testctl.py" 50052 &
 echo "testguest: ready"

@@ -6,17 +6,21 @@ rules the agent asks for, not about the kernel (tests/guest covers that).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from guest_agent import bpf_types
-from guest_agent.agent import Agent, Container, PodKey, StaleGenerationError
+from guest_agent.agent import Agent, Container, PodKey, StaleGenerationError, container_key
 from guest_agent.alerts import AlertHub
 from guest_agent.bpf_types import Kind
 from guest_agent.libbpf import BpfError
 from guest_agent.rules import CompiledRules, ContainerKey
+from guest_agent.state import StateStore
 from kadapter_api import agent_pb2
 
 NGINX = PodKey("default", "nginx-1")
@@ -30,6 +34,10 @@ class RecordingEnforcer:
         self.calls = 0
         self.fail_for: str | None = None
         self.last_ruleset = 0
+        self.kernel_ids: dict[str, int] = {}
+        self.adopted: dict[str, int] = {}
+        self.forgotten: list[int] = []
+        self.collections = 0
 
     def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> dict[Kind, int]:
         """Record, or raise ENOSPC for the chosen container."""
@@ -37,12 +45,30 @@ class RecordingEnforcer:
         if container_id == self.fail_for:
             raise BpfError(errno.ENOSPC, "update map name_rules: No space left on device")
         self.rules[container_id] = rules
+        self.kernel_ids.setdefault(container_id, len(self.kernel_ids) + 1)
         self.last_ruleset += 1
         return (self.last_ruleset,)
 
     def release(self, container_id: str) -> None:
         """Forget a container."""
         self.rules.pop(container_id, None)
+
+    def kernel_id(self, container_id: str) -> int:
+        """Return the id enforce() gave the container."""
+        return self.kernel_ids[container_id]
+
+    def adopt(self, container_id: str, *, kernel_id: int, key: ContainerKey) -> None:
+        """Record a container taken over from a previous agent."""
+        self.adopted[container_id] = self.kernel_ids[container_id] = kernel_id
+
+    def forget(self, *, kernel_id: int, key: ContainerKey) -> None:
+        """Record a previous agent's container found gone."""
+        self.forgotten.append(kernel_id)
+
+    def collect_garbage(self) -> int:
+        """Count the sweeps."""
+        self.collections += 1
+        return 0
 
     def alerts_dropped(self, container_id: str) -> int:
         """Nothing is ever dropped here."""
@@ -182,3 +208,44 @@ def test_an_alert_from_a_pattern_names_its_policy_and_an_unfinished_match(enforc
     (alert,) = published
     assert (alert.policy_name, alert.severity, alert.result) == ("no-conf", 4, "Permission denied")
     assert alert.data == "open for read, name cut to 255 bytes, patterns unfinished"
+
+
+def running_container(container_id: str, pid: int) -> Container:
+    """Return a container of the nginx pod whose init is process pid, in that process's namespaces."""
+    return Container(
+        id=container_id, name="nginx", pod=NGINX, pod_uid="u", key=container_key(pid), rootfs=None, pid=pid
+    )
+
+
+def test_a_restarted_agent_takes_over_running_containers_and_forgets_stopped_ones(tmp_path: Path) -> None:
+    """The next agent re-enforces what still runs under its kernel id, with the pod's saved set, then sweeps."""
+    first = RecordingEnforcer()
+    before = Agent(first, AlertHub(), store=StateStore(tmp_path))  # type: ignore[arg-type]
+    finished = subprocess.run(["sleep", "0"], check=True)
+    before.register(running_container("alive", os.getpid()))
+    stopped = running_container("stopped", os.getpid())
+    before.register(dataclasses.replace(stopped, pid=999_999_999))  # no such process any more
+    before.apply(request(3, "/usr/bin/apt"))
+    assert finished.returncode == 0
+
+    second = RecordingEnforcer()
+    after = Agent(second, AlertHub(), store=StateStore(tmp_path))  # type: ignore[arg-type]
+    assert after.restore() == (1, 1)
+    assert second.adopted == {"alive": first.kernel_ids["alive"]}
+    assert second.forgotten == [first.kernel_ids["stopped"]]
+    assert list(second.rules["alive"].kinds[Kind.PROCESS].names) == ["/usr/bin/apt"]
+    assert second.collections == 1
+    status = after.status()
+    assert [(pod.pod.name, pod.generation) for pod in status.pods] == [("nginx-1", 3)]
+    assert [container.id for container in status.containers] == ["alive"]
+
+
+def test_a_container_whose_rules_cannot_be_rewritten_keeps_the_old_ones(tmp_path: Path) -> None:
+    """Failing to rewrite a taken-over container's rules skips the sweep, which would delete those in force."""
+    before = Agent(RecordingEnforcer(), AlertHub(), store=StateStore(tmp_path))  # type: ignore[arg-type]
+    before.register(running_container("alive", os.getpid()))
+    second = RecordingEnforcer()
+    second.fail_for = "alive"
+    after = Agent(second, AlertHub(), store=StateStore(tmp_path))  # type: ignore[arg-type]
+    assert after.restore() == (1, 0)
+    assert second.collections == 0

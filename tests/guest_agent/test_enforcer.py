@@ -17,7 +17,7 @@ import pytest
 
 from guest_agent import bpf_types, enforcer
 from guest_agent.bpf_types import Kind
-from guest_agent.libbpf import BpfError, CValue
+from guest_agent.libbpf import BpfError, CStruct, CValue
 from guest_agent.rules import CompiledRules, ContainerKey, compile_rules
 from kadapter_api import agent_pb2
 
@@ -59,6 +59,10 @@ class FakeMap:
         """Delete one element."""
         return self.entries.pop(bytes(key), None) is not None
 
+    def keys(self, key_type: type[CStruct]) -> list[CStruct]:
+        """Return every key as key_type."""
+        return [key_type.from_buffer_copy(key) for key in self.entries]
+
 
 class FakeObject:
     """The loaded BPF object: its maps by name, the sizes the Enforcer asked for, its on-demand programs attached."""
@@ -97,7 +101,7 @@ def loaded(monkeypatch: pytest.MonkeyPatch) -> Loaded:
     """Return an Enforcer over fake maps, having checked it sizes the rule maps alike."""
     objects: list[FakeObject] = []
 
-    def load(path: Path, *, max_entries: dict[str, int], on_demand: set[str]) -> FakeObject:
+    def load(path: Path, *, max_entries: dict[str, int], on_demand: set[str], pin_dir: Path | None) -> FakeObject:
         objects.append(FakeObject(path, max_entries=max_entries, on_demand=on_demand))
         return objects[-1]
 
@@ -249,3 +253,30 @@ def test_the_syscall_program_runs_only_while_a_container_has_syscalls_rules(load
     enforce(loaded.enforcer, compiled(block("/etc/*")))
     assert loaded.bpf_object.attached == set()
     assert not loaded.maps["syscall_scopes"].entries
+
+
+def test_a_restarted_enforcer_takes_over_a_container_and_sweeps_the_old_rules(
+    loaded: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the same (pinned) maps, ids continue past the old ones and only the new rules survive the sweep."""
+    old_rulesets = enforce(loaded.enforcer, compiled(block("/etc/*")))
+    kernel_id = loaded.enforcer.kernel_id("c1")
+    monkeypatch.setattr(enforcer, "BpfObject", lambda *_, **__: loaded.bpf_object)
+    restarted = enforcer.Enforcer(Path("kadapter.bpf.o"), max_containers=4, max_rules=64, alerts_per_second=10)
+    restarted.adopt("c1", kernel_id=kernel_id, key=ContainerKey(1, 1))
+    new_rulesets = enforce(restarted, compiled(block("/usr/*")))
+    assert min(new_rulesets) > max(old_rulesets)
+    assert {ruleset for ruleset, _ in patterns(loaded.maps)} == set(old_rulesets) | set(new_rulesets)
+    assert container_policy(loaded.maps, kernel_id).kinds[Kind.FILE].ruleset in new_rulesets
+    assert restarted.collect_garbage() == len(old_rulesets)
+    assert [pattern for pattern, _ in patterns(loaded.maps).values()] == [b"/usr/*"]
+
+
+def test_a_container_gone_while_no_agent_ran_is_forgotten(loaded: Loaded) -> None:
+    """Its namespaces, policy and budget entries go; no new container is found by its old namespaces."""
+    enforce(loaded.enforcer, compiled(block("/etc/*")))
+    kernel_id = loaded.enforcer.kernel_id("c1")
+    loaded.enforcer.forget(kernel_id=kernel_id, key=ContainerKey(1, 1))
+    assert not loaded.maps["container_ns"].entries
+    assert not loaded.maps["containers"].entries
+    assert not loaded.maps["alert_budgets"].entries
