@@ -19,55 +19,13 @@ from adapter.manager import Manager
 from adapter.pods import parse_manifests
 from adapter.policy import PolicyKind, parse_policies
 from adapter.watcher import Watcher, WatchSettings, load_api_client
+from tests.adapter.objects import NODE, csp, ksp, namespace, pod, runtime_class
 from tests.kube_api import FakeKubeAPI
 
 Body = dict[str, Any]
-NODE = "node-1"
 # Short enough that a test never waits long, long enough that the server never ends a watch by itself.
 FAST = WatchSettings(timeout_seconds=30, request_timeout=2.0, backoff_initial=0.05, backoff_max=0.2)
 WAIT = 5.0  # seconds a test waits for what should come at once
-
-
-def pod(name: str, *, node: str = NODE, namespace: str = "web", labels: dict[str, str] | None = None) -> Body:
-    """Build a Kata Pod scheduled to a node."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {"app": "nginx"}},
-        "spec": {"nodeName": node, "runtimeClassName": "kata", "containers": [{"name": "nginx", "image": "nginx"}]},
-        "status": {"phase": "Running"},
-    }
-
-
-def namespace(name: str, **annotations: str) -> Body:
-    """Build a Namespace."""
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "annotations": annotations}}
-
-
-def runtime_class(name: str = "kata", handler: str = "kata-qemu") -> Body:
-    """Build a RuntimeClass."""
-    return {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": name}, "handler": handler}
-
-
-def ksp(name: str, *, path: str = "/usr/bin/apt", namespace: str = "web") -> Body:
-    """Build a KubeArmorPolicy blocking one executable in nginx pods."""
-    return {
-        "apiVersion": "security.kubearmor.com/v1",
-        "kind": "KubeArmorPolicy",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"selector": {"matchLabels": {"app": "nginx"}}, "process": {"matchPaths": [{"path": path}]}},
-    }
-
-
-def csp(name: str, *namespaces: str) -> Body:
-    """Build a KubeArmorClusterPolicy blocking /etc/shadow in some namespaces."""
-    expression = {"key": "namespace", "operator": "In", "values": list(namespaces)}
-    return {
-        "apiVersion": "security.kubearmor.com/v1",
-        "kind": "KubeArmorClusterPolicy",
-        "metadata": {"name": name},
-        "spec": {"selector": {"matchExpressions": [expression]}, "file": {"matchPaths": [{"path": "/etc/shadow"}]}},
-    }
 
 
 class Recorder:
