@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The node daemon's Prometheus metrics, and the HTTP endpoint that serves them.
+"""The node daemon's Prometheus metrics, and the HTTP endpoint that serves them with its probes and status.
 
 The Exporter's sessions (adapter/sessions.py) count what they do here, and
 whoever relays alerts counts those. The metrics live in a registry of their
@@ -7,13 +7,19 @@ own rather than prometheus_client's global one, so that each test (and each
 pool) reads only what it caused. Labels take a few fixed values: nothing a
 pod or an agent names becomes a label, so a hostile or noisy agent cannot
 grow the series count.
+
+The same small server answers the kubelet's probes (/healthz, /readyz) and
+`kadapter status` (/status, JSON): one port for everything a node's operator
+asks the daemon, and nothing here knows what the answers mean.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -97,25 +103,51 @@ class _QuietHandler(WSGIRequestHandler):
         """Drop the access log line."""
 
 
-def _app(registry: CollectorRegistry) -> WSGIApplication:
-    """Answer /healthz with 200 for the DaemonSet's probes, and every other path with the metrics."""
+def _always() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What the server answers besides the metrics; the defaults suit a process with nothing to wait for."""
+
+    healthy: Callable[[], bool] = _always  # /healthz: 200 while true, else 503 (the kubelet restarts the pod)
+    ready: Callable[[], bool] = _always  # /readyz: 200 once true, else 503
+    status: Callable[[], object] | None = None  # /status: this, as JSON; None: no such path
+
+
+def _text(start_response: StartResponse, good: bool, yes: bytes, no: bytes) -> list[bytes]:
+    """Answer a probe: 200 with yes, or 503 with no."""
+    start_response("200 OK" if good else "503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8")])
+    return [yes if good else no]
+
+
+def _app(registry: CollectorRegistry, endpoints: Endpoints) -> WSGIApplication:
+    """Route the probes and /status to the endpoints, and every other path to the metrics."""
     metrics = make_wsgi_app(registry)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"ok\n"]
-        return metrics(environ, start_response)
+        match environ.get("PATH_INFO"):
+            case "/healthz":
+                return _text(start_response, endpoints.healthy(), b"ok\n", b"unhealthy\n")
+            case "/readyz":
+                return _text(start_response, endpoints.ready(), b"ready\n", b"not ready\n")
+            case "/status" if endpoints.status is not None:
+                body = json.dumps(endpoints.status(), indent=2).encode() + b"\n"
+                start_response("200 OK", [("Content-Type", "application/json")])
+                return [body]
+            case _:
+                return metrics(environ, start_response)
 
     return app
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
-    """Serve the registry's metrics and /healthz on host:port (port 0: any free one) from a daemon thread.
+def serve_metrics(registry: CollectorRegistry, host: str, port: int, endpoints: Endpoints | None = None) -> WSGIServer:
+    """Serve the registry's metrics, the probes and /status on host:port (port 0: any free one) from a daemon thread.
 
     ``server_port`` is the port it listens on; stop it with ``shutdown()`` then ``server_close()``.
     """
     server = _Server(host, port)
-    server.set_app(_app(registry))
+    server.set_app(_app(registry, endpoints if endpoints is not None else Endpoints()))
     threading.Thread(target=server.serve_forever, name="kadapter-metrics", daemon=True).start()
     return server

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The node daemon's metrics: a registry per instance, bounded alert labels, and the HTTP endpoint with /healthz."""
+"""The node daemon's metrics: a registry per instance, bounded alert labels, the endpoint with probes and status."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from wsgiref.simple_server import WSGIServer
@@ -10,7 +12,7 @@ from wsgiref.simple_server import WSGIServer
 import pytest
 from prometheus_client import REGISTRY
 
-from adapter.metrics import Metrics, serve_metrics
+from adapter.metrics import Endpoints, Metrics, serve_metrics
 
 
 @pytest.fixture
@@ -62,3 +64,30 @@ def test_endpoint_serves_metrics_and_health(served: tuple[Metrics, WSGIServer]) 
     assert 'kadapter_sessions{state="applied"} 1.0' in body
     assert 'kadapter_sessions{state="unreachable"} 0.0' in body
     assert _get(server, "/healthz") == (200, "ok\n")
+
+
+def _get_status(server: WSGIServer, path: str) -> tuple[int, str]:
+    """Fetch a path, returning error statuses instead of raising."""
+    try:
+        return _get(server, path)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_probes_and_status_answer_what_the_endpoints_say() -> None:
+    """/healthz and /readyz follow their callables (503 while false); /status is the status callable's JSON."""
+    health, readiness = [True], [False]
+    endpoints = Endpoints(healthy=lambda: health[0], ready=lambda: readiness[0], status=lambda: {"pods": []})
+    server = serve_metrics(Metrics().registry, "127.0.0.1", 0, endpoints)
+    try:
+        assert _get_status(server, "/readyz") == (503, "not ready\n")
+        readiness[0] = True
+        assert _get_status(server, "/readyz") == (200, "ready\n")
+        assert _get_status(server, "/healthz") == (200, "ok\n")
+        health[0] = False
+        assert _get_status(server, "/healthz") == (503, "unhealthy\n")
+        status, body = _get_status(server, "/status")
+        assert (status, json.loads(body)) == (200, {"pods": []})
+    finally:
+        server.shutdown()
+        server.server_close()
