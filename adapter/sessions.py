@@ -196,7 +196,10 @@ class _Session:
                 return
             self._metrics.resyncs.inc()
             _log.info(
-                "sandbox %s: agent no longer holds generation %d, pushing again", self._status.sandbox, generation
+                "sandbox %s: agent no longer holds generation %d, pushing again",
+                self._status.sandbox,
+                generation,
+                extra=self._fields("resync", generation=generation),
             )
         self._push()
 
@@ -241,6 +244,20 @@ class _Session:
                 last_push_latency=latency,
                 pushes=self._status.pushes + 1,
             )
+            _log.info(
+                "sandbox %s (pod %s): agent applied generation %d, %d policies, in %.3f s",
+                self._status.sandbox,
+                self._status.pod,
+                response.generation,
+                len(request.policies),
+                latency,
+                extra=self._fields(
+                    "push",
+                    generation=response.generation,
+                    policies=list(self._status.policies),
+                    latency_seconds=round(latency, 6),
+                ),
+            )
 
     def _call(self, operation: str, call: Callable[[AgentClient], T]) -> T:
         """Make one call to the agent; on failure, record it and raise."""
@@ -275,6 +292,14 @@ class _Session:
                 failures=self._status.failures + 1,
                 pushes=self._status.pushes + int(operation == "apply"),
             )
+            _log.warning(
+                "sandbox %s (pod %s): %s failed: %s",
+                self._status.sandbox,
+                self._status.pod,
+                operation,
+                self._status.last_error,
+                extra=self._fields("failure", operation=operation, code=code.name, generation=self._desired.generation),
+            )
             if code is grpc.StatusCode.UNAVAILABLE:
                 self._client.close()
                 self._client = self._open()
@@ -302,7 +327,20 @@ class _Session:
                 after.desired_generation,
                 after.applied_generation,
                 after.last_error,
+                extra=self._fields(
+                    "state",
+                    previous=before.state.value,
+                    state=after.state.value,
+                    desired_generation=after.desired_generation,
+                    applied_generation=after.applied_generation,
+                    error=after.last_error,
+                ),
             )
+
+    def _fields(self, event: str, **more: object) -> dict[str, object]:
+        """Return a log record's structured fields: what happened, to which sandbox, pod and agent, and more."""
+        status = self._status
+        return {"event": event, "sandbox": status.sandbox, "pod": status.pod, "agent": str(status.agent), **more}
 
 
 class SessionPool:
