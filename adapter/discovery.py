@@ -13,13 +13,12 @@ address is kept and the port swapped; adapter/transport.py dials the result.
 A sandbox id is the pod's CRI sandbox id: the id containerd gives the
 PodSandbox (the pause container's id), which every container of the pod also
 carries as the `io.kubernetes.cri.sandbox-id` annotation. The Kubernetes API
-does not show it on the Pod. kata-monitor maps it with CRI's ListPodSandbox;
-Kadapter needs no CRI socket, because the VM behind a sandbox's address runs
-that pod alone: kadapter-hook reads the pod's namespace, name and uid from the
-same annotations, and the agent reports them.
+does not show it on the Pod, so, as kata-monitor does, Kadapter asks the
+node's CRI runtime which pod each sandbox runs (CRI's ListPodSandbox over the
+runtime's socket, adapter/cri.py) and needs that socket as well as the shims'.
 
-Nothing here keeps state: the Exporter calls it when a sandbox appears or
-its agent stops answering.
+Nothing here keeps state: the node daemon's sandbox index
+(adapter/sandbox_index.py) calls it when a sandbox appears.
 """
 
 from __future__ import annotations

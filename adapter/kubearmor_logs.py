@@ -35,7 +35,7 @@ ALERT_TYPE: Final = "MatchedPolicy"  # a container's alert, posture hits include
 ALERT_FILTERS: Final = frozenset({"policy", "all"})  # WatchAlerts serves these, as KubeArmor does
 LOG_FILTERS: Final = frozenset({"system", "all"})  # and WatchLogs these
 
-_ACTIONS: Final = {
+ACTION_NAMES: Final = {  # KubeArmor's names of the agent's actions
     agent_pb2.ACTION_ALLOW: "Allow",
     agent_pb2.ACTION_AUDIT: "Audit",
     agent_pb2.ACTION_BLOCK: "Block",
@@ -129,7 +129,7 @@ def to_kubearmor_alert(alert: agent_pb2.Alert, *, origin: Origin, received_ns: i
         Data=alert.data,
         EventData=_event_data(alert.data, alert.resource if network else ""),
         Enforcer=alert.enforcer or "BPFLSM",
-        Action=_ACTIONS.get(alert.action, ""),
+        Action=ACTION_NAMES.get(alert.action, ""),
         Result=alert.result,
     )
 

@@ -125,6 +125,10 @@ class Watcher:
             for feed in self._feeds
         )
 
+    def alive(self) -> bool:
+        """Tell whether every resource's thread runs: they end only when stop() asks, or on a bug."""
+        return all(feed.thread.is_alive() for feed in self._feeds)
+
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop every thread, interrupting open watches and back-off waits; tell whether all ended in time."""
         self._stopping.set()

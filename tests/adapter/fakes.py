@@ -6,9 +6,9 @@
 - fake_vmm: a Cloud Hypervisor / Firecracker hybrid-vsock socket: `CONNECT <port>` in, `OK` out, then
   the bytes of the connection carried to a backend Unix socket (where a fake agent listens).
 - FakeAgent / Agents: scripted guest agents serving kadapter_api's GuestAgent over gRPC on Unix sockets.
+- KataNode: all of them together with the API server double (tests/kube_api.py), as a node the daemon runs on.
 
-The unit tests of each module use one of them; the daemon's end-to-end tests use all of them together.
-The API server double is tests/kube_api.py.
+The unit tests of each module use one of them; the daemon's end-to-end tests use KataNode.
 """
 
 from __future__ import annotations
@@ -19,14 +19,19 @@ import queue
 import socket
 import socketserver
 import threading
+from collections.abc import Mapping
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
+from adapter.discovery import MONITOR_SOCKET
 from adapter.transport import AgentAddress
 from kadapter_api import agent_pb2, agent_pb2_grpc, cri_pb2, cri_pb2_grpc
 from kadapter_api.splice import splice
+from tests.kube_api import FakeKubeAPI
 
 HANG_SECONDS = 5.0  # the longest a scripted agent or runtime holds a call before answering anyway
 CREATED_AT = 1_700_000_000_000_000_000  # a sandbox's default creation time, in nanoseconds
@@ -270,3 +275,83 @@ class Agents:
         """Stop every agent still running."""
         for name in list(self._running):
             self.stop(name)
+
+
+# --- A node in miniature -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _VM:
+    """What a running Kata sandbox shows the host: its shim's monitor and its VMM's hybrid-vsock socket."""
+
+    shim: FakeShim
+    vmm: socket.socket
+    handshakes: list[bytes]
+
+
+class KataNode:
+    """A Kata node without VMs: an API server, a CRI runtime, and per sandbox a shim, a VMM socket and an agent.
+
+    Everything lives under ``directory``, which must be short (Unix socket paths fit in 108 bytes). The daemon
+    is pointed at ``api``, ``cri_socket`` and ``monitor_roots``; it reaches each agent over hybrid vsock through
+    the VMM socket the shim names, as under Cloud Hypervisor or Firecracker.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.api = FakeKubeAPI()
+        self.runtime = FakeRuntime()
+        self.cri_socket = directory / "cri.sock"
+        self._cri = serve_cri(self.cri_socket, self.runtime)
+        self.monitor_roots = (directory / "vc" / "sbs", directory / "kata")  # as the Go runtime and runtime-rs
+        self.agents = Agents(directory)
+        self.vms: dict[str, _VM] = {}
+
+    def boot(
+        self, pod: Mapping[str, Any], sandbox: str, *, handler: str = "kata", created_at: int = CREATED_AT
+    ) -> FakeAgent:
+        """Start a sandbox for a pod (as stored by the API server): listed by the runtime, its shim and agent up."""
+        metadata = pod["metadata"]
+        agent = self.agents.start(sandbox)
+        vmm_path = self.directory / f"{sandbox}.vmm"
+        handshakes: list[bytes] = []
+        vmm = fake_vmm(vmm_path, Path(self.agents.address(sandbox).host), b"OK 1073741824\n", handshakes)
+        root = self.monitor_roots[len(self.vms) % len(self.monitor_roots)]  # both runtimes' layouts in turn
+        monitor = root / sandbox / MONITOR_SOCKET
+        monitor.parent.mkdir(parents=True, exist_ok=True)
+        shim = FakeShim(monitor, f"hvsock://{vmm_path}:1024")
+        self.vms[sandbox] = _VM(shim, vmm, handshakes)
+        listed = pod_sandbox(
+            sandbox,
+            handler,
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            uid=metadata["uid"],
+            created_at=created_at,
+        )
+        self.runtime.items = [*self.runtime.items, listed]
+        return agent
+
+    def halt(self, sandbox: str) -> None:
+        """Stop a sandbox: the runtime forgets it, its shim removes its socket, its agent and VMM go."""
+        self.runtime.items = [item for item in self.runtime.items if item.id != sandbox]
+        vm = self.vms.pop(sandbox)
+        vm.shim.close()
+        vm.vmm.close()
+        self.agents.stop(sandbox)
+
+    def restart_agent(self, sandbox: str) -> FakeAgent:
+        """Restart a sandbox's agent with nothing applied, as after a crash or a VM reboot."""
+        self.agents.stop(sandbox)
+        return self.agents.start(sandbox)
+
+    def stop_runtime(self) -> None:
+        """Stop the CRI runtime, as during a containerd restart: the sandboxes run on."""
+        self._cri.stop(None)
+
+    def close(self) -> None:
+        """Stop every sandbox, the runtime and the API server."""
+        for sandbox in list(self.vms):
+            self.halt(sandbox)
+        self._cri.stop(None)
+        self.api.close()
