@@ -1,23 +1,34 @@
 # SPDX-License-Identifier: Apache-2.0
-"""kadapter: the host side. Local mode applies policy files; status and alerts inspect an agent."""
+"""kadapter: the host side. `run` is the node daemon; local mode applies policy files; status and alerts inspect."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import logging
+import os
 import queue
+import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from kubernetes.config import ConfigException
 
-from adapter import local
+from adapter import cri, discovery, jsonlog, local, node_status
+from adapter.cri import CriError
+from adapter.daemon import KATA_HANDLERS, Daemon, DaemonSettings
 from adapter.errors import InputError
 from adapter.exporter import RPC_TIMEOUT, AgentClient
+from adapter.fanout import Fanout
 from adapter.kubearmor_logs import (
     DEFAULT_CLUSTER,
     KUBEARMOR_PORT,
@@ -28,10 +39,19 @@ from adapter.kubearmor_logs import (
     joined_labels,
     listen_address,
 )
+from adapter.metrics import Endpoints, serve_metrics
 from adapter.pods import POSTURES
 from adapter.policy import load_policy_dir, load_policy_file
+from adapter.sandbox_index import IndexSettings
 from adapter.transport import AddressError, AgentAddress, parse_agent_url
+from adapter.watcher import load_api_client
 from kadapter_api import agent_pb2
+
+DAEMON_URL = "http://127.0.0.1:9464"  # where `kadapter status` finds the node daemon: its metrics port
+METRICS_ADDRESS = "0.0.0.0:9464"
+NODE_NAME_ENV = "NODE_NAME"  # the DaemonSet sets it from spec.nodeName
+
+_log = logging.getLogger("adapter.cli")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,16 +81,76 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--follow", action="store_true", help="then print the agents' alerts as JSON lines")
     _add_kubearmor_options(apply)
 
+    _add_run_command(commands)
+
     validate = commands.add_parser("validate", help="check policy files or directories without applying them")
     validate.add_argument("paths", type=Path, nargs="+")
 
-    for name, text in (("status", "print what an agent enforces"), ("alerts", "print an agent's alerts")):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("--agent", required=True, metavar="URL")
-        if name == "alerts":
-            command.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")
-            _add_kubearmor_options(command)
+    status = commands.add_parser("status", help="print each Kata pod of this node as the node daemon sees it")
+    target = status.add_mutually_exclusive_group()
+    target.add_argument(
+        "--daemon", default=DAEMON_URL, metavar="URL", help="the node daemon's metrics address (default: %(default)s)"
+    )
+    target.add_argument("--agent", metavar="URL", help="ask this agent what it enforces instead (printed as JSON)")
+    status.add_argument("--json", action="store_true", help="print the daemon's status as JSON rather than a table")
+
+    alerts = commands.add_parser("alerts", help="print an agent's alerts")
+    alerts.add_argument("--agent", required=True, metavar="URL")
+    alerts.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")
+    _add_kubearmor_options(alerts)
     return parser
+
+
+def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `kadapter run`, the node daemon, with its options; each default is what the DaemonSet needs."""
+    run = commands.add_parser(
+        "run", help="run the node daemon: keep every Kata pod's agent enforcing the cluster's policies that select it"
+    )
+    node = os.environ.get(NODE_NAME_ENV)
+    run.add_argument(
+        "--node-name", default=node, required=not node, help=f"this node's name (default: ${NODE_NAME_ENV})"
+    )
+    run.add_argument(
+        "--kubeconfig", type=Path,
+        help="default: the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config",
+    )  # fmt: skip
+    run.add_argument(
+        "--cri-socket", type=Path,
+        help=f"the CRI runtime's socket (default: the first of {', '.join(map(str, cri.RUNTIME_SOCKETS))})",
+    )  # fmt: skip
+    run.add_argument(
+        "--shim-monitor-root", type=Path, action="append", metavar="DIR",
+        help=f"where Kata shims keep <sandbox>/{discovery.MONITOR_SOCKET}, repeatable "
+        f"(default: {' and '.join(map(str, discovery.MONITOR_ROOTS))})",
+    )  # fmt: skip
+    run.add_argument(
+        "--agent-port",
+        type=int,
+        default=discovery.AGENT_PORT,
+        help="kadapter-agent's vsock port (default: %(default)s)",
+    )
+    run.add_argument(
+        "--kata-handler", action="append", metavar="GLOB",
+        help=f"a RuntimeClass handler that is Kata's, repeatable (default: {', '.join(KATA_HANDLERS)})",
+    )  # fmt: skip
+    run.add_argument(
+        "--default-posture", choices=sorted(POSTURES), default="block",
+        help="posture of each category unless a namespace's kubearmor-*-posture annotation sets it",
+    )  # fmt: skip
+    run.add_argument(
+        "--metrics-address", type=_host_port, default=METRICS_ADDRESS, metavar="HOST:PORT",
+        help="serve /metrics, /healthz, /readyz and /status here (default: %(default)s)",
+    )  # fmt: skip
+    run.add_argument("--print-alerts", action="store_true", help="print every agent's alerts on stdout as JSON lines")
+    _add_kubearmor_options(run, node_name=False)
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    """Read HOST:PORT ([V6]:PORT for IPv6; an empty host is every IPv4 interface)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def _listen_option(value: str) -> str:
@@ -80,15 +160,21 @@ def _listen_option(value: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _add_kubearmor_options(command: argparse.ArgumentParser) -> None:
-    """Add the options that serve the alerts to KubeArmor's own tools (karmor logs, kubearmor-relay)."""
+def _add_kubearmor_options(command: argparse.ArgumentParser, *, node_name: bool = True) -> None:
+    """Add the options that serve the alerts to KubeArmor's own tools (karmor logs, kubearmor-relay).
+
+    The alerts' HostName is --node-name; `kadapter run` has that option already, for the pods it watches.
+    """
     group = command.add_argument_group("KubeArmor log service")
     group.add_argument(
         "--serve-kubearmor-logs", type=_listen_option, metavar="[HOST:]PORT",
         help=f"also serve the alerts as KubeArmor's gRPC LogService here (KubeArmor's port: {KUBEARMOR_PORT})",
     )  # fmt: skip
     group.add_argument("--cluster-name", default=DEFAULT_CLUSTER, help="the alerts' ClusterName (default: %(default)s)")
-    group.add_argument("--node-name", default=socket.gethostname(), help="their HostName (default: this host's name)")
+    if node_name:
+        group.add_argument(
+            "--node-name", default=socket.gethostname(), help="their HostName (default: this host's name)"
+        )
 
 
 def _print_json(message: object) -> None:
@@ -103,7 +189,11 @@ def _kubearmor_feed(args: argparse.Namespace, pod_labels: Mapping[str, str]) -> 
         return
     origin = Origin(node=args.node_name, cluster=args.cluster_name, pod_labels=pod_labels)
     with LogServer(KubeArmorFeed(origin), args.serve_kubearmor_logs) as server:
-        print(f"kadapter: serving KubeArmor's LogService on {server.address}", file=sys.stderr, flush=True)
+        _log.info(
+            "serving KubeArmor's LogService on %s",
+            server.address,
+            extra={"event": "listening-kubearmor", "address": server.address},
+        )
         yield server.feed
 
 
@@ -131,7 +221,83 @@ def _follow(
             seen += 1
 
 
+def _drain(fanout: Fanout[agent_pb2.Alert], handle: Callable[[agent_pb2.Alert], None]) -> None:
+    """Hand every item the fan-out publishes from now on to handle, on a thread of its own, until it closes."""
+    subscription = fanout.subscribe()
+
+    def drain() -> None:
+        for alert in subscription:
+            handle(alert)
+
+    threading.Thread(target=drain, name="kadapter-alert-consumer", daemon=True).start()
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    """Run the node daemon until SIGTERM or SIGINT, then stop it within a few seconds."""
+    try:
+        cri_socket = args.cri_socket or cri.find_runtime_socket()
+    except CriError as error:
+        print(f"kadapter: CRI runtime: {error} (use --cri-socket)", file=sys.stderr)
+        return 1
+    settings = DaemonSettings(
+        node_name=args.node_name,
+        index=IndexSettings(
+            cri_socket=cri_socket,
+            monitor_roots=tuple(args.shim_monitor_root or discovery.MONITOR_ROOTS),
+            agent_port=args.agent_port,
+        ),
+        kata_handlers=tuple(args.kata_handler or KATA_HANDLERS),
+        default_posture=args.default_posture,
+    )
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    daemon = Daemon(load_api_client(args.kubeconfig), settings)
+    host, port = args.metrics_address
+    with contextlib.ExitStack() as running:  # unwound in reverse: the daemon stops first, the HTTP server last
+        endpoints = Endpoints(healthy=daemon.healthy, ready=daemon.ready, status=daemon.report)
+        try:
+            server = serve_metrics(daemon.metrics.registry, host, port, endpoints)
+        except OSError as error:
+            print(f"kadapter: cannot serve metrics on {host}:{port}: {error.strerror}", file=sys.stderr)
+            return 1
+        running.callback(server.server_close)
+        running.callback(server.shutdown)
+        _log.info(
+            "serving /metrics, /healthz, /readyz and /status on %s:%d",
+            host,
+            server.server_port,
+            extra={"event": "listening", "address": f"{host}:{server.server_port}"},
+        )
+        feed = running.enter_context(_kubearmor_feed(args, daemon.labels))
+        if feed is not None:
+            _drain(daemon.alerts, feed.publish)
+        if args.print_alerts:
+            _drain(daemon.alerts, _print_json)
+        running.callback(daemon.stop)
+        daemon.start()
+        stopping.wait()
+    return 0
+
+
+def _show_daemon_status(url: str, *, as_json: bool) -> int:
+    """Print the node daemon's /status as a table, or as JSON."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/status", timeout=10) as response:
+            report: Any = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        print(f"kadapter: no status from the node daemon at {url}: {reason}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2) if as_json else node_status.render(report))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run_daemon(args)
+    if args.command == "status" and args.agent is None:
+        return _show_daemon_status(args.daemon, as_json=args.json)
     if args.command == "validate":
         for path in args.paths:
             policies = load_policy_dir(path) if path.is_dir() else load_policy_file(path)
@@ -168,13 +334,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one kadapter command; exit 2 on bad input, 1 when an agent refuses or is unreachable or a port is taken."""
+    """Run a kadapter command; exit 2 on bad input, 1 when an agent, daemon or runtime fails or a port is taken."""
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        jsonlog.configure()  # a DaemonSet's logs are read by machines first
+    else:
+        logging.basicConfig(level=logging.INFO, format="kadapter: %(message)s")
     try:
         return _run(args)
-    except (InputError, AddressError) as error:
+    except (InputError, AddressError, ConfigException) as error:  # ConfigException: no kubeconfig, not in a pod
         print(f"kadapter: {error}", file=sys.stderr)
         return 2
+
     except ListenError as error:
         print(f"kadapter: KubeArmor log service: {error}", file=sys.stderr)
         return 1
