@@ -274,8 +274,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
             _drain(daemon.alerts, feed.publish)
         if args.print_alerts:
             _drain(daemon.alerts, _print_json)
-        running.callback(daemon.stop)
         daemon.start()
+        running.callback(daemon.stop)
         stopping.wait()
     return 0
 
