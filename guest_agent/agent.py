@@ -35,6 +35,9 @@ from kadapter_api.syscalls import NUMBERS as SYSCALL_NUMBERS
 log = logging.getLogger(__name__)
 
 RULESETS_REMEMBERED = 1024  # alerts in flight may name a ruleset already replaced
+UNREGISTERED_REMEMBERED = 256  # unregistered containers reported in status
+UNREGISTERED_POLICY = "UnregisteredContainer"
+UNREGISTERED_MESSAGE = "exec in a container the agent never registered (its hook failed, timed out or found no agent)"
 
 # What each kernel operation is called in an alert: (Operation, Data).
 _OPERATIONS = {
@@ -75,7 +78,7 @@ class PodKey:
 
 @dataclass(frozen=True)
 class Container:
-    """A workload container of a pod, as the hook registered it."""
+    """A container of a pod, as the hook registered it."""
 
     id: str
     name: str
@@ -84,6 +87,16 @@ class Container:
     key: ContainerKey
     rootfs: Path | None
     pid: int
+    sandbox: bool = False  # the pause container: registered (so fail-closed lets it run), never given rules
+
+
+@dataclass
+class UnregisteredSighting:
+    """What the kernel reported about one container the hook never registered."""
+
+    executable: str
+    execs: int = 0
+    refused: bool = False
 
 
 def container_key(pid: int, proc: Path = Path("/proc")) -> ContainerKey:
@@ -114,12 +127,15 @@ class Agent:
         self._containers: dict[str, Container] = {}
         self._compiled: dict[str, CompiledRules] = {}
         self._rulesets: OrderedDict[int, tuple[Container, CompiledRules]] = OrderedDict()
+        self._generations: dict[str, int] = {}  # container id -> the generation of the set it enforces
+        self._unregistered: OrderedDict[ContainerKey, UnregisteredSighting] = OrderedDict()
         self._lock = threading.RLock()
 
     def register(self, container: Container) -> int:
         """Start enforcing the pod's policies on a new container; return its rule count."""
         with self._lock:
             self._containers[container.id] = container
+            self._unregistered.pop(container.key, None)
             try:
                 rules = self._enforce(container, self._pods.get(container.pod))
             except Exception:
@@ -135,6 +151,7 @@ class Agent:
             if container is None:
                 return False
             self._compiled.pop(container_id, None)
+            self._generations.pop(container_id, None)
             self._enforcer.release(container.id)
             self._save()
             return True
@@ -196,6 +213,7 @@ class Agent:
                     key=key,
                     rootfs=Path(entry.rootfs) if entry.rootfs else None,
                     pid=entry.pid,
+                    sandbox=entry.sandbox,
                 )
                 self._enforcer.adopt(container.id, kernel_id=entry.kernel_id, key=key)
                 self._containers[container.id] = container
@@ -226,12 +244,15 @@ class Agent:
                 rootfs=str(container.rootfs) if container.rootfs else None,
                 pid=container.pid,
                 kernel_id=self._enforcer.kernel_id(container.id),
+                sandbox=container.sandbox,
             )
             for container in self._containers.values()
         ]
         self._store.save(containers, self._pods.values())
 
     def _enforce(self, container: Container, request: agent_pb2.ApplyPoliciesRequest | None) -> int:
+        if container.sandbox:
+            request = None  # a pod's policies are for its workload, not for the pause process
         compiled = compile_rules(
             request.policies if request else (),
             container_name=container.name,
@@ -243,6 +264,7 @@ class Agent:
         )
         rulesets = self._enforcer.enforce(container.id, compiled, key=container.key, init_pid=container.pid)
         self._compiled[container.id] = compiled
+        self._generations[container.id] = request.generation if request else 0
         for ruleset in rulesets:
             self._rulesets[ruleset] = (container, compiled)
         while len(self._rulesets) > RULESETS_REMEMBERED:
@@ -253,6 +275,8 @@ class Agent:
         """Turn a kernel event into an alert naming pod, container and policy."""
         with self._lock:
             container, compiled = self._rulesets.get(event.ruleset, (None, None))
+            if event.name_flags & bpf_types.NAME_UNREGISTERED:
+                self._note_unregistered(event)
         rule = compiled.rule(event.rule) if compiled else None
         operation, data = _OPERATIONS.get(event.operation, ("Process", "unknown"))
         alert = agent_pb2.Alert(
@@ -273,10 +297,23 @@ class Agent:
         if rule:
             alert.severity, alert.message = rule.severity, rule.message
             alert.tags.extend(rule.tags)
+        elif event.name_flags & bpf_types.NAME_UNREGISTERED:
+            alert.policy_name, alert.message = UNREGISTERED_POLICY, UNREGISTERED_MESSAGE
         if container:
             alert.namespace_name, alert.pod_name = container.pod.namespace, container.pod.name
             alert.container_id, alert.container_name = container.id, container.name
         self._alerts.publish(alert)
+
+    def _note_unregistered(self, event: bpf_types.AlertEvent) -> None:
+        """Remember an unregistered container the kernel reported (the oldest forgotten past a bound)."""
+        key = ContainerKey(pid_ns=event.args[0], mnt_ns=event.args[1])
+        seen = self._unregistered.setdefault(key, UnregisteredSighting(executable=""))
+        seen.executable = event.path.decode(errors="replace")
+        seen.execs += 1
+        seen.refused = event.action == bpf_types.ACTION_BLOCK
+        self._unregistered.move_to_end(key)
+        while len(self._unregistered) > UNREGISTERED_REMEMBERED:
+            self._unregistered.popitem(last=False)
 
     def status(self) -> agent_pb2.AgentStatus:
         """Report desired pods and live containers with what the maps hold for each."""
@@ -285,7 +322,16 @@ class Agent:
                 bpf_lsm_active=bpf_lsm_active(),
                 kernel_release=os.uname().release,
                 alerts_dropped=self._alerts.dropped,
+                fail_closed=self._enforcer.fail_closed,
             )
+            for key, seen in self._unregistered.items():
+                reply.unregistered.add(
+                    pid_ns=key.pid_ns,
+                    mnt_ns=key.mnt_ns,
+                    executable=seen.executable,
+                    execs=seen.execs,
+                    refused=seen.refused,
+                )
             for pod in sorted(self._pods, key=lambda key: (key.namespace, key.name)):
                 desired = self._pods[pod]
                 reply.pods.add(
@@ -301,6 +347,8 @@ class Agent:
                     pid_ns=container.key.pid_ns,
                     mnt_ns=container.key.mnt_ns,
                     alerts_dropped=self._enforcer.alerts_dropped(container.id),
+                    generation=self._generations[container.id],
+                    sandbox=container.sandbox,
                     **_rule_counts(self._compiled[container.id]),
                 )
             return reply
@@ -362,6 +410,8 @@ def _data(event: bpf_types.AlertEvent, data: str) -> str:
         data += ", anonymous memory"
     if event.access & bpf_types.ACCESS_TERMINAL:
         data += ", from a terminal"
+    if event.name_flags & bpf_types.NAME_UNREGISTERED:
+        data += f", in a container never registered (pid ns {event.args[0]}, mnt ns {event.args[1]})"
     if event.name_flags & bpf_types.NAME_OTHER_PROCESS:
         data += ", another process's /proc file"
     if event.name_flags & bpf_types.NAME_PATTERN_BOUND:

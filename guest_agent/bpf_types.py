@@ -83,6 +83,7 @@ NAME_LONG = 4
 NAME_ANONYMOUS = 8
 NAME_OTHER_PROCESS = 16
 NAME_PATTERN_BOUND = 32
+NAME_UNREGISTERED = 64
 
 # network.matchProtocols names as the kernel side numbers them (kadapter.h KADAPTER_NET_*).
 NETWORK_PROTOCOLS = {
@@ -92,6 +93,12 @@ NETWORK_PROTOCOLS = {
         start=1,
     )
 }
+
+
+class Settings(ctypes.Structure):
+    """What the agent sets for the whole guest."""
+
+    _fields_ = (("fail_closed", ctypes.c_uint32), ("reserved", ctypes.c_uint32))
 
 
 class NsKey(ctypes.Structure):

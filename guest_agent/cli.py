@@ -51,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--state-dir", type=Path, default=Path("/run/kadapter/state"), help="what the next agent needs to take over"
     )
+    parser.add_argument(
+        "--fail-closed",
+        action="store_true",
+        help="refuse every exec in a container whose hook did not register it (default: run it, and report it)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -85,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             max_rules=args.max_rules,
             alerts_per_second=args.alerts_per_second,
             pin_dir=args.pin_dir if str(args.pin_dir) not in ("", ".") else None,
+            fail_closed=args.fail_closed,
         )
     except BpfError as error:
         log.error("cannot load the enforcer: %s", error)

@@ -93,8 +93,12 @@ class Enforcer:
         max_rules: int,
         alerts_per_second: int,
         pin_dir: Path | None = None,
+        fail_closed: bool = False,
     ) -> None:
-        """Load the object (reusing the maps pinned in pin_dir by a previous agent, if any) and attach it."""
+        """Load the object (reusing the maps pinned in pin_dir by a previous agent, if any) and attach it.
+
+        fail_closed: refuse every exec in a container never registered, instead of only reporting it.
+        """
         sizes = dict.fromkeys(("containers", "container_ns", "container_roots", "alert_budgets"), max_containers)
         rule_maps = dict.fromkeys((table.map_name for table in _TABLES), max_rules)
         self._object = BpfObject(
@@ -107,6 +111,11 @@ class Enforcer:
         self._alert_budgets = self._object.map("alert_budgets")
         self._rule_maps = {table.map_name: self._object.map(table.map_name) for table in _TABLES}
         self._alerts_per_second = alerts_per_second
+        self.fail_closed = fail_closed
+        zero = ctypes.c_uint32(0)
+        self._object.map("settings").update(zero, bpf_types.Settings(fail_closed=fail_closed))
+        # Kernel id 0 is no container: its budget limits the reports about unregistered ones.
+        self._alert_budgets.update(zero, bpf_types.AlertBudget(limit=alerts_per_second))
         self._installed: dict[str, _Installed] = {}
         # Past whatever a previous agent left in pinned maps, so no id is handed out twice.
         self._kernel_ids = itertools.count(

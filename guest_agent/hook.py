@@ -6,7 +6,8 @@ kata-agent calls it as `<path> <hook type>` with the OCI state on stdin and
 an empty environment. At prestart the container's init process already sits
 in its final namespaces but has not exec'd its workload yet, so once this
 hook returns the container is under policy from its very first exec. The
-pod's pause container is skipped. Standard library only (startup time).
+pod's pause container is registered as such and never given rules.
+Standard library only (startup time).
 """
 
 from __future__ import annotations
@@ -56,8 +57,6 @@ def _first(annotations: dict[str, str], keys: tuple[str, ...]) -> str:
 def registration_for(hook_type: str, state: dict[str, Any], config: dict[str, Any]) -> Registration | None:
     """Build what to tell the agent for this hook call, or None when nothing is to be done."""
     annotations = {**config.get("annotations", {}), **state.get("annotations", {})}
-    if _first(annotations, CONTAINER_TYPE) == "sandbox":
-        return None  # the pause container runs no workload
     if hook_type == "poststop":
         return Registration(operation="unregister", container_id=state["id"])
     if hook_type != "prestart":
@@ -74,6 +73,8 @@ def registration_for(hook_type: str, state: dict[str, Any], config: dict[str, An
         pod_uid=_first(annotations, POD_UID),
         pid=state["pid"],
         rootfs=str(Path(state["bundle"], root)),
+        # The pause container is registered too, so a fail-closed agent lets it run; it gets no rules.
+        sandbox=_first(annotations, CONTAINER_TYPE) == "sandbox",
     )
 
 

@@ -66,6 +66,7 @@ class HookListener(socketserver.ThreadingUnixStreamServer):
             key=container_key(registration.pid),
             rootfs=Path(registration.rootfs) if registration.rootfs else None,
             pid=registration.pid,
+            sandbox=registration.sandbox,
         )
         rules = self.agent.register(container)
         log.info(

@@ -30,6 +30,7 @@ class Registration:
     pod_uid: str = ""
     pid: int = 0
     rootfs: str = ""
+    sandbox: bool = False  # the pod's pause container
 
     def encode(self) -> bytes:
         """Serialise as one JSON line."""
@@ -45,7 +46,7 @@ class Registration:
         if registration.operation not in ("register", "unregister") or not registration.container_id:
             raise ValueError("registration needs an operation and a container_id")
         for name, value in asdict(registration).items():
-            expected = int if name == "pid" else str
+            expected = {"pid": int, "sandbox": bool}.get(name, str)
             if type(value) is not expected:
                 raise ValueError(f"registration field {name} must be {expected.__name__}")
         return registration

@@ -38,6 +38,7 @@ class SavedContainer:
     rootfs: str | None
     pid: int
     kernel_id: int
+    sandbox: bool = False
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@
 #define KADAPTER_NAME_ANONYMOUS 8 /* anonymous memory: no file at all */
 #define KADAPTER_NAME_OTHER_PROCESS 16 /* another process's /proc/<pid>/ file */
 #define KADAPTER_NAME_PATTERN_BOUND 32 /* patterns left unfinished at the work bound (counted as Block and Audit) */
+#define KADAPTER_NAME_UNREGISTERED 64 /* exec in a container never registered: args are its pid and mnt ns ids */
 
 /*
  * network.matchProtocols names, as rule ids: a socket is looked up under
@@ -106,6 +107,12 @@
 #define KADAPTER_NET_SEQPACKET 11
 #define KADAPTER_NET_RDM 12
 #define KADAPTER_NET_ALL 13
+
+/* What the agent sets for the whole guest, in the settings map. */
+struct settings {
+	__u32 fail_closed; /* refuse every exec in a container the agent never registered */
+	__u32 reserved;
+};
 
 /* A container as the kernel first knew it: the pid and mount namespace ids of its init. */
 struct ns_key {

@@ -67,6 +67,46 @@ static __always_inline int judge_exec_session(struct judgement *j)
 	return judge_preset(j, KADAPTER_PRESET_EXEC);
 }
 
+/* The agent's settings for the guest (one entry, written at its start). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct settings);
+} settings SEC(".maps");
+
+/*
+ * An exec in a container the agent never registered (its hook failed,
+ * timed out, or ran with the agent down): a task in a pid namespace below
+ * the guest's with no tag. Reported always; refused when the agent runs
+ * fail-closed, so such a container cannot run anything until registered.
+ */
+static __always_inline int judge_unregistered(struct file *file)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct judgement j = { .kind = KADAPTER_KIND_PROCESS, .operation = KADAPTER_OP_EXEC };
+	struct scratch_space *space;
+	struct settings *set;
+	__u32 zero = 0;
+	int deny;
+
+	if (!BPF_CORE_READ(task, thread_pid, level) || current_tag())
+		return 0;
+	set = bpf_map_lookup_elem(&settings, &zero);
+	deny = set && set->fail_closed ? -EACCES : 0;
+	space = bpf_map_lookup_elem(&scratch, &zero);
+	if (space) {
+		j.key = &space->key;
+		j.name_flags = KADAPTER_NAME_UNREGISTERED |
+			       name_in_container(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry), 0,
+						 &space->name, space->key.path);
+	}
+	j.args[0] = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
+	j.args[1] = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	emit(&j, 0, deny ? KADAPTER_ACTION_BLOCK : KADAPTER_ACTION_AUDIT, deny);
+	return deny;
+}
+
 SEC("lsm/bprm_check_security")
 int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
 {
@@ -75,7 +115,7 @@ int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
 	if (ret)
 		return ret;
 	if (!process_start(&j, bprm->file, KADAPTER_OP_EXEC))
-		return 0;
+		return judge_unregistered(bprm->file);
 	ret = judge_run(&j);
 	return ret ? ret : judge_exec_session(&j);
 }

@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # Start the Kadapter agent in the test guest the way a Kata guest image would,
 # detached, and wait until it serves (at boot, and when a test restarts it).
+# usage: start-agent.sh REPO [AGENT OPTION...]
 set -u
 repo=$1
+shift
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/run TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1
 export PYTHONPATH=$repo  # the agent runs from this checkout, whichever checkout the venv was installed from
@@ -12,7 +14,7 @@ mkdir -p /run/kadapter "$TMPDIR"
 : >"$log"
 rm -f /run/kadapter/hook.sock  # a killed agent's; the new one creates it once it serves
 setsid "$repo/.venv/bin/kadapter-agent" --bpf-object "$repo/bpf/lsm/.output/kadapter.bpf.o" \
-	--tcp-listen 0.0.0.0:50051 --alerts-per-second 20 >>"$log" 2>&1 </dev/null &
+	--tcp-listen 0.0.0.0:50051 --alerts-per-second 20 "$@" >>"$log" 2>&1 </dev/null &
 for _ in $(seq 600); do
 	[[ -S /run/kadapter/hook.sock ]] && exit 0
 	sleep 0.1

@@ -38,6 +38,7 @@ class RecordingEnforcer:
         self.adopted: dict[str, int] = {}
         self.forgotten: list[int] = []
         self.collections = 0
+        self.fail_closed = False
 
     def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> dict[Kind, int]:
         """Record, or raise ENOSPC for the chosen container."""
@@ -249,3 +250,62 @@ def test_a_container_whose_rules_cannot_be_rewritten_keeps_the_old_ones(tmp_path
     after = Agent(second, AlertHub(), store=StateStore(tmp_path))  # type: ignore[arg-type]
     assert after.restore() == (1, 0)
     assert second.collections == 0
+
+
+def unregistered_exec(pid_ns: int, mnt_ns: int, path: bytes, *, refused: bool) -> bpf_types.AlertEvent:
+    """Return the kernel's report of an exec in a container never registered."""
+    event = bpf_types.AlertEvent(
+        kind=Kind.PROCESS,
+        operation=bpf_types.OP_EXEC,
+        name_flags=bpf_types.NAME_UNREGISTERED | bpf_types.NAME_OUTSIDE,
+        action=bpf_types.ACTION_BLOCK if refused else bpf_types.ACTION_AUDIT,
+        retval=-errno.EACCES if refused else 0,
+        path=path,
+    )
+    event.args[0], event.args[1] = pid_ns, mnt_ns
+    return event
+
+
+class RecordingHub:
+    """Keep every alert the agent publishes."""
+
+    dropped = 0
+
+    def __init__(self) -> None:
+        self.published: list[agent_pb2.Alert] = []
+
+    def publish(self, alert: agent_pb2.Alert) -> None:
+        """Record one alert."""
+        self.published.append(alert)
+
+
+def test_unregistered_containers_are_reported_until_they_register(enforcer: RecordingEnforcer) -> None:
+    """Each is listed once in status with its last program and count, and alerted; registering it clears it."""
+    hub = RecordingHub()
+    agent = Agent(enforcer, hub)  # type: ignore[arg-type]
+    agent.on_event(unregistered_exec(7, 8, b"/bin/sh", refused=True))
+    agent.on_event(unregistered_exec(7, 8, b"/usr/bin/id", refused=True))
+    status = agent.status()
+    assert [(u.pid_ns, u.mnt_ns, u.executable, u.execs, u.refused) for u in status.unregistered] == [
+        (7, 8, "/usr/bin/id", 2, True)
+    ]
+    alert = hub.published[-1]
+    assert (alert.policy_name, alert.action, alert.result) == (
+        "UnregisteredContainer",
+        agent_pb2.ACTION_BLOCK,
+        "Permission denied",
+    )
+    assert "pid ns 7, mnt ns 8" in alert.data
+    agent.register(dataclasses.replace(container(1), key=ContainerKey(7, 8)))
+    assert not agent.status().unregistered
+
+
+def test_the_pause_container_never_gets_the_pods_rules(agent: Agent, enforcer: RecordingEnforcer) -> None:
+    """Registered as the sandbox, it enforces nothing whatever its pod's set says, and says so in status."""
+    agent.apply(request(4, "/usr/bin/apt"))
+    agent.register(dataclasses.replace(container(1), id="pause", sandbox=True))
+    agent.register(container(2))
+    assert not enforcer.rules["pause"].kinds[Kind.PROCESS].names
+    assert list(enforcer.rules["c2"].kinds[Kind.PROCESS].names) == ["/usr/bin/apt"]
+    reported = {c.id: (c.sandbox, c.generation) for c in agent.status().containers}
+    assert reported == {"pause": (True, 0), "c2": (False, 4)}

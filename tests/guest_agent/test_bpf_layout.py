@@ -16,6 +16,7 @@ LSM = Path(__file__).resolve().parents[2] / "bpf" / "lsm"
 OBJECT = LSM / ".output" / "kadapter.bpf.o"
 MIRRORS = {
     "ns_key": bpf_types.NsKey,
+    "settings": bpf_types.Settings,
     "container_policy": bpf_types.ContainerPolicy,
     "alert_budget": bpf_types.AlertBudget,
     "kind_policy": bpf_types.KindPolicy,

@@ -69,11 +69,12 @@ def test_annotations_fall_back_to_config_json() -> None:
     assert registration is not None and registration.pod_name == "nginx-1"
 
 
-@pytest.mark.parametrize("hook_type", ["prestart", "poststop"])
-def test_pause_container_is_skipped(hook_type: str) -> None:
-    """The sandbox (pause) container runs no workload and is never registered."""
+def test_pause_container_is_registered_as_the_sandbox() -> None:
+    """The pause container registers (a fail-closed agent must let it run), marked so it never gets rules."""
     state = {**STATE, "annotations": {**ANNOTATIONS, "io.kubernetes.cri.container-type": "sandbox"}}
-    assert registration_for(hook_type, state, {}) is None
+    registration = registration_for("prestart", state, {})
+    assert registration is not None and (registration.sandbox, registration.pid) == (True, STATE["pid"])
+    assert registration_for("poststop", state, {}) == Registration(operation="unregister", container_id="ctr1")
 
 
 def test_poststop_unregisters_by_id() -> None:
