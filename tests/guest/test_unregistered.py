@@ -72,7 +72,7 @@ def test_a_fail_closed_agent_lets_no_unregistered_container_run(
     """With --fail-closed the stray container cannot even start; registered ones run as before; status says so."""
     restart_agent(guest, "--fail-closed")
     try:
-        with pytest.raises(RuntimeError, match="ermission denied|is not running"):  # its init's exec refused
+        with pytest.raises(RuntimeError, match=r"ermission denied|is not running"):  # its init's exec refused
             containers.start("stray-closed", STRAY, registered=False)
         assert containers.exec(pods["nginx-1"], ["/usr/bin/id", "-u"]).stdout.strip() == "0"
         status = agent_status(guest)
