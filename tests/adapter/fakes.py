@@ -138,12 +138,28 @@ class _ShimHandler(http.server.BaseHTTPRequestHandler):
 # --- Hybrid vsock VMM socket ---------------------------------------------------------------------------------------
 
 
-def fake_vmm(path: Path, backend: Path, answer: bytes, seen: list[bytes]) -> socket.socket:
+Backend = Path | tuple[str, int]  # where a VMM double carries connections: a Unix socket, or a TCP (host, port)
+
+
+def _dial(backend: Backend) -> socket.socket:
+    """Connect to a backend: a Unix socket path, or a TCP address such as the test guest's agent_target."""
+    if isinstance(backend, Path):
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(str(backend))
+        except OSError:
+            upstream.close()
+            raise
+        return upstream
+    return socket.create_connection(backend)
+
+
+def fake_vmm(path: Path, backend: Backend, answer: bytes, seen: list[bytes]) -> socket.socket:
     """Listen like a Cloud Hypervisor / Firecracker vsock socket: CONNECT <port> in, answer out, then splice.
 
     Each handshake line received is appended to seen. After an answer starting with OK, the connection is
-    carried to the backend Unix socket; when nothing listens there (the agent is down), it is closed, as a
-    VMM closes a connection to a guest port nobody listens on. Close the returned socket to stop.
+    carried to the backend; when nothing listens there (the agent is down), it is closed, as a VMM closes a
+    connection to a guest port nobody listens on. Close the returned socket to stop.
     """
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
@@ -159,13 +175,11 @@ def fake_vmm(path: Path, backend: Path, answer: bytes, seen: list[bytes]) -> soc
             request += byte
         seen.append(request)
         conn.sendall(answer)
-        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             if not answer.startswith(b"OK"):
                 raise ConnectionRefusedError(answer)
-            upstream.connect(str(backend))
+            upstream = _dial(backend)
         except OSError:
-            upstream.close()
             conn.close()
             return
         splice(conn, upstream)
@@ -266,7 +280,9 @@ class Agents:
         return agent
 
     def stop(self, name: str) -> None:
-        """Stop the agent as a dying VM would: calls in flight end, nothing answers."""
+        """Stop the agent of that name, if one runs, as a dying VM would: calls in flight end, nothing answers."""
+        if name not in self._running:
+            return
         server, agent = self._running.pop(name)
         agent.running.set()
         server.stop(None).wait()
@@ -310,12 +326,29 @@ class KataNode:
     def boot(
         self, pod: Mapping[str, Any], sandbox: str, *, handler: str = "kata", created_at: int = CREATED_AT
     ) -> FakeAgent:
-        """Start a sandbox for a pod (as stored by the API server): listed by the runtime, its shim and agent up."""
-        metadata = pod["metadata"]
+        """Start a sandbox for a pod (as stored by the API server) with a fake agent of its own in it."""
         agent = self.agents.start(sandbox)
+        self.place(pod, sandbox, Path(self.agents.address(sandbox).host), handler=handler, created_at=created_at)
+        return agent
+
+    def place(
+        self,
+        pod: Mapping[str, Any],
+        sandbox: str,
+        agent: Backend,
+        *,
+        handler: str = "kata",
+        created_at: int = CREATED_AT,
+    ) -> None:
+        """Make a sandbox of a pod appear, its agent at ``agent``: listed by the runtime, its shim and VMM up.
+
+        ``agent`` is a fake agent's Unix socket, or the TCP address of a real one (the test guest's
+        ``agent_target``): the daemon then reaches it through this sandbox's VMM socket as over hybrid vsock.
+        """
+        metadata = pod["metadata"]
         vmm_path = self.directory / f"{sandbox}.vmm"
         handshakes: list[bytes] = []
-        vmm = fake_vmm(vmm_path, Path(self.agents.address(sandbox).host), b"OK 1073741824\n", handshakes)
+        vmm = fake_vmm(vmm_path, agent, b"OK 1073741824\n", handshakes)
         root = self.monitor_roots[len(self.vms) % len(self.monitor_roots)]  # both runtimes' layouts in turn
         monitor = root / sandbox / MONITOR_SOCKET
         monitor.parent.mkdir(parents=True, exist_ok=True)
@@ -330,10 +363,9 @@ class KataNode:
             created_at=created_at,
         )
         self.runtime.items = [*self.runtime.items, listed]
-        return agent
 
     def halt(self, sandbox: str) -> None:
-        """Stop a sandbox: the runtime forgets it, its shim removes its socket, its agent and VMM go."""
+        """Stop a sandbox: the runtime forgets it, its shim removes its socket, its VMM and any fake agent go."""
         self.runtime.items = [item for item in self.runtime.items if item.id != sandbox]
         vm = self.vms.pop(sandbox)
         vm.shim.close()

@@ -12,9 +12,11 @@ import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from adapter.daemon import Daemon, DaemonSettings
@@ -23,7 +25,7 @@ from adapter.node_status import LOCATING_AGENT, NO_SANDBOX, PodReport
 from adapter.sandbox_index import IndexSettings
 from adapter.sessions import SessionSettings
 from adapter.watcher import WatchSettings
-from kadapter_api import agent_pb2
+from kadapter_api import agent_pb2, agent_pb2_grpc
 from tests.adapter.fakes import FakeAgent, KataNode
 from tests.adapter.objects import NODE, csp, ksp, namespace, pod, runtime_class
 
@@ -350,3 +352,21 @@ def test_stop_ends_every_thread_promptly(node: KataNode) -> None:
     assert daemon.stop()
     assert time.monotonic() - started < 3.0
     assert not daemon.healthy()
+
+
+def test_an_agent_on_a_tcp_port_is_reached_through_the_vmm_socket(node: KataNode, start: Callable[..., Daemon]) -> None:
+    """A sandbox placed in front of an agent's TCP port (as the test guest's agent_target) gets its set over hvsock."""
+    agent = FakeAgent()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    agent_pb2_grpc.add_GuestAgentServicer_to_server(agent, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        kata = node.api.create(pod("nginx"))
+        node.api.create(ksp("block-apt"))
+        node.place(kata, "sb-tcp", ("127.0.0.1", port))
+        start()
+        eventually(holds(agent, kata, ["block-apt"]))
+        assert node.vms["sb-tcp"].handshakes[0] == b"CONNECT 10240\n"
+    finally:
+        server.stop(None)
