@@ -370,3 +370,31 @@ def test_an_agent_on_a_tcp_port_is_reached_through_the_vmm_socket(node: KataNode
         assert node.vms["sb-tcp"].handshakes[0] == b"CONNECT 10240\n"
     finally:
         server.stop(None)
+
+
+def test_a_restarted_daemon_pushes_everything_again_with_newer_generations(
+    node: KataNode, start: Callable[..., Daemon]
+) -> None:
+    """A daemon started after another stopped lists the cluster again and re-sends each set, its generation higher."""
+    kata = node.api.create(pod("nginx"))
+    node.api.create(ksp("block-apt"))
+    agent = node.boot(kata, "sb-kata")
+    first = start()
+    eventually(holds(agent, kata, ["block-apt"]))
+    assert first.stop()
+    before = list(agent.applied)
+    start()
+    eventually(lambda: len(agent.applied) > len(before))
+    assert agent.applied[-1] > before[-1]
+    assert agent.policies(kata["metadata"]["uid"]) == ["block-apt"]
+
+
+def test_an_api_connection_dropped_mid_watch_misses_no_update(node: KataNode, start: Callable[..., Daemon]) -> None:
+    """Every watch connection is cut; a policy created right after still reaches the agent."""
+    kata = node.api.create(pod("nginx"))
+    agent = node.boot(kata, "sb-kata")
+    start()
+    eventually(holds(agent, kata, []))
+    node.api.drop_connections()
+    node.api.create(ksp("block-apt"))
+    eventually(holds(agent, kata, ["block-apt"]))
