@@ -118,9 +118,15 @@ def _still_running(container: SavedContainer) -> bool:
 class Agent:
     """Keep the kernel's maps equal to desired policies times live containers."""
 
-    def __init__(self, enforcer: Enforcer, alerts: AlertHub, *, store: StateStore | None = None) -> None:
-        """Start with no pods and no containers; save every change to store, for the next agent."""
+    def __init__(
+        self, enforcer: Enforcer, alerts: AlertHub, *, store: StateStore | None = None, max_rules: int | None = None
+    ) -> None:
+        """Start with no pods and no containers; save every change to store, for the next agent.
+
+        max_rules: the entries each rule table holds; a pod's set with more rules can never fit.
+        """
         self._enforcer = enforcer
+        self._max_rules = max_rules
         self._alerts = alerts
         self._store = store
         self._pods: dict[PodKey, agent_pb2.ApplyPoliciesRequest] = {}
@@ -161,6 +167,12 @@ class Agent:
         if not (request.pod.namespace and request.pod.name):
             raise InvalidPolicyError("pod: namespace and name are required")  # else unannotated containers match
         check_policies(request.policies)
+        rules = sum(_rule_count(policy) for policy in request.policies)
+        if self._max_rules is not None and rules > self._max_rules:
+            raise InvalidPolicyError(
+                f"policies: {rules} rules, more than the {self._max_rules} entries each of this agent's rule tables "
+                "holds (kadapter-agent --max-rules)"
+            )
         pod = PodKey(request.pod.namespace, request.pod.name)
         with self._lock:
             current = self._pods.get(pod)
@@ -352,6 +364,15 @@ class Agent:
                     **_rule_counts(self._compiled[container.id]),
                 )
             return reply
+
+
+def _rule_count(policy: agent_pb2.Policy) -> int:
+    """Count a policy's rules of every kind, presets included."""
+    lists = (
+        policy.process_rules, policy.file_rules, policy.network_rules, policy.capability_rules,
+        policy.syscall_rules, policy.presets,
+    )  # fmt: skip
+    return sum(len(rules) for rules in lists)
 
 
 def _rule_counts(compiled: CompiledRules) -> dict[str, int | bool]:

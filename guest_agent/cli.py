@@ -18,7 +18,7 @@ from guest_agent.libbpf import BpfError
 from guest_agent.listener import HookListener
 from guest_agent.registration import DEFAULT_SOCKET
 from guest_agent.relay import HOST_CID, VsockRelay
-from guest_agent.service import GuestAgentService, serve
+from guest_agent.service import MAX_MESSAGE_BYTES, MAX_STREAMS, GuestAgentService, serve
 from guest_agent.state import StateStore
 
 log = logging.getLogger("kadapter-agent")
@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fail-closed",
         action="store_true",
         help="refuse every exec in a container whose hook did not register it (default: run it, and report it)",
+    )
+    parser.add_argument(
+        "--max-streams", type=int, default=MAX_STREAMS, help="alert streams open at once; more are refused"
+    )
+    parser.add_argument(
+        "--max-message-bytes", type=int, default=MAX_MESSAGE_BYTES, help="largest request accepted (gRPC)"
     )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
@@ -96,14 +102,19 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot load the enforcer: %s", error)
         return 1
     alerts = AlertHub()
-    agent = Agent(enforcer, alerts, store=store)
+    agent = Agent(enforcer, alerts, store=store, max_rules=args.max_rules)
     adopted, gone = agent.restore()
     if adopted or gone:
         log.info("took over %d running container(s) from the previous agent; %d had stopped", adopted, gone)
     stop = threading.Event()
     threading.Thread(target=enforcer.watch_events, args=(agent.on_event, stop), daemon=True).start()
 
-    server = serve(GuestAgentService(agent, alerts), unix_socket=args.grpc_socket, tcp_address=args.tcp_listen)
+    server = serve(
+        GuestAgentService(agent, alerts, max_streams=args.max_streams),
+        unix_socket=args.grpc_socket,
+        tcp_address=args.tcp_listen,
+        max_message_bytes=args.max_message_bytes,
+    )
     relay = None
     if args.vsock_port:
         relay = VsockRelay(port=args.vsock_port, target=args.grpc_socket, allowed_cids=args.allow_cid or [HOST_CID])

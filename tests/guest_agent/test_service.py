@@ -1,13 +1,20 @@
-"""The agent's gRPC socket is the host's alone: root only, whatever the umask or the directory's old mode."""
+"""The agent's gRPC service: a socket for root alone, and bounds on what one peer may ask for."""
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
+import pytest
+
+from guest_agent.agent import Agent
 from guest_agent.alerts import AlertHub
 from guest_agent.service import GuestAgentService, serve
+from kadapter_api import agent_pb2, agent_pb2_grpc
+from tests.guest_agent.test_agent import RecordingEnforcer
 
 
 def test_grpc_socket_and_its_directory_are_root_only(tmp_path: Path) -> None:
@@ -25,3 +32,68 @@ def test_grpc_socket_and_its_directory_are_root_only(tmp_path: Path) -> None:
         assert stat.S_IMODE(os.stat(directory / "grpc.sock").st_mode) == 0o600
     finally:
         server.stop(None)
+
+
+@pytest.fixture
+def agent_channel(tmp_path: Path) -> Iterator[grpc.Channel]:
+    """Serve an agent over a real gRPC server with 2 alert streams and 64 KiB messages at most."""
+    agent = Agent(RecordingEnforcer(), AlertHub(), max_rules=10)  # type: ignore[arg-type]
+    server = serve(
+        GuestAgentService(agent, AlertHub(), max_streams=2),
+        unix_socket=tmp_path / "grpc.sock",
+        tcp_address=None,
+        max_message_bytes=64 << 10,
+    )
+    channel = grpc.insecure_channel(f"unix:{tmp_path / 'grpc.sock'}")
+    try:
+        yield channel
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+def nginx_request(*paths: str) -> agent_pb2.ApplyPoliciesRequest:
+    """Return a set for the nginx pod blocking these paths."""
+    rules = [agent_pb2.PathRule(path=path, action=agent_pb2.ACTION_BLOCK) for path in paths]
+    return agent_pb2.ApplyPoliciesRequest(
+        pod=agent_pb2.PodRef(namespace="default", name="nginx-1"),
+        generation=1,
+        policies=[agent_pb2.Policy(name="p", process_rules=rules)],
+    )
+
+
+def test_a_stream_past_the_limit_is_refused_and_calls_still_answered(agent_channel: grpc.Channel) -> None:
+    """Two streams hold; a third is refused with the reason; ApplyPolicies and GetStatus go on being answered."""
+    stub = agent_pb2_grpc.GuestAgentStub(agent_channel)
+    held = [stub.StreamAlerts(agent_pb2.StreamAlertsRequest()) for _ in range(2)]
+    try:
+        for stream in held:  # both are open once their first (empty) metadata arrives
+            stream.initial_metadata()
+        with pytest.raises(grpc.RpcError) as refused:
+            next(iter(stub.StreamAlerts(agent_pb2.StreamAlertsRequest())))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "at most 2 alert streams" in refused.value.details()
+        assert stub.ApplyPolicies(nginx_request("/usr/bin/apt"), timeout=5).generation == 1
+        assert stub.GetStatus(agent_pb2.GetStatusRequest(), timeout=5).pods[0].generation == 1
+    finally:
+        for stream in held:
+            stream.cancel()
+
+
+def test_an_oversized_request_is_refused_by_size(agent_channel: grpc.Channel) -> None:
+    """A request past the message limit never reaches the agent; gRPC says why."""
+    stub = agent_pb2_grpc.GuestAgentStub(agent_channel)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ApplyPolicies(nginx_request("/" + "x" * (100 << 10)), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in refused.value.details()
+    assert not stub.GetStatus(agent_pb2.GetStatusRequest(), timeout=5).pods
+
+
+def test_more_rules_than_a_table_holds_are_refused_with_the_count(agent_channel: grpc.Channel) -> None:
+    """A set that could never fit the maps is refused whole, naming both numbers."""
+    stub = agent_pb2_grpc.GuestAgentStub(agent_channel)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ApplyPolicies(nginx_request(*(f"/usr/bin/tool{number}" for number in range(11))), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "11 rules, more than the 10 entries" in refused.value.details()
