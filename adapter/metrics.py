@@ -65,6 +65,16 @@ class Metrics:
             "Sets pushed again because an agent no longer held them (agent restarted, VM rebooted).",
             registry=self.registry,
         )
+        self.unprotected_sandboxes = Gauge(
+            "kadapter_unprotected_sandboxes",
+            "Sandboxes whose agent last reported no BPF LSM in the guest kernel: nothing in them is enforced.",
+            registry=self.registry,
+        )
+        self.unregistered_containers = Gauge(
+            "kadapter_unregistered_containers",
+            "Containers the agents last reported they never registered, summed over sandboxes.",
+            registry=self.registry,
+        )
         self.alerts = Counter(
             "kadapter_alerts",
             "Alerts received from agents by operation and action.",

@@ -11,6 +11,13 @@ capped exponential back-off, and then asks the agent at an interval which
 generation it holds, pushing again when it no longer holds the desired one
 (agent restarted, VM rebooted). A set the agent refuses as invalid is not
 sent again until the desire changes. Counts go to adapter/metrics.py.
+
+An accepted push is not enough to call a pod enforced: the agent may hold
+the set while none of the pod's containers enforces it (their annotations
+name another pod, they have not started) or while the guest kernel runs
+without BPF LSM. So every push is followed by GetStatus, and a session is
+applied only when the agent's answer shows each of the pod's running
+containers enforcing the desired generation in a kernel that enforces.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -45,11 +52,15 @@ T = TypeVar("T")
 
 
 class SessionState(enum.Enum):
-    """Where a session stands with its agent."""
+    """Where a session stands with its agent; only APPLIED means the pod is enforced."""
 
     CONNECTING = "connecting"  # the agent has not answered yet
     PENDING = "pending"  # the agent answered before; a set it has not confirmed is on its way
-    APPLIED = "applied"  # the agent confirmed the desired generation at the last push or check
+    APPLIED = "applied"  # at the last check, every running container of the pod enforced the desired generation
+    NO_CONTAINERS = "no-containers"  # the agent holds the set but knows no container of the pod (not started yet,
+    # or registered under another pod's name)
+    PARTIAL = "partial"  # some of the pod's containers still enforce another generation
+    UNPROTECTED = "unprotected"  # the guest kernel has no BPF LSM: nothing in the VM is enforced, whatever it holds
     RETRYING = "retrying"  # the agent answered with an error; retried with back-off
     UNREACHABLE = "unreachable"  # the agent did not answer (unavailable, timed out); retried with back-off
     REFUSED = "refused"  # the agent refused the set as invalid; nothing is sent until the desire changes
@@ -66,6 +77,42 @@ class SessionSettings:
 
 
 @dataclass(frozen=True)
+class Unregistered:
+    """A container of the VM whose registration never completed, as the agent saw it executing."""
+
+    pid_ns: int
+    mnt_ns: int
+    executable: str  # the last program it ran, named within its own mounts
+    execs: int  # reported so far (the guest kernel rate-limits reports)
+    refused: bool  # the agent runs fail-closed: none of them ran
+
+    @classmethod
+    def of(cls, item: agent_pb2.UnregisteredContainer) -> Unregistered:
+        """Copy the agent's report of one container."""
+        return cls(item.pid_ns, item.mnt_ns, item.executable, item.execs, item.refused)
+
+
+@dataclass(frozen=True)
+class Guest:
+    """What the agent last said of its whole VM, whichever pod asks: it holds for every pod of the sandbox."""
+
+    bpf_lsm_active: bool  # false: the guest kernel enforces nothing (no "bpf" in its LSM list)
+    fail_closed: bool  # execs in unregistered containers are refused
+    kernel_release: str
+    unregistered: tuple[Unregistered, ...]
+
+    @classmethod
+    def of(cls, status: agent_pb2.AgentStatus) -> Guest:
+        """Copy the VM-wide part of an agent's status."""
+        return cls(
+            bpf_lsm_active=status.bpf_lsm_active,
+            fail_closed=status.fail_closed,
+            kernel_release=status.kernel_release,
+            unregistered=tuple(Unregistered.of(item) for item in status.unregistered),
+        )
+
+
+@dataclass(frozen=True)
 class SessionStatus:
     """One session as `kadapter status` and the metrics see it."""
 
@@ -77,6 +124,9 @@ class SessionStatus:
     desired_generation: int
     applied_generation: int | None  # as the agent last confirmed it; None: it holds nothing for the pod
     policies: tuple[str, ...]  # the policy names the agent last confirmed for the pod
+    containers: tuple[str, ...]  # the pod's running containers (the sandbox's pause container aside), last check
+    stale_containers: tuple[str, ...]  # those of them enforcing another generation than the desired one
+    guest: Guest | None  # None until the agent answered a GetStatus
     last_error: str | None  # of the last failed call; None once a call succeeds
     last_push_latency: float | None  # seconds, of the last ApplyPolicies call the agent accepted
     pushes: int  # ApplyPolicies calls made
@@ -111,6 +161,9 @@ class _Session:
             desired_generation=request.generation,
             applied_generation=None,
             policies=(),
+            containers=(),
+            stale_containers=(),
+            guest=None,
             last_error=None,
             last_push_latency=None,
             pushes=0,
@@ -186,13 +239,17 @@ class _Session:
             self._woken = False
 
     def _reconcile(self) -> None:
-        """Bring the agent to the desired generation: push it, unless the agent says it still holds it."""
+        """Bring the agent to the desired generation: push it, unless the agent says it still holds it.
+
+        After a push the agent is asked at once what its containers enforce: the push's answer says what the
+        agent holds, not what the kernel enforces.
+        """
         with self._lock:
             generation, confirmed = self._desired.generation, self._status.applied_generation
             if generation == self._refused:
                 return
         if confirmed == generation:
-            if self._holds(generation):
+            if self._check() == generation:
                 return
             self._metrics.resyncs.inc()
             _log.info(
@@ -201,24 +258,36 @@ class _Session:
                 generation,
                 extra=self._fields("resync", generation=generation),
             )
-        self._push()
+        if self._push():
+            self._check()
 
-    def _holds(self, generation: int) -> bool:
-        """Ask the agent which generation it holds for the pod, and tell whether it is this one."""
+    def _check(self) -> int | None:
+        """Ask the agent what it holds for the pod and what the pod's containers enforce; return the generation held."""
         status = self._call("status", AgentClient.status)
         with self._lock:
-            pod = next((item for item in status.pods if item.pod == self._desired.pod), None)
-            reported = pod.generation if pod is not None else None
+            desired = self._desired
+            pod = next((item for item in status.pods if item.pod == desired.pod), None)
+            held = pod.generation if pod is not None else None
+            containers = pod_containers(status, desired.pod)
+            names = tuple(container.name for container in containers)
+            stale = tuple(container.name for container in containers if container.generation != desired.generation)
+            guest = Guest.of(status)
             self._set(
-                state=self._answered(reported),
-                applied_generation=reported,
+                state=verdict(desired.generation, held, guest, containers=names, stale=stale),
+                applied_generation=held,
                 policies=tuple(pod.policies) if pod is not None else (),
+                containers=names,
+                stale_containers=stale,
+                guest=guest,
                 last_error=None,
             )
-        return reported == generation
+        return held
 
-    def _push(self) -> None:
-        """Send the latest desire; a refusal as invalid is remembered rather than retried."""
+    def _push(self) -> bool:
+        """Send the latest desire and tell whether the agent took it; a refusal as invalid is remembered, not retried.
+
+        The state is left to the check that follows: the agent holding the set says nothing of its containers.
+        """
         with self._lock:
             request = self._desired
         started = time.monotonic()
@@ -229,15 +298,14 @@ class _Session:
                 raise
             with self._lock:
                 self._refused = request.generation
-            return
+            return False
         latency = time.monotonic() - started
         with self._lock:
             if self._closed:
-                return
+                return False
             self._metrics.pushes.labels(outcome="applied").inc()
             self._metrics.push_latency.observe(latency)
             self._set(
-                state=self._answered(response.generation),
                 applied_generation=response.generation,
                 policies=tuple(policy.name for policy in request.policies),
                 last_error=None,
@@ -258,6 +326,7 @@ class _Session:
                     latency_seconds=round(latency, 6),
                 ),
             )
+        return True
 
     def _call(self, operation: str, call: Callable[[AgentClient], T]) -> T:
         """Make one call to the agent; on failure, record it and raise."""
@@ -304,12 +373,11 @@ class _Session:
                 self._client.close()
                 self._client = self._open()
 
-    def _answered(self, confirmed: int | None) -> SessionState:
-        """Return the state after the agent answered that it holds the confirmed generation (lock held)."""
-        return SessionState.APPLIED if confirmed == self._desired.generation else SessionState.PENDING
-
     def _set(self, **changes: Any) -> None:
-        """Change the status (lock held), moving the session in the state gauge; nothing once closed."""
+        """Change the status (lock held), moving the session in the state gauge and logging what changed.
+
+        Nothing changes once closed.
+        """
         if self._closed:
             return
         before, self._status = self._status, dataclasses.replace(self._status, **changes)
@@ -317,23 +385,62 @@ class _Session:
         if after.state is not before.state:
             self._metrics.sessions.labels(state=before.state.value).dec()
             self._metrics.sessions.labels(state=after.state.value).inc()
-            _log.info(
-                "sandbox %s (pod %s, agent %s): %s -> %s, generation %d desired, %s applied, error %s",
-                after.sandbox,
-                after.pod,
-                after.agent,
-                before.state.value,
-                after.state.value,
-                after.desired_generation,
-                after.applied_generation,
-                after.last_error,
+            self._log_state(before.state)
+        if after.guest is not None and after.guest != before.guest:
+            self._log_guest(after.guest, before.guest)
+
+    def _log_state(self, previous: SessionState) -> None:
+        """Log a state change (lock held); as a warning when the pod is not enforced although its agent answers."""
+        status = self._status
+        _log.log(
+            logging.WARNING if status.state in _NOT_ENFORCED else logging.INFO,
+            "sandbox %s (pod %s, agent %s): %s -> %s, generation %d desired, %s applied, stale containers %s, error %s",
+            status.sandbox,
+            status.pod,
+            status.agent,
+            previous.value,
+            status.state.value,
+            status.desired_generation,
+            status.applied_generation,
+            ",".join(status.stale_containers) or "none",
+            status.last_error,
+            extra=self._fields(
+                "state",
+                previous=previous.value,
+                state=status.state.value,
+                desired_generation=status.desired_generation,
+                applied_generation=status.applied_generation,
+                containers=list(status.containers),
+                stale_containers=list(status.stale_containers),
+                error=status.last_error,
+            ),
+        )
+
+    def _log_guest(self, guest: Guest, before: Guest | None) -> None:
+        """Raise the alarm (lock held) when the VM turns out to enforce nothing, or to run unregistered containers."""
+        if not guest.bpf_lsm_active and (before is None or before.bpf_lsm_active):
+            _log.error(
+                "sandbox %s (pod %s): UNPROTECTED: guest kernel %s has no bpf in its LSM list, nothing in the VM "
+                "is enforced",
+                self._status.sandbox,
+                self._status.pod,
+                guest.kernel_release or "(unnamed)",
+                extra=self._fields("unprotected", kernel_release=guest.kernel_release),
+            )
+        known = set() if before is None else {(item.pid_ns, item.mnt_ns) for item in before.unregistered}
+        new = [item for item in guest.unregistered if (item.pid_ns, item.mnt_ns) not in known]
+        if new:
+            _log.warning(
+                "sandbox %s (pod %s): %d container(s) the agent never registered, %s: %s",
+                self._status.sandbox,
+                self._status.pod,
+                len(new),
+                "refused (fail-closed)" if guest.fail_closed else "running unprotected (fail-open)",
+                ", ".join(item.executable for item in new),
                 extra=self._fields(
-                    "state",
-                    previous=before.state.value,
-                    state=after.state.value,
-                    desired_generation=after.desired_generation,
-                    applied_generation=after.applied_generation,
-                    error=after.last_error,
+                    "unregistered",
+                    fail_closed=guest.fail_closed,
+                    unregistered=[dataclasses.asdict(item) for item in new],
                 ),
             )
 
@@ -343,6 +450,41 @@ class _Session:
         return {"event": event, "sandbox": status.sandbox, "pod": status.pod, "agent": str(status.agent), **more}
 
 
+_NOT_ENFORCED: Final = frozenset({SessionState.NO_CONTAINERS, SessionState.PARTIAL, SessionState.UNPROTECTED})
+
+
+def pod_containers(status: agent_pb2.AgentStatus, pod: agent_pb2.PodRef) -> list[agent_pb2.ContainerStatus]:
+    """Return the pod's running containers as the agent reports them, its pause container aside.
+
+    They are matched by namespace and name, as the agent binds a pod's set to containers (from their CRI
+    annotations): a container registered under another name enforces another pod's set, if any.
+    """
+    return [
+        container
+        for container in status.containers
+        if not container.sandbox and (container.pod.namespace, container.pod.name) == (pod.namespace, pod.name)
+    ]
+
+
+def verdict(
+    desired: int, held: int | None, guest: Guest, *, containers: Sequence[str], stale: Sequence[str]
+) -> SessionState:
+    """Decide what an agent's answer means for the pod: applied only when the kernel and every container agree.
+
+    held is the generation the agent holds for the pod (None: none); containers are the pod's running ones,
+    stale those of them enforcing another generation than desired.
+    """
+    if not guest.bpf_lsm_active:
+        return SessionState.UNPROTECTED
+    if held != desired:
+        return SessionState.PENDING
+    if not containers:
+        return SessionState.NO_CONTAINERS
+    if stale:
+        return SessionState.PARTIAL
+    return SessionState.APPLIED
+
+
 class SessionPool:
     """The Exporter's sessions, one per Kata sandbox; every method may be called from any thread."""
 
@@ -350,6 +492,8 @@ class SessionPool:
         self.settings = settings if settings is not None else SessionSettings()
         self.metrics = metrics if metrics is not None else Metrics()
         self.metrics.declare_states(state.value for state in SessionState)
+        self.metrics.unprotected_sandboxes.set_function(self._unprotected)
+        self.metrics.unregistered_containers.set_function(self._unregistered)
         self._sessions: dict[SandboxId, _Session] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -382,6 +526,14 @@ class SessionPool:
         with self._lock:
             sessions = list(self._sessions.values())
         return sorted((session.status for session in sessions), key=lambda status: status.sandbox)
+
+    def _unprotected(self) -> int:
+        """Count the sandboxes whose agent last said the guest kernel enforces nothing (computed at each scrape)."""
+        return sum(1 for status in self.snapshot() if status.guest is not None and not status.guest.bpf_lsm_active)
+
+    def _unregistered(self) -> int:
+        """Count the containers the agents last reported they never registered (computed at each scrape)."""
+        return sum(len(status.guest.unregistered) for status in self.snapshot() if status.guest is not None)
 
     def close(self) -> None:
         """End every session; the pool takes no new desire."""

@@ -199,10 +199,19 @@ def fake_vmm(path: Path, backend: Backend, answer: bytes, seen: list[bytes]) -> 
 # --- Guest agents --------------------------------------------------------------------------------------------------
 
 
+def container_status(
+    pod: agent_pb2.PodRef, name: str, generation: int, *, sandbox: bool = False
+) -> agent_pb2.ContainerStatus:
+    """Build a container as an agent reports it: of a pod, enforcing a generation of its set (0: none)."""
+    return agent_pb2.ContainerStatus(id=f"{pod.uid}-{name}", name=name, pod=pod, generation=generation, sandbox=sandbox)
+
+
 class FakeAgent(agent_pb2_grpc.GuestAgentServicer):
     """A scripted guest agent: records each call, and can hang, fail with a given code, or forget its pods.
 
-    Alerts put in ``outbox`` are streamed to every StreamAlerts caller in turn.
+    Alerts put in ``outbox`` are streamed to every StreamAlerts caller in turn. GetStatus reports, for each pod
+    held, its pause container and one container "app" enforcing the pod's generation, unless ``containers`` is
+    set; ``bpf_lsm_active``, ``fail_closed`` and ``unregistered`` script the rest of the answer.
     """
 
     def __init__(self) -> None:
@@ -215,6 +224,10 @@ class FakeAgent(agent_pb2_grpc.GuestAgentServicer):
         self.running.set()
         self.fail_with: grpc.StatusCode | None = None
         self.outbox: queue.Queue[agent_pb2.Alert] = queue.Queue()
+        self.containers: list[agent_pb2.ContainerStatus] | None = None  # None: the pause and "app" of each pod
+        self.bpf_lsm_active = True
+        self.fail_closed = False
+        self.unregistered: list[agent_pb2.UnregisteredContainer] = []
 
     def ApplyPolicies(self, request, context):  # noqa: N802
         """Record the call, hang while told to, then fail as told or hold the set (older ones refused)."""
@@ -235,10 +248,29 @@ class FakeAgent(agent_pb2_grpc.GuestAgentServicer):
         return agent_pb2.ApplyPoliciesResponse(generation=request.generation, containers_enforced=1)
 
     def GetStatus(self, request, context):  # noqa: N802
-        """Count the call and report the pods held."""
+        """Count the call and report the pods held, their containers and the rest as scripted."""
         with self.lock:
             self.checks += 1
-            return agent_pb2.AgentStatus(bpf_lsm_active=True, pods=list(self.pods.values()))
+            return agent_pb2.AgentStatus(
+                bpf_lsm_active=self.bpf_lsm_active,
+                fail_closed=self.fail_closed,
+                pods=list(self.pods.values()),
+                containers=self._containers(),
+                unregistered=self.unregistered,
+            )
+
+    def _containers(self) -> list[agent_pb2.ContainerStatus]:
+        """Return the scripted containers, or each held pod's pause and "app", the latter enforcing its set."""
+        if self.containers is not None:
+            return self.containers
+        return [
+            container
+            for held in self.pods.values()
+            for container in (
+                container_status(held.pod, "pause", 0, sandbox=True),
+                container_status(held.pod, "app", held.generation),
+            )
+        ]
 
     def StreamAlerts(self, request, context):  # noqa: N802
         """Stream what the test puts in the outbox until the caller leaves."""

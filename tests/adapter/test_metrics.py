@@ -55,7 +55,7 @@ def test_alerts_are_counted_under_a_few_label_values(operation: str, action: str
 
 
 def test_endpoint_serves_metrics_and_health(served: tuple[Metrics, WSGIServer]) -> None:
-    """/metrics is the Prometheus text format with the declared states at zero; /healthz answers 200 for the probe."""
+    """/metrics is the Prometheus text format, the declared states and the gauges at zero; /healthz answers 200."""
     metrics, server = served
     metrics.declare_states(["applied", "unreachable"])
     metrics.sessions.labels(state="applied").inc()
@@ -63,6 +63,8 @@ def test_endpoint_serves_metrics_and_health(served: tuple[Metrics, WSGIServer]) 
     assert status == 200
     assert 'kadapter_sessions{state="applied"} 1.0' in body
     assert 'kadapter_sessions{state="unreachable"} 0.0' in body
+    assert "kadapter_unprotected_sandboxes 0.0" in body
+    assert "kadapter_unregistered_containers 0.0" in body
     assert _get(server, "/healthz") == (200, "ok\n")
 
 

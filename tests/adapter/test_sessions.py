@@ -1,8 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Exporter sessions against scripted agents served over real gRPC: delivery, retries, resync, isolation, metrics."""
+"""Exporter sessions against scripted agents served over real gRPC: delivery, retries, resync, isolation, metrics.
+
+A session is applied only when the agent's status shows the pod's containers enforcing its set in a kernel
+that enforces; the scripted agents here report the ways that can fail.
+"""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 import time
@@ -14,9 +19,18 @@ import pytest
 
 from adapter.discovery import SandboxId
 from adapter.metrics import Metrics
-from adapter.sessions import SessionPool, SessionSettings, SessionState, SessionStatus
+from adapter.sessions import (
+    Guest,
+    SessionPool,
+    SessionSettings,
+    SessionState,
+    SessionStatus,
+    Unregistered,
+    pod_containers,
+    verdict,
+)
 from kadapter_api import agent_pb2
-from tests.adapter.fakes import HANG_SECONDS, Agents
+from tests.adapter.fakes import HANG_SECONDS, Agents, FakeAgent, container_status
 
 FAST = SessionSettings(check_interval=0.05, backoff=0.02, backoff_max=0.2, rpc_timeout=5.0)
 TIMEOUT = HANG_SECONDS  # seconds an expected outcome may take before the test fails; also how long a hung agent hangs
@@ -93,6 +107,9 @@ def test_desired_set_is_applied_and_reported(agents: Agents, pool: SessionPool) 
         desired_generation=1,
         applied_generation=1,
         policies=("block-apt", "audit-shadow"),
+        containers=("app",),
+        stale_containers=(),
+        guest=Guest(bpf_lsm_active=True, fail_closed=False, kernel_release="", unregistered=()),
         last_error=None,
         last_push_latency=applied.last_push_latency,
         pushes=1,
@@ -144,7 +161,8 @@ def test_agent_down_at_start_is_retried_with_backoff(agents: Agents, pool: Sessi
     assert down.last_error is not None and down.last_error.startswith("UNAVAILABLE: ")
     # 0.02 s doubling to 0.2 s gives about nine tries in 1.3 s; retrying without back-off would make thousands.
     assert 4 <= down.failures <= 14
-    assert metric(pool, "kadapter_failures_total", operation="apply", code="UNAVAILABLE") == down.failures
+    # The counter is read a moment after the status: one more failure may have come in between.
+    assert metric(pool, "kadapter_failures_total", operation="apply", code="UNAVAILABLE") - down.failures in (0, 1)
     agent = agents.start("a")
     took = eventually(in_state(pool, SessionState.APPLIED))
     # Within the capped back-off: a channel kept since the first failure would wait out gRPC's own reconnect
@@ -311,3 +329,176 @@ def test_close_ends_every_session(agents: Agents) -> None:
     assert session_threads() == []
     with pytest.raises(RuntimeError, match="closed"):
         pool.desire(SANDBOX, agents.address("a"), _request(1))
+
+
+# --- What the agent's status confirms ----------------------------------------------------------------------------
+
+ENFORCING = Guest(bpf_lsm_active=True, fail_closed=False, kernel_release="6.1.0-kata", unregistered=())
+NO_BPF = Guest(bpf_lsm_active=False, fail_closed=False, kernel_release="6.1.0-kata", unregistered=())
+
+
+@pytest.mark.parametrize(
+    ("held", "guest", "containers", "stale", "state"),
+    [
+        pytest.param(3, ENFORCING, ["app", "sidecar"], [], SessionState.APPLIED, id="applied"),
+        pytest.param(3, NO_BPF, ["app"], [], SessionState.UNPROTECTED, id="no-bpf-whatever-held"),
+        pytest.param(None, NO_BPF, [], [], SessionState.UNPROTECTED, id="no-bpf-nothing-held"),
+        pytest.param(2, ENFORCING, ["app"], ["app"], SessionState.PENDING, id="older-set-held"),
+        pytest.param(None, ENFORCING, [], [], SessionState.PENDING, id="nothing-held"),
+        pytest.param(3, ENFORCING, [], [], SessionState.NO_CONTAINERS, id="no-containers"),
+        pytest.param(3, ENFORCING, ["app", "sidecar"], ["sidecar"], SessionState.PARTIAL, id="one-stale"),
+    ],
+)
+def test_verdict(held: int | None, guest: Guest, containers: list[str], stale: list[str], state: SessionState) -> None:
+    """Applied needs the desired generation held, a kernel that enforces and every running container on it."""
+    assert verdict(3, held, guest, containers=containers, stale=stale) is state
+
+
+def test_pod_containers_are_matched_as_the_agent_binds_them() -> None:
+    """By namespace and name (not uid), without the pause container: another pod's containers do not count."""
+    status = agent_pb2.AgentStatus(
+        containers=[
+            container_status(POD, "pause", 0, sandbox=True),
+            container_status(POD, "app", 3),
+            container_status(agent_pb2.PodRef(namespace="default", name="nginx", uid="other"), "sidecar", 3),
+            container_status(agent_pb2.PodRef(namespace="default", name="nginx-x", uid="u-1"), "renamed", 3),
+            container_status(agent_pb2.PodRef(namespace="shop", name="nginx", uid="u-1"), "elsewhere", 3),
+        ]
+    )
+    assert [container.name for container in pod_containers(status, POD)] == ["app", "sidecar"]
+
+
+def _none(agent: FakeAgent) -> None:
+    """Report no container at all, as before the pod's containers start."""
+    agent.containers = []
+
+
+def _renamed(agent: FakeAgent) -> None:
+    """Report the pod's containers under another pod's name, as when their annotations do not match."""
+    renamed = agent_pb2.PodRef(namespace=POD.namespace, name="nginx-7d4b9", uid=POD.uid)
+    agent.containers = [container_status(POD, "pause", 0, sandbox=True), container_status(renamed, "app", 2)]
+
+
+def _one_stale(agent: FakeAgent) -> None:
+    """Report one container on the desired generation (2) and one still on the previous one."""
+    agent.containers = [container_status(POD, "app", 2), container_status(POD, "sidecar", 1)]
+
+
+def _no_bpf(agent: FakeAgent) -> None:
+    """Report a guest kernel without bpf in its LSM list, containers and generation otherwise fine."""
+    agent.bpf_lsm_active = False
+
+
+@pytest.mark.parametrize(
+    ("script", "state", "stale"),
+    [
+        pytest.param(_none, SessionState.NO_CONTAINERS, (), id="no-containers"),
+        pytest.param(_renamed, SessionState.NO_CONTAINERS, (), id="registered-under-another-name"),
+        pytest.param(_one_stale, SessionState.PARTIAL, ("sidecar",), id="partial"),
+        pytest.param(_no_bpf, SessionState.UNPROTECTED, (), id="unprotected"),
+    ],
+)
+def test_a_held_set_is_not_applied_until_the_containers_enforce_it(
+    agents: Agents,
+    pool: SessionPool,
+    caplog: pytest.LogCaptureFixture,
+    script: Callable[[FakeAgent], None],
+    state: SessionState,
+    stale: tuple[str, ...],
+) -> None:
+    """The agent accepts the set, yet the session never reports it applied; the set is not pushed again for it."""
+    caplog.set_level(logging.INFO, logger="adapter.sessions")
+    agent = agents.start("a")
+    script(agent)
+    pool.desire(SANDBOX, agents.address("a"), _request(2))
+    eventually(in_state(pool, state))
+    eventually(lambda: agent.checks >= 3)
+    assert status(pool).state is state
+    assert status(pool).stale_containers == stale
+    assert agent.applied == [2]  # the agent holds the pod's generation: pushing again would change nothing
+    states = [record.state for record in caplog.records if getattr(record, "event", None) == "state"]
+    assert SessionState.APPLIED.value not in states
+    assert metric(pool, "kadapter_sessions", state=state.value) == 1
+    assert metric(pool, "kadapter_sessions", state="applied") == 0
+    assert metric(pool, "kadapter_unprotected_sandboxes") == int(state is SessionState.UNPROTECTED)
+
+
+def test_containers_catching_up_make_the_session_applied(
+    agents: Agents, pool: SessionPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Partial, its stale container named in a warning, until every container enforces the set: then applied."""
+    caplog.set_level(logging.INFO, logger="adapter.sessions")
+    agent = agents.start("a")
+    _one_stale(agent)
+    pool.desire(SANDBOX, agents.address("a"), _request(2))
+    eventually(in_state(pool, SessionState.PARTIAL))
+    with agent.lock:
+        agent.containers = [container_status(POD, "app", 2), container_status(POD, "sidecar", 2)]
+    eventually(in_state(pool, SessionState.APPLIED))
+    assert (status(pool).containers, status(pool).stale_containers) == (("app", "sidecar"), ())
+    changes = [record for record in caplog.records if getattr(record, "event", None) == "state"]
+    partial, applied = [record for record in changes if record.state in ("partial", "applied")]
+    assert (partial.levelno, partial.stale_containers, partial.containers) == (
+        logging.WARNING,
+        ["sidecar"],
+        ["app", "sidecar"],
+    )
+    assert (applied.levelno, applied.previous, applied.stale_containers) == (logging.INFO, "partial", [])
+
+
+def test_an_unprotected_sandbox_raises_one_alarm_and_counts_until_dropped(
+    agents: Agents, pool: SessionPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No bpf LSM in the guest: one error record (not one per check), the gauge at 1, back to 0 once dropped."""
+    caplog.set_level(logging.INFO, logger="adapter.sessions")
+    agent = agents.start("a")
+    _no_bpf(agent)
+    pool.desire(SANDBOX, agents.address("a"), _request(1))
+    eventually(lambda: agent.checks >= 4)
+    alarms = [record for record in caplog.records if getattr(record, "event", None) == "unprotected"]
+    assert [(record.levelno, record.sandbox) for record in alarms] == [(logging.ERROR, SANDBOX)]
+    assert "UNPROTECTED" in alarms[0].getMessage()
+    assert status(pool).guest == Guest(bpf_lsm_active=False, fail_closed=False, kernel_release="", unregistered=())
+    assert metric(pool, "kadapter_unprotected_sandboxes") == 1
+    pool.drop(SANDBOX)
+    assert metric(pool, "kadapter_unprotected_sandboxes") == 0
+    assert metric(pool, "kadapter_sessions", state="unprotected") == 0
+
+
+def _unregistered(pid_ns: int, executable: str) -> agent_pb2.UnregisteredContainer:
+    """Build an unregistered container as an agent reports it."""
+    return agent_pb2.UnregisteredContainer(pid_ns=pid_ns, mnt_ns=pid_ns + 1, executable=executable, execs=2)
+
+
+def test_unregistered_containers_are_reported_per_sandbox_and_summed(
+    agents: Agents, pool: SessionPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each sandbox's unregistered containers and mode are in its status, logged once each, summed in the gauge."""
+    caplog.set_level(logging.INFO, logger="adapter.sessions")
+    closed, open_ = agents.start("closed"), agents.start("open")
+    closed.fail_closed = True
+    closed.unregistered = [_unregistered(10, "/bin/sh"), _unregistered(20, "/app/server")]
+    open_.unregistered = [_unregistered(30, "/bin/sh")]
+    pool.desire(SandboxId("sb-closed"), agents.address("closed"), _request(1))
+    pool.desire(SandboxId("sb-open"), agents.address("open"), _request(1, pod=agent_pb2.PodRef(name="web", uid="u-2")))
+    eventually(lambda: closed.checks >= 3 and open_.checks >= 3)
+    guest = status(pool, SandboxId("sb-closed")).guest
+    assert guest is not None and guest.fail_closed
+    assert guest.unregistered == (
+        Unregistered(10, 11, "/bin/sh", 2, False),
+        Unregistered(20, 21, "/app/server", 2, False),
+    )
+    assert status(pool, SandboxId("sb-closed")).state is SessionState.APPLIED  # the pod's own containers enforce it
+    assert metric(pool, "kadapter_unregistered_containers") == 3
+    logged = [record for record in caplog.records if getattr(record, "event", None) == "unregistered"]
+    assert sorted((record.sandbox, record.fail_closed, len(record.unregistered)) for record in logged) == [
+        ("sb-closed", True, 2),
+        ("sb-open", False, 1),
+    ]
+    with open_.lock:
+        open_.unregistered = [*open_.unregistered, _unregistered(40, "/usr/bin/curl")]
+    eventually(lambda: metric(pool, "kadapter_unregistered_containers") == 4)
+    newest = [record for record in caplog.records if getattr(record, "event", None) == "unregistered"][-1]
+    assert [item["executable"] for item in newest.unregistered] == ["/usr/bin/curl"]  # only what is new
+    pool.drop(SandboxId("sb-closed"))
+    assert metric(pool, "kadapter_unregistered_containers") == 2
