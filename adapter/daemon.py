@@ -38,10 +38,19 @@ from adapter.fanout import Fanout
 from adapter.kubearmor_logs import ACTION_NAMES, joined_labels
 from adapter.manager import DesiredPod, Manager, PodUid, kata_handlers
 from adapter.metrics import Metrics
-from adapter.node_status import LOCATING_AGENT, NO_SANDBOX, WAITING_FOR_SYNC, NodeReport, PodReport
+from adapter.node_status import (
+    LOCATING_AGENT,
+    NO_SANDBOX,
+    WAITING_FOR_SYNC,
+    GuestReport,
+    NodeReport,
+    PodReport,
+    UnregisteredReport,
+    attention,
+)
 from adapter.pods import Posture
 from adapter.sandbox_index import IndexSettings, Placement, Placements, SandboxIndex
-from adapter.sessions import SessionPool, SessionSettings, SessionStatus
+from adapter.sessions import Guest, SessionPool, SessionSettings, SessionStatus
 from adapter.watcher import Watcher, WatchSettings
 from kadapter_api import agent_pb2
 
@@ -138,12 +147,14 @@ class Daemon:
         """Describe every Kata pod of the node and every refused object, for /status."""
         view = self._view
         sessions = {status.sandbox: status for status in self._pool.snapshot()}
-        pods = sorted(view.desired.values(), key=lambda desired: (desired.pod.namespace, desired.pod.name))
+        desired = sorted(view.desired.values(), key=lambda item: (item.pod.namespace, item.pod.name))
+        pods = [self._pod_report(item, view, sessions) for item in desired]
         return NodeReport(
             node=self.settings.node_name,
             synced=self._synced.is_set(),
             sandboxes_error=self._index.problem,
-            pods=[self._pod_report(desired, view, sessions) for desired in pods],
+            pods=pods,
+            attention=attention(pods),
             refused=[{"object": str(ref), "error": str(error)} for ref, error in sorted(view.refused.items(), key=str)],
         )
 
@@ -172,6 +183,9 @@ class Daemon:
             applied_generation=None if session is None else session.applied_generation,
             policies=[item.policy.name for item in desired.policies],
             applied_policies=[] if session is None else list(session.policies),
+            containers=[] if session is None else list(session.containers),
+            stale_containers=[] if session is None else list(session.stale_containers),
+            guest=None if session is None or session.guest is None else _guest_report(session.guest),
             last_error=error,
         )
 
@@ -303,6 +317,25 @@ class Daemon:
         """Count an agent's alert and hand it to every subscriber (called from the alert streams' threads)."""
         self.metrics.count_alert(operation=alert.operation, action=ACTION_NAMES.get(alert.action, ""))
         self.alerts.publish(alert)
+
+
+def _guest_report(guest: Guest) -> GuestReport:
+    """Describe what a sandbox's agent last said of its VM, as /status shows it."""
+    return GuestReport(
+        bpf_lsm_active=guest.bpf_lsm_active,
+        fail_closed=guest.fail_closed,
+        kernel_release=guest.kernel_release,
+        unregistered=[
+            UnregisteredReport(
+                pid_ns=item.pid_ns,
+                mnt_ns=item.mnt_ns,
+                executable=item.executable,
+                execs=item.execs,
+                refused=item.refused,
+            )
+            for item in guest.unregistered
+        ],
+    )
 
 
 class _LiveLabels(Mapping[str, str]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -21,12 +22,12 @@ import pytest
 
 from adapter.daemon import Daemon, DaemonSettings
 from adapter.metrics import Metrics
-from adapter.node_status import LOCATING_AGENT, NO_SANDBOX, PodReport
+from adapter.node_status import LOCATING_AGENT, NO_SANDBOX, PodReport, render
 from adapter.sandbox_index import IndexSettings
 from adapter.sessions import SessionSettings
 from adapter.watcher import WatchSettings
 from kadapter_api import agent_pb2, agent_pb2_grpc
-from tests.adapter.fakes import FakeAgent, KataNode
+from tests.adapter.fakes import FakeAgent, KataNode, container_status
 from tests.adapter.objects import NODE, csp, ksp, namespace, pod, runtime_class
 
 Body = dict[str, Any]
@@ -298,8 +299,12 @@ def test_status_reports_each_kata_pod_and_refused_policies(node: KataNode, start
         applied_generation=generation,
         policies=["block-apt"],
         applied_policies=["block-apt"],
+        containers=["app"],
+        stale_containers=[],
+        guest={"bpf_lsm_active": True, "fail_closed": False, "kernel_release": "", "unregistered": []},
         last_error=None,
     )
+    assert report["attention"] == []
     ((refused),) = report["refused"]
     assert refused["object"] == "KubeArmorPolicy web/relative"
     assert refused["error"].startswith("KubeArmorPolicy web/relative: spec.process.matchPaths[0].path: ")
@@ -398,3 +403,72 @@ def test_an_api_connection_dropped_mid_watch_misses_no_update(node: KataNode, st
     node.api.drop_connections()
     node.api.create(ksp("block-apt"))
     eventually(holds(agent, kata, ["block-apt"]))
+
+
+def test_status_shows_only_what_the_agents_confirm(node: KataNode, start: Callable[..., Daemon]) -> None:
+    """Applied, partial, no containers, UNPROTECTED: each pod as its agent's status shows it, everywhere.
+
+    /status, its attention list, the metrics and the table agree; a sandbox's unregistered containers and its
+    fail-closed mode are shown beside its pod.
+    """
+    stored = {name: node.api.create(pod(name)) for name in ("api", "cache", "db", "nginx")}
+    node.api.create(ksp("block-apt"))
+    agents = {name: node.boot(body, f"sb-{name}") for name, body in stored.items()}
+    agents["api"].containers = []  # e.g. registered under another pod's name
+    agents["db"].bpf_lsm_active = False  # e.g. a pod annotation replaced the guest's lsm= list
+    agents["nginx"].fail_closed = True
+    stray = agent_pb2.UnregisteredContainer(pid_ns=11, mnt_ns=12, executable="/bin/sh", execs=3, refused=True)
+    agents["nginx"].unregistered = [stray]
+    daemon = start()
+    cache, uid = agents["cache"], stored["cache"]["metadata"]["uid"]
+    eventually(holds(cache, stored["cache"], ["block-apt"]))
+    with cache.lock:
+        held = cache.pods[uid]
+        cache.containers = [
+            container_status(held.pod, "nginx", held.generation),
+            container_status(held.pod, "sidecar", held.generation - 1),
+        ]
+    expected = {"api": "no-containers", "cache": "partial", "db": "unprotected", "nginx": "applied"}
+    eventually(lambda: {item["name"]: item["state"] for item in daemon.report()["pods"]} == expected)
+
+    report = json.loads(json.dumps(daemon.report()))  # as GET /status serves it
+    assert [(item["problem"], item["pod"], item["sandbox"]) for item in report["attention"]] == [
+        ("unprotected", "web/db", "sb-db"),
+        ("no-containers", "web/api", "sb-api"),
+        ("partial", "web/cache", "sb-cache"),
+        ("unregistered", "web/nginx", "sb-nginx"),
+    ]
+    pods = {item["name"]: item for item in report["pods"]}
+    assert (pods["cache"]["containers"], pods["cache"]["stale_containers"]) == (["nginx", "sidecar"], ["sidecar"])
+    assert pods["api"]["containers"] == []
+    assert pods["db"]["guest"]["bpf_lsm_active"] is False
+    assert pods["nginx"]["guest"] == {
+        "bpf_lsm_active": True,
+        "fail_closed": True,
+        "kernel_release": "",
+        "unregistered": [{"pid_ns": 11, "mnt_ns": 12, "executable": "/bin/sh", "execs": 3, "refused": True}],
+    }
+
+    samples = daemon.metrics.registry
+    for state in ("applied", "no-containers", "partial", "unprotected"):
+        assert samples.get_sample_value("kadapter_sessions", {"state": state}) == 1
+    assert samples.get_sample_value("kadapter_unprotected_sandboxes") == 1
+    assert samples.get_sample_value("kadapter_unregistered_containers") == 1
+
+    table = render(report).splitlines()
+    rows = {line.split()[0]: line.split() for line in table[3:7]}
+    assert {pod: row[3] for pod, row in rows.items()} == {
+        "web/api": "no-containers",
+        "web/cache": "partial",
+        "web/db": "UNPROTECTED",
+        "web/nginx": "applied",
+    }
+    attention = table[table.index("needs attention:") + 1 :]
+    assert [line.split()[:2] for line in attention] == [
+        ["UNPROTECTED", "web/db"],
+        ["no-containers", "web/api"],
+        ["partial", "web/cache"],
+        ["unregistered", "web/nginx"],
+    ]
+    assert "sidecar" in attention[2]
+    assert attention[3].endswith("1 container(s) the agent never registered, their execs are refused (fail-closed)")
