@@ -51,3 +51,40 @@ def test_adapter_reaches_an_agent_over_vsock(guest: TestGuest) -> None:
     )
     assert status.returncode == 0, status
     assert json.loads(status.stdout)["bpf_lsm_active"] is True
+
+
+DISCOVER_OVER_VSOCK = """\
+import json, sys
+from pathlib import Path
+from adapter.discovery import agent_address, list_sandboxes
+from adapter.exporter import AgentClient
+from tests.adapter.fakes import FakeShim
+
+roots = (Path("/run/kd-shims/vc/sbs"), Path("/run/kd-shims/kata"))  # the Go runtime's and runtime-rs's layouts
+shims = []
+for root, sandbox in zip(roots, ("sb-go", "sb-rs")):
+    (root / sandbox).mkdir(parents=True, exist_ok=True)
+    shims.append(FakeShim(root / sandbox / "shim-monitor.sock", "vsock://1:1024"))
+found = {}
+for sandbox, monitor in sorted(list_sandboxes(roots).items()):
+    address = agent_address(monitor, port=int(sys.argv[1]))
+    with AgentClient(address, retry_for=30) as client:
+        found[sandbox] = [str(address), client.status().bpf_lsm_active]
+print(json.dumps(found))
+"""
+
+
+def test_the_agent_is_found_through_shim_monitors_and_reached_over_vsock(guest: TestGuest) -> None:
+    """Both runtimes' shim monitor paths answer vsock://CID:1024; Kadapter's port swapped in reaches the agent."""
+    python = str(guest.repo / ".venv/bin/python")
+    relay = (
+        "from pathlib import Path; from guest_agent.relay import VsockRelay; "
+        "VsockRelay(port=10242, target=Path('/run/kadapter/grpc.sock'), allowed_cids=[1]).serve_forever()"
+    )
+    started = guest.run(["sh", "-c", f'cd {guest.repo} && {python} -c "{relay}" </dev/null >/run/relay2.log 2>&1 &'])
+    assert started.returncode == 0, started
+    found = guest.run(
+        ["sh", "-c", f"sleep 5; cd {guest.repo} && {python} - 10242"], stdin=DISCOVER_OVER_VSOCK, timeout=240
+    )
+    assert found.returncode == 0, found
+    assert json.loads(found.stdout) == {"sb-go": ["vsock://1:10242", True], "sb-rs": ["vsock://1:10242", True]}
