@@ -316,10 +316,13 @@ def _run(args: argparse.Namespace) -> int:
         with _kubearmor_feed(args, labels) as feed:  # listening before any agent is told anything
             for pod_plan, reply in local.export(plans, rpc_timeout=args.rpc_timeout):
                 names = ", ".join(item.policy.name for item in pod_plan.policies) or "no policy"
-                print(
-                    f"{pod_plan.pod.ref}: {names} -> {pod_plan.agent} "
-                    f"(generation {reply.generation}, {reply.containers_enforced} running container(s))"
+                enforced = (
+                    f"enforced in {reply.containers_enforced} running container(s)"
+                    if reply.containers_enforced
+                    else "held, but enforced nowhere yet: the agent knows no running container of this pod "
+                    "(none started, or they registered under another pod name)"
                 )
+                print(f"{pod_plan.pod.ref}: {names} -> {pod_plan.agent} (generation {reply.generation}, {enforced})")
             if args.follow or feed is not None:
                 _follow(sorted({plan.agent for plan in plans}, key=str), show=args.follow, feed=feed)
         return 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
 
 from adapter.cli import main
+from kadapter_api import agent_pb2, agent_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "images" / "testguest" / "manifests"
@@ -74,3 +77,34 @@ def test_unknown_namespace_posture_is_refused(tmp_path: Path, capsys: pytest.Cap
     code = main(["local", "--policies", str(REPO / "policies"), "--manifests", str(manifests), "--agent", UNREACHABLE])
     error = capsys.readouterr().err
     assert code == 2 and "namespace.yaml" in error and "kubearmor-file-posture" in error and "'strict'" in error
+
+
+class _AppliesToNothing(agent_pb2_grpc.GuestAgentServicer):
+    """An agent that holds the set but knows no container of the pod."""
+
+    def ApplyPolicies(  # noqa: N802 (generated name)
+        self, request: agent_pb2.ApplyPoliciesRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.ApplyPoliciesResponse:
+        """Accept the set; no container holds it."""
+        return agent_pb2.ApplyPoliciesResponse(generation=request.generation, containers_enforced=0)
+
+
+def test_local_says_when_a_set_is_enforced_in_no_container(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A pod the agent knows no container of is not reported as enforced, and the likely reasons are given."""
+    socket_path = tmp_path / "agent.sock"
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    agent_pb2_grpc.add_GuestAgentServicer_to_server(_AppliesToNothing(), server)
+    server.add_insecure_port(f"unix:{socket_path}")
+    server.start()
+    try:
+        code = main(
+            ["local", "--policies", str(REPO / "policies"), "--manifests", str(MANIFESTS),
+             "--agent", f"unix://{socket_path}"]
+        )  # fmt: skip
+    finally:
+        server.stop(None)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "default/nginx-1: ksp-nginx-block-apt" in out
+    assert "enforced nowhere yet: the agent knows no running container of this pod" in out
+    assert "enforced in" not in out
