@@ -36,15 +36,22 @@ def test_relay_refuses_peers_other_than_the_host(guest: TestGuest) -> None:
     assert f"vsock connection from CID {LOOPBACK_CID}" in log and "refused" in log
 
 
-def test_adapter_reaches_an_agent_over_vsock(guest: TestGuest) -> None:
-    """`kadapter status --agent vsock://CID:PORT` gets the agent's answer through both relays."""
+def start_loopback_relay(guest: TestGuest, port: int) -> str:
+    """Start a second vsock relay to the agent that admits vsock_loopback's CID; return the guest's python."""
     python = str(guest.repo / ".venv/bin/python")
     relay = (
         "from pathlib import Path; from guest_agent.relay import VsockRelay; "
-        "VsockRelay(port=10241, target=Path('/run/kadapter/grpc.sock'), allowed_cids=[1]).serve_forever()"
+        f"VsockRelay(port={port}, target=Path('/run/kadapter/grpc.sock'), allowed_cids=[1]).serve_forever()"
     )
-    started = guest.run(["sh", "-c", f'cd {guest.repo} && {python} -c "{relay}" </dev/null >/run/relay.log 2>&1 &'])
+    command = f'cd {guest.repo} && {python} -c "{relay}" </dev/null >/run/relay-{port}.log 2>&1 &'
+    started = guest.run(["sh", "-c", command])
     assert started.returncode == 0, started
+    return python
+
+
+def test_adapter_reaches_an_agent_over_vsock(guest: TestGuest) -> None:
+    """`kadapter status --agent vsock://CID:PORT` gets the agent's answer through both relays."""
+    python = start_loopback_relay(guest, 10241)
     status = guest.run(
         ["sh", "-c", f"sleep 8; cd {guest.repo} && {python} -m adapter.cli status --agent vsock://1:10241"],
         timeout=180,
@@ -76,13 +83,7 @@ print(json.dumps(found))
 
 def test_the_agent_is_found_through_shim_monitors_and_reached_over_vsock(guest: TestGuest) -> None:
     """Both runtimes' shim monitor paths answer vsock://CID:1024; Kadapter's port swapped in reaches the agent."""
-    python = str(guest.repo / ".venv/bin/python")
-    relay = (
-        "from pathlib import Path; from guest_agent.relay import VsockRelay; "
-        "VsockRelay(port=10242, target=Path('/run/kadapter/grpc.sock'), allowed_cids=[1]).serve_forever()"
-    )
-    started = guest.run(["sh", "-c", f'cd {guest.repo} && {python} -c "{relay}" </dev/null >/run/relay2.log 2>&1 &'])
-    assert started.returncode == 0, started
+    python = start_loopback_relay(guest, 10242)
     found = guest.run(
         ["sh", "-c", f"sleep 5; cd {guest.repo} && {python} - 10242"], stdin=DISCOVER_OVER_VSOCK, timeout=240
     )
