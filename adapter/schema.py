@@ -20,12 +20,12 @@ checks that every pattern has one).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from adapter.errors import InputError
 from adapter.yaml_reader import Field, type_name
@@ -35,6 +35,10 @@ Schema = Mapping[str, Any]
 _PYTHON_TYPES = {"boolean": bool, "integer": int, "number": float, "string": str, "array": list, "object": dict}
 # An enum longer than this (such as the system call names) is summarised rather than listed.
 _LISTED_CHOICES = 12
+# A longer string is refused without trying the field's pattern. Python's re backtracks, and
+# '^\/+.*[^\/]$' takes quadratic time on a run of '/': minutes for the megabyte the API server
+# (whose Go regexp is linear) accepts in syscalls.matchPaths[].path. A path fits in 255 bytes anyway.
+PATTERN_MAX_LENGTH = 4096
 
 
 @functools.cache
@@ -62,10 +66,24 @@ def validate(doc: Field, kind: str) -> None:
         raise min(errors, key=lambda error: error.line or 0)
 
 
+def _bounded_pattern(
+    validator: Draft202012Validator, pattern: str, instance: object, schema: Schema
+) -> Iterator[ValidationError]:
+    """Check a pattern as the validator does, once the string is short enough to match in reasonable time."""
+    if isinstance(instance, str) and len(instance) > PATTERN_MAX_LENGTH:
+        reason = f"expected at most {PATTERN_MAX_LENGTH} characters (Kadapter's bound where the schema has a pattern)"
+        yield ValidationError(f"{reason}, got {len(instance)}")
+    else:
+        yield from Draft202012Validator.VALIDATORS["pattern"](validator, pattern, instance, schema)
+
+
+_BoundedValidator = validators.extend(Draft202012Validator, {"pattern": _bounded_pattern})
+
+
 @functools.cache
 def _validator(kind: str) -> Draft202012Validator:
     """Build the validator for a policy kind, with unknown fields refused."""
-    return Draft202012Validator(_closed(policy_schema(kind)))
+    return _BoundedValidator(_closed(policy_schema(kind)))
 
 
 def _closed(schema: Schema) -> dict[str, Any]:
@@ -115,7 +133,7 @@ def _input_error(doc: Field, error: ValidationError) -> InputError:
             found = field.expected(_type_name(schema))
         case "enum":
             found = field.error(f"expected one of {_choices(error.validator_value)}, got {value!r}")
-        case "pattern":
+        case "pattern" if len(value) <= PATTERN_MAX_LENGTH:
             found = field.error(f"expected {schema['description']}, got {value!r}")
         case "maxLength":
             found = field.error(f"expected at most {schema['maxLength']} characters, got {len(value)}")
@@ -134,7 +152,7 @@ def _field_at(doc: Field, path: Iterable[str | int]) -> Field:
     """Step from a document to the field at a path of keys and list indices."""
     field = doc
     for step in path:
-        field = field.child(step) if isinstance(step, str) else field.items()[step]
+        field = field.child(step) if isinstance(step, str) else field.item(step)
     return field
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from yaml.reader import ReaderError
 
 from adapter.errors import InputError
 
@@ -150,6 +151,10 @@ class Field:
         """Read an integer (a boolean is not one here)."""
         return self.of_type(int)
 
+    def item(self, index: int) -> Field:
+        """Step into one item of a list known to have it, without reading the others."""
+        return Field(self.doc, (*self.path, index), self.value[index])
+
     def items(self) -> list[Field]:
         """Read a list."""
         if not isinstance(self.value, list):
@@ -191,10 +196,35 @@ class Field:
 
 # libyaml's parser when PyYAML has it (its wheels do): the same nodes and marks, several times faster.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# A stream beyond these is refused before it is composed. libyaml's composer recurses in C without a
+# limit (some 30,000 '[' crash the interpreter), and a few lines of aliases can stand for a billion
+# values (the "billion laughs") that the schema validator would spend hours printing. No policy or
+# manifest comes near either: a Pod nests about ten levels deep, and aliases repeat a few values.
+MAX_DEPTH = 100
+MAX_ALIASED_NODES = 10_000
 
 
 def read_documents(text: str, *, source: str) -> list[Field]:
-    """Parse a YAML stream into its non-empty documents, refusing syntax errors and duplicate keys."""
+    """Parse a YAML stream into its non-empty documents, refusing syntax errors, duplicate keys and bombs."""
+    try:
+        _refuse_bombs(text, source)
+        found = _construct(text)
+    except yaml.YAMLError as exc:
+        raise _syntax_error(exc, source, text) from exc
+    except UnicodeEncodeError as exc:  # a lone surrogate, which a str may hold and UTF-8 cannot
+        line = text.count("\n", 0, exc.start) + 1
+        raise InputError(file=source, field="", reason=f"not UTF-8 text ({exc.reason})", line=line) from exc
+    several = len(found) > 1
+    documents = []
+    for index, node, value in found:
+        doc = Document(source, index if several else None, node)
+        _refuse_duplicate_keys(doc)
+        documents.append(Field(doc, (), value))
+    return documents
+
+
+def _construct(text: str) -> list[tuple[int, yaml.Node, object]]:
+    """Compose and construct each document of a stream; keep the non-empty ones, with their index."""
     loader = _LOADER(text)
     found: list[tuple[int, yaml.Node, object]] = []
     try:
@@ -205,21 +235,51 @@ def read_documents(text: str, *, source: str) -> list[Field]:
             if value is not None:
                 found.append((index, node, value))
             index += 1
-    except yaml.YAMLError as exc:
-        raise _syntax_error(exc, source) from exc
     finally:
         loader.dispose()
-    several = len(found) > 1
-    documents = []
-    for index, node, value in found:
-        doc = Document(source, index if several else None, node)
-        _refuse_duplicate_keys(doc)
-        documents.append(Field(doc, (), value))
-    return documents
+    return found
 
 
-def _syntax_error(exc: yaml.YAMLError, source: str) -> InputError:
+def _refuse_bombs(text: str, source: str) -> None:
+    """Refuse, from the parser's events, nesting deeper than MAX_DEPTH and aliases past MAX_ALIASED_NODES."""
+    open_collections: list[tuple[str | None, int]] = []  # anchor, and nodes counted up to the collection
+    sizes: dict[str, int] = {}  # anchor -> nodes its value stands for, aliases expanded
+    nodes = repeated = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        problem = ""
+        if isinstance(event, yaml.DocumentStartEvent):
+            sizes.clear()  # anchors belong to their document
+            repeated = 0
+        elif isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for anchor, _ in open_collections):
+                problem = f"alias *{event.anchor} is inside the value it names, which would then be infinite"
+            size = sizes.get(event.anchor, 1)  # an unknown anchor is the composer's to refuse
+            nodes, repeated = nodes + size, repeated + size
+            if repeated > MAX_ALIASED_NODES:
+                problem = f"aliases repeat more than {MAX_ALIASED_NODES} values (a few can stand for billions)"
+        elif isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+            nodes += 1
+            if isinstance(event, yaml.CollectionStartEvent):
+                open_collections.append((event.anchor, nodes))
+            elif event.anchor:
+                sizes[event.anchor] = 1
+            if len(open_collections) > MAX_DEPTH:
+                problem = f"more than {MAX_DEPTH} levels of nesting (deeper nesting can crash the YAML parser)"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, start = open_collections.pop()
+            if anchor:
+                sizes[anchor] = nodes - start + 1
+        if problem:
+            raise InputError(file=source, field="", reason=problem, line=event.start_mark.line + 1)
+
+
+def _syntax_error(exc: yaml.YAMLError, source: str, text: str) -> InputError:
     """Turn a PyYAML error into an InputError that names the line."""
+    if isinstance(exc, ReaderError):  # no mark; its offset counts bytes in libyaml, characters in PyYAML
+        index = text.find(chr(exc.character))  # the first character the reader does not accept
+        line, column = text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index)
+        reason = f"invalid YAML at line {line}, column {column}: character U+{exc.character:04X} ({exc.reason})"
+        return InputError(file=source, field="", reason=reason)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

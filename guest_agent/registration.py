@@ -54,10 +54,13 @@ class Registration:
 
 def send(registration: Registration, socket_path: str = DEFAULT_SOCKET) -> None:
     """Deliver a registration and wait until the agent has acted on it."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(TIMEOUT_SECONDS)
-        conn.connect(socket_path)
-        conn.sendall(registration.encode())
-        reply = json.loads(conn.makefile("rb").readline() or b"{}")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(TIMEOUT_SECONDS)
+            conn.connect(socket_path)
+            conn.sendall(registration.encode())
+            reply = json.loads(conn.makefile("rb").readline() or b"{}")
+    except OSError as error:  # a bare "No such file or directory" or "timed out" would not say what failed
+        raise OSError(f"agent at {socket_path}: {error.strerror or error}") from error
     if not reply.get("ok"):
         raise RuntimeError(f"agent refused {registration.operation}: {reply.get('error', 'no reply')}")

@@ -5,18 +5,22 @@ The host reaches it through the vsock relay (guest_agent/relay.py); a TCP
 port is opened only when asked for, as the test guest does. What one peer
 may ask for is bounded: the size of a message, and how many alert streams
 it holds open (each holds a worker thread; the others keep enough for
-ApplyPolicies and GetStatus to be answered).
+ApplyPolicies and GetStatus to be answered). Bad input, bytes that are no
+message included, is refused as such, with a reason short enough to arrive.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from guest_agent.agent import Agent, StaleGenerationError
 from guest_agent.alerts import AlertHub
@@ -26,6 +30,9 @@ from kadapter_api import agent_pb2, agent_pb2_grpc
 MAX_STREAMS = 16  # alert streams open at once
 MAX_MESSAGE_BYTES = 64 << 20  # a request's size; 40,000 rules take about 4 MiB
 SPARE_WORKERS = 4  # threads no stream may take: for ApplyPolicies and GetStatus
+# Characters of a refusal's reason. It travels percent-encoded in a trailer, and a peer drops trailers past
+# 8 KiB, the reason with them ("metadata size exceeds soft limit"); 512 characters stay below even as emoji.
+MAX_REASON = 512
 
 
 class GuestAgentService(agent_pb2_grpc.GuestAgentServicer):
@@ -44,11 +51,11 @@ class GuestAgentService(agent_pb2_grpc.GuestAgentServicer):
         try:
             return self._agent.apply(request)
         except InvalidPolicyError as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except StaleGenerationError as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+            _refuse(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:  # a map update failed; the previous rules stay in force
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"kernel maps: {error}")
+            _refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"kernel maps: {error}")
 
     def GetStatus(  # noqa: N802 (generated name)
         self, request: agent_pb2.GetStatusRequest, context: grpc.ServicerContext
@@ -65,12 +72,59 @@ class GuestAgentService(agent_pb2_grpc.GuestAgentServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {self.max_streams} alert streams at once; close one first"
             )
         try:
-            context.send_initial_metadata(())  # the stream is open: the host need not wait for the first alert
             stopped = threading.Event()
-            context.add_callback(stopped.set)
-            yield from self._alerts.subscribe(stopped)
+            if context.add_callback(stopped.set):  # False once the host has hung up: no callback would ever come
+                context.send_initial_metadata(())  # the stream is open: the host need not wait for the first alert
+                yield from self._alerts.subscribe(stopped)
         finally:
             self._streams.release()
+
+
+def _refuse(context: grpc.ServicerContext, code: grpc.StatusCode, reason: str) -> NoReturn:
+    """End the call with a code and its reason, cut to MAX_REASON characters (a long path may be quoted in it)."""
+    context.abort(code, reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "...")
+
+
+@dataclass(frozen=True)
+class _Unparsable:
+    """Why a request's bytes are not its method's message, passed on in the request's place."""
+
+    reason: str
+
+
+class _RefuseUnparsable(grpc.ServerInterceptor):
+    """Answer a request that is not its method's message with INVALID_ARGUMENT, as any other bad input.
+
+    gRPC's own answer, INTERNAL ("Exception deserializing request!"), reads as a fault of the agent's.
+    """
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        """Wrap a unary-request method: parse leniently, then refuse what did not parse before the method runs."""
+        handler = continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+        behavior = handler.unary_stream if handler.response_streaming else handler.unary_unary
+
+        def lenient(data: bytes) -> object:
+            try:
+                return parse(data)
+            except DecodeError as error:
+                return _Unparsable(str(error))
+
+        def guarded(request: object, context: grpc.ServicerContext) -> object:
+            if isinstance(request, _Unparsable):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid message ({request.reason})")
+            return behavior(request, context)
+
+        wrap = (
+            grpc.unary_stream_rpc_method_handler if handler.response_streaming else grpc.unary_unary_rpc_method_handler
+        )
+        return wrap(guarded, request_deserializer=lenient, response_serializer=handler.response_serializer)
 
 
 def serve(
@@ -87,6 +141,7 @@ def serve(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=service.max_streams + SPARE_WORKERS),
         options=[("grpc.max_receive_message_length", max_message_bytes)],
+        interceptors=[_RefuseUnparsable()],
     )
     agent_pb2_grpc.add_GuestAgentServicer_to_server(service, server)
     unix_socket.parent.mkdir(parents=True, exist_ok=True)

@@ -1443,6 +1443,39 @@ def test_python_tags_are_refused_as_invalid_yaml() -> None:
     assert "invalid YAML at line 1" in rejection("!!python/object/apply:os.system ['true']\n").reason
 
 
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{below}'] * 9)}]\n" for below, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        pytest.param("[" * 50_000, 1, "more than 100 levels of nesting", id="deep-nesting-crashed-libyaml"),
+        pytest.param("a:\n" + "  - " * 101 + "x\n", 2, "more than 100 levels of nesting", id="deep-block-nesting"),
+        pytest.param(LAUGHS + "kind: *i\n", 5, "aliases repeat more than 10000 values", id="billion-laughs"),
+        pytest.param("kind: &a [*a]\n", 1, "alias *a is inside the value it names", id="self-alias"),
+        pytest.param("kind: x\nname: \ud800\n", 2, "not UTF-8 text", id="lone-surrogate"),
+    ],
+)
+def test_yaml_that_would_crash_or_stall_the_reader_is_refused_at_its_line(text: str, line: int, fragment: str) -> None:
+    """Nesting that crashed libyaml, alias bombs, self-aliases and lone surrogates are refused, naming the line."""
+    error = rejection(text)
+    assert (error.field, error.line) == ("", line)
+    assert fragment in error.reason
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    """A hundred levels are no reason to refuse a document: it is refused for what it is."""
+    assert rejection("[" * 100 + "]" * 100).reason.startswith("expected a mapping")
+
+
+def test_a_character_yaml_refuses_is_reported_with_its_line_and_column() -> None:
+    """A control character is refused at its line and column (the reader's own error names neither)."""
+    error = rejection("kind: KubeArmorPolicy\nname: a\x01b\n")
+    assert error.reason == "invalid YAML at line 2, column 8: character U+0001 (control characters are not allowed)"
+
+
 def test_duplicate_policy_in_one_file_is_rejected() -> None:
     """Two policies with the same kind, namespace and name in one file are refused at the second."""
     error = rejection(USE_CASE + "---\n" + USE_CASE)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
+from pathlib import Path
 
 import pytest
 
-from guest_agent.hook import HookInputError, parse_state, registration_for
+from guest_agent.hook import HookInputError, main, parse_state, registration_for
 from guest_agent.registration import Registration
 
 ANNOTATIONS = {
@@ -99,12 +102,56 @@ def test_other_hook_types_do_nothing() -> None:
         pytest.param(json.dumps({**STATE, "pid": "122"}), "'pid'", id="pid-string"),
         pytest.param(json.dumps({**STATE, "pid": True}), "'pid'", id="pid-bool"),
         pytest.param(json.dumps({**STATE, "annotations": []}), "'annotations'", id="annotations-list"),
+        pytest.param(json.dumps({**STATE, "pid": -1}), "'pid' is out of range", id="pid-negative"),
+        pytest.param(json.dumps({**STATE, "pid": 2**63}), "'pid' is out of range", id="pid-huge"),
+        pytest.param("[" * 100_000, "not JSON", id="nesting-past-the-recursion-limit"),
+        pytest.param('{"pid": ' + "9" * 5000 + "}", "not JSON", id="integer-past-the-digit-limit"),
     ],
 )
 def test_malformed_state_is_refused(text: str, reason: str) -> None:
     """A state that breaks the runtime spec is an error naming the field."""
     with pytest.raises(HookInputError, match=reason):
         parse_state(text)
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        pytest.param({"annotations": None}, "config.json field 'annotations' is not an object", id="annotations-null"),
+        pytest.param({"root": None}, "config.json field 'root' is not an object", id="root-null"),
+        pytest.param({"root": {"path": 5}}, "config.json field 'root.path' missing or not a str", id="path-number"),
+        pytest.param(
+            {"annotations": {"io.kubernetes.cri.container-name": 5}},
+            "annotation 'io.kubernetes.cri.container-name' is not a string",
+            id="annotation-number",
+        ),
+    ],
+)
+def test_malformed_config_json_is_refused_naming_the_field(config: dict[str, object], reason: str) -> None:
+    """A config.json with a field of the wrong type is an error naming it, not a crash or a mistyped registration."""
+    state = {key: value for key, value in STATE.items() if key != "annotations"}  # config.json's count then
+    with pytest.raises(HookInputError, match=re.escape(reason)):
+        registration_for("prestart", state, config)
+
+
+@pytest.mark.parametrize(
+    ("config_json", "reason"),
+    [
+        pytest.param(b"\xff", "config.json is not JSON", id="not-utf8"),
+        pytest.param(b"[]", "config.json must be a JSON object", id="array"),
+        pytest.param(b"{}", "agent at ", id="no-agent"),
+    ],
+)
+def test_hook_exits_1_with_one_line_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], config_json: bytes, reason: str
+) -> None:
+    """A bad config.json, or no agent at the socket, ends the hook with 1 and one line naming the file or socket."""
+    (tmp_path / "config.json").write_bytes(config_json)
+    monkeypatch.setenv("KADAPTER_HOOK_SOCKET", str(tmp_path / "nobody.sock"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({**STATE, "bundle": str(tmp_path)})))
+    assert main(["prestart"]) == 1
+    said = capsys.readouterr().err
+    assert said.startswith("kadapter-hook prestart: ") and reason in said and said.count("\n") == 1
 
 
 def test_prestart_without_pid_is_refused() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from guest_agent.agent import Agent
 from guest_agent.alerts import AlertHub
-from guest_agent.service import GuestAgentService, serve
+from guest_agent.service import MAX_REASON, GuestAgentService, serve
 from kadapter_api import agent_pb2, agent_pb2_grpc
 from tests.guest_agent.test_agent import RecordingEnforcer
 
@@ -97,3 +98,55 @@ def test_more_rules_than_a_table_holds_are_refused_with_the_count(agent_channel:
         stub.ApplyPolicies(nginx_request(*(f"/usr/bin/tool{number}" for number in range(11))), timeout=5)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "11 rules, more than the 10 entries" in refused.value.details()
+
+
+def test_bytes_that_are_no_request_are_refused_as_the_callers_error(agent_channel: grpc.Channel) -> None:
+    """Bytes that do not parse get INVALID_ARGUMENT naming the request (gRPC alone says INTERNAL), changing nothing."""
+    apply = agent_channel.unary_unary("/kadapter.v1.GuestAgent/ApplyPolicies")
+    with pytest.raises(grpc.RpcError) as refused:
+        apply(b"\xff\xff", timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("request: not a valid message")
+    assert not agent_pb2_grpc.GuestAgentStub(agent_channel).GetStatus(agent_pb2.GetStatusRequest(), timeout=5).pods
+
+
+def test_a_refusal_quoting_a_long_path_keeps_its_reason(agent_channel: grpc.Channel) -> None:
+    """A reason quoting a 20,000-character path is cut to fit a trailer, not lost to the peer's header limit."""
+    stub = agent_pb2_grpc.GuestAgentStub(agent_channel)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ApplyPolicies(nginx_request("x" * 20_000), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("policies[0].process_rules[0].path: 'xxx")
+    assert len(refused.value.details()) == MAX_REASON
+
+
+class HungUpContext:
+    """The context of a stream the host left before the handler got to it: callbacks are no longer taken."""
+
+    def add_callback(self, callback: object) -> bool:
+        """Refuse the callback, as gRPC does once a call is over."""
+        return False
+
+    def send_initial_metadata(self, metadata: object) -> None:
+        """Send nothing: there is no one to send it to."""
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        """Fail loudly: nothing should be refused here."""
+        raise AssertionError(f"{code}: {details}")
+
+
+def drain(stream: Iterator[agent_pb2.Alert], into: list[list[agent_pb2.Alert]]) -> None:
+    """Read a stream to its end and keep what it gave."""
+    into.append(list(stream))
+
+
+def test_a_stream_the_host_left_before_it_began_ends_and_frees_its_slot() -> None:
+    """Such a stream ends at once and gives its slot back (it used to wait for a callback that never came)."""
+    service = GuestAgentService(None, AlertHub(), max_streams=1)  # type: ignore[arg-type]
+    for _ in range(2):  # had the first kept the only slot, the second would be refused
+        drained: list[list[agent_pb2.Alert]] = []
+        stream = service.StreamAlerts(agent_pb2.StreamAlertsRequest(), HungUpContext())  # type: ignore[arg-type]
+        worker = threading.Thread(target=drain, args=(stream, drained), daemon=True)
+        worker.start()
+        worker.join(timeout=5)
+        assert drained == [[]]
