@@ -49,6 +49,11 @@ demo: build
 bench: build
 	$(PY) -m bench.overhead
 
+# The node daemon's propagation latency and footprint (bench/propagation.py): no VM, a few minutes; not a test.
+.PHONY: bench-daemon
+bench-daemon: venv proto
+	$(PY) -m bench.propagation
+
 lint: venv proto
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
