@@ -10,7 +10,7 @@ GUEST := build/testguest
 PROTOS := agent kubearmor cri
 PROTO_OUT := $(foreach p,$(PROTOS),kadapter_api/$(p)_pb2.py kadapter_api/$(p)_pb2_grpc.py)
 
-.PHONY: all deps venv proto bpf guest build demo test lint bench clean
+.PHONY: all deps venv proto bpf guest credentials build demo test lint bench clean
 .DELETE_ON_ERROR:
 
 all: build
@@ -40,7 +40,14 @@ $(GUEST)/vmlinuz: images/testguest/build.sh images/testguest/init images/testgue
 
 guest: $(GUEST)/vmlinuz
 
-build: venv proto bpf guest
+# The adapter's and the agents' credentials for the test guest, tests and demo (kadapter credentials).
+build/tls/adapter/tls.key: | $(VENV)/.installed
+	rm -rf build/tls
+	$(PY) -m adapter.cli credentials build/tls
+
+credentials: build/tls/adapter/tls.key
+
+build: venv proto bpf guest credentials
 
 demo: build
 	$(PY) -m images.testguest.demo

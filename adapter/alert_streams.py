@@ -22,6 +22,7 @@ from adapter.discovery import SandboxId
 from adapter.exporter import AgentClient
 from adapter.transport import AgentAddress
 from kadapter_api import agent_pb2
+from kadapter_api.channel_security import Identity
 
 BACKOFF: Final = 0.2  # seconds before reopening a broken stream; doubles while it keeps breaking
 BACKOFF_MAX: Final = 30.0
@@ -36,8 +37,11 @@ _log = logging.getLogger(__name__)
 class AlertStreams:
     """One alert stream per sandbox; every method may be called from any thread."""
 
-    def __init__(self, sink: Sink, *, backoff: float = BACKOFF, backoff_max: float = BACKOFF_MAX) -> None:
+    def __init__(
+        self, sink: Sink, *, identity: Identity | None, backoff: float = BACKOFF, backoff_max: float = BACKOFF_MAX
+    ) -> None:
         self._sink = sink
+        self._identity = identity
         self._backoff = (backoff, backoff_max)
         self._streams: dict[SandboxId, _Stream] = {}
         self._lock = threading.Lock()
@@ -48,7 +52,7 @@ class AlertStreams:
             current = self._streams.get(sandbox)
             if current is not None and current.address == address:
                 return
-            self._streams[sandbox] = _Stream(sandbox, address, self._sink, self._backoff)
+            self._streams[sandbox] = _Stream(sandbox, address, self._identity, self._sink, self._backoff)
         if current is not None:
             current.close()
 
@@ -71,9 +75,17 @@ class AlertStreams:
 class _Stream:
     """One agent's alert stream, kept open by a thread of its own until close()."""
 
-    def __init__(self, sandbox: SandboxId, address: AgentAddress, sink: Sink, backoff: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        sandbox: SandboxId,
+        address: AgentAddress,
+        identity: Identity | None,
+        sink: Sink,
+        backoff: tuple[float, float],
+    ) -> None:
         self.sandbox = sandbox
         self.address = address
+        self._identity = identity
         self._sink = sink
         self._backoff = backoff
         self._closed = threading.Event()
@@ -99,7 +111,9 @@ class _Stream:
             with self._lock:
                 if self._closed.is_set():
                     return
-                self._client = client = AgentClient(self.address, retry_for=0, rpc_timeout=PROBE_TIMEOUT)
+                self._client = client = AgentClient(
+                    self.address, identity=self._identity, retry_for=0, rpc_timeout=PROBE_TIMEOUT
+                )
             try:
                 # Fails at once while the agent is down, where a waiting stream would wait out gRPC's own
                 # reconnect back-off (up to two minutes) after it is back.

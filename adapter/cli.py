@@ -15,7 +15,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from google.protobuf import json_format
 from kubernetes.config import ConfigException
 
 from adapter import cri, discovery, jsonlog, local, node_status
+from adapter.credentials import VALIDITY_DAYS, write_credentials
 from adapter.cri import CriError
 from adapter.daemon import KATA_HANDLERS, Daemon, DaemonSettings
 from adapter.errors import InputError
@@ -43,9 +44,11 @@ from adapter.metrics import Endpoints, serve_metrics
 from adapter.pods import POSTURES
 from adapter.policy import load_policy_dir, load_policy_file
 from adapter.sandbox_index import IndexSettings
+from adapter.sessions import SessionSettings
 from adapter.transport import AddressError, AgentAddress, parse_agent_url
 from adapter.watcher import load_api_client
 from kadapter_api import agent_pb2
+from kadapter_api.channel_security import DEFAULT_DIRECTORY, CredentialsError, Identity
 
 DAEMON_URL = "http://127.0.0.1:9464"  # where `kadapter status` finds the node daemon: its metrics port
 METRICS_ADDRESS = "0.0.0.0:9464"
@@ -79,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         help="time each agent gets to apply its pod's set (default: %(default)s; large sets in emulated VMs need more)",
     )
     apply.add_argument("--follow", action="store_true", help="then print the agents' alerts as JSON lines")
+    _add_tls_option(apply)
     _add_kubearmor_options(apply)
 
     _add_run_command(commands)
@@ -93,12 +97,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     target.add_argument("--agent", metavar="URL", help="ask this agent what it enforces instead (printed as JSON)")
     status.add_argument("--json", action="store_true", help="print the daemon's status as JSON rather than a table")
+    _add_tls_option(status)
 
     alerts = commands.add_parser("alerts", help="print an agent's alerts")
     alerts.add_argument("--agent", required=True, metavar="URL")
     alerts.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")
+    _add_tls_option(alerts)
     _add_kubearmor_options(alerts)
+
+    credentials = commands.add_parser(
+        "credentials", help="write a new pair of credentials: DIR/adapter for the node daemon, DIR/guest for the image"
+    )
+    credentials.add_argument("directory", type=Path)
+    credentials.add_argument("--days", type=int, default=VALIDITY_DAYS, help="validity (default: %(default)s)")
     return parser
+
+
+def _add_tls_option(command: argparse.ArgumentParser) -> None:
+    """Add --tls-dir: the adapter's credentials, needed for every agent not on a local Unix socket."""
+    command.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=DEFAULT_DIRECTORY,
+        help="the adapter's key and certificate and the agents' pinned certificate (default: %(default)s)",
+    )
 
 
 def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -142,6 +164,7 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="serve /metrics, /healthz, /readyz and /status here (default: %(default)s)",
     )  # fmt: skip
     run.add_argument("--print-alerts", action="store_true", help="print every agent's alerts on stdout as JSON lines")
+    _add_tls_option(run)
     _add_kubearmor_options(run, node_name=False)
 
 
@@ -197,8 +220,20 @@ def _kubearmor_feed(args: argparse.Namespace, pod_labels: Mapping[str, str]) -> 
         yield server.feed
 
 
+def _identity(args: argparse.Namespace, addresses: Iterable[AgentAddress]) -> Identity | None:
+    """Load the adapter's credentials, unless every agent is on a local Unix socket (which needs none)."""
+    if all(address.scheme == "unix" for address in addresses):
+        return None
+    return Identity.load(args.tls_dir)
+
+
 def _follow(
-    addresses: Sequence[AgentAddress], count: int = 0, *, show: bool = True, feed: KubeArmorFeed | None = None
+    addresses: Sequence[AgentAddress],
+    count: int = 0,
+    *,
+    identity: Identity | None,
+    show: bool = True,
+    feed: KubeArmorFeed | None = None,
 ) -> None:
     """Print alerts from every given agent as they arrive, and offer them to the feed, until count (0: forever)."""
     arrived: queue.Queue[agent_pb2.Alert] = queue.Queue()
@@ -209,7 +244,7 @@ def _follow(
 
     with contextlib.ExitStack() as clients:  # closing a client ends its stream, so no pump outlives the command
         for address in addresses:
-            client = clients.enter_context(AgentClient(address))
+            client = clients.enter_context(AgentClient(address, identity=identity))
             threading.Thread(target=pump, args=(client,), daemon=True).start()
         seen = 0
         while not count or seen < count:
@@ -248,6 +283,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
         ),
         kata_handlers=tuple(args.kata_handler or KATA_HANDLERS),
         default_posture=args.default_posture,
+        sessions=SessionSettings(identity=Identity.load(args.tls_dir)),
     )
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -293,46 +329,74 @@ def _show_daemon_status(url: str, *, as_json: bool) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> None:
+    """Print each policy the files hold; the first invalid one raises InputError."""
+    for path in args.paths:
+        policies = load_policy_dir(path) if path.is_dir() else load_policy_file(path)
+        for policy in policies:
+            print(f"{policy.source}: {policy.kind.value} {policy.namespace or '-'}/{policy.name}: ok")
+
+
+def _run_local(args: argparse.Namespace) -> None:
+    """Apply policy files to the agents named on the command line; then follow their alerts if asked."""
+    agents = dict(local.parse_agent_option(value) for value in args.agent)
+    plans = local.plan(
+        policies_dir=args.policies,
+        manifests_dir=args.manifests,
+        agents=agents,
+        default_posture=args.default_posture,
+    )
+    labels = {plan.pod.ref: joined_labels(plan.pod.labels) for plan in plans}
+    addresses = sorted({plan.agent for plan in plans}, key=str)
+    identity = _identity(args, addresses)
+    with _kubearmor_feed(args, labels) as feed:  # listening before any agent is told anything
+        for pod_plan, reply in local.export(plans, identity=identity, rpc_timeout=args.rpc_timeout):
+            names = ", ".join(item.policy.name for item in pod_plan.policies) or "no policy"
+            enforced = (
+                f"enforced in {reply.containers_enforced} running container(s)"
+                if reply.containers_enforced
+                else "held, but enforced nowhere yet: the agent knows no running container of this pod "
+                "(none started, or they registered under another pod name)"
+            )
+            print(f"{pod_plan.pod.ref}: {names} -> {pod_plan.agent} (generation {reply.generation}, {enforced})")
+        if args.follow or feed is not None:
+            _follow(addresses, identity=identity, show=args.follow, feed=feed)
+
+
+def _write_credentials(args: argparse.Namespace) -> None:
+    """Write a new pair of credentials and say where each half goes."""
+    places = write_credentials(args.directory, days=args.days)
+    print(f"for the node daemon's Secret: {places['adapter']} (see deploy/kadapter.yaml)")
+    print(f"for the guest image, as {DEFAULT_DIRECTORY}: {places['guest']}")
+
+
+def _agent_status(args: argparse.Namespace) -> None:
+    """Print what one agent says it enforces."""
+    address = parse_agent_url(args.agent)
+    with AgentClient(address, identity=_identity(args, [address])) as client:
+        _print_json(client.status())
+
+
+def _agent_alerts(args: argparse.Namespace) -> None:
+    """Print one agent's alerts (and serve them to KubeArmor's tools if asked)."""
+    address = parse_agent_url(args.agent)
+    with _kubearmor_feed(args, {}) as feed:
+        _follow([address], args.count, identity=_identity(args, [address]), feed=feed)
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run_daemon(args)
     if args.command == "status" and args.agent is None:
         return _show_daemon_status(args.daemon, as_json=args.json)
-    if args.command == "validate":
-        for path in args.paths:
-            policies = load_policy_dir(path) if path.is_dir() else load_policy_file(path)
-            for policy in policies:
-                print(f"{policy.source}: {policy.kind.value} {policy.namespace or '-'}/{policy.name}: ok")
-        return 0
-    if args.command == "local":
-        agents = dict(local.parse_agent_option(value) for value in args.agent)
-        plans = local.plan(
-            policies_dir=args.policies,
-            manifests_dir=args.manifests,
-            agents=agents,
-            default_posture=args.default_posture,
-        )
-        labels = {plan.pod.ref: joined_labels(plan.pod.labels) for plan in plans}
-        with _kubearmor_feed(args, labels) as feed:  # listening before any agent is told anything
-            for pod_plan, reply in local.export(plans, rpc_timeout=args.rpc_timeout):
-                names = ", ".join(item.policy.name for item in pod_plan.policies) or "no policy"
-                enforced = (
-                    f"enforced in {reply.containers_enforced} running container(s)"
-                    if reply.containers_enforced
-                    else "held, but enforced nowhere yet: the agent knows no running container of this pod "
-                    "(none started, or they registered under another pod name)"
-                )
-                print(f"{pod_plan.pod.ref}: {names} -> {pod_plan.agent} (generation {reply.generation}, {enforced})")
-            if args.follow or feed is not None:
-                _follow(sorted({plan.agent for plan in plans}, key=str), show=args.follow, feed=feed)
-        return 0
-    address = parse_agent_url(args.agent)
-    if args.command == "status":
-        with AgentClient(address) as client:
-            _print_json(client.status())
-        return 0
-    with _kubearmor_feed(args, {}) as feed:
-        _follow([address], args.count, feed=feed)
+    commands: dict[str, Callable[[argparse.Namespace], None]] = {
+        "credentials": _write_credentials,
+        "validate": _validate,
+        "local": _run_local,
+        "status": _agent_status,
+        "alerts": _agent_alerts,
+    }
+    commands[args.command](args)
     return 0
 
 
@@ -345,7 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="kadapter: %(message)s")
     try:
         return _run(args)
-    except (InputError, AddressError, ConfigException) as error:  # ConfigException: no kubeconfig, not in a pod
+    except (
+        InputError,
+        AddressError,
+        ConfigException,
+        CredentialsError,
+        FileExistsError,
+    ) as error:  # ConfigException: no kubeconfig, not in a pod
         print(f"kadapter: {error}", file=sys.stderr)
         return 2
 

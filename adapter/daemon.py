@@ -101,7 +101,7 @@ class Daemon:
         self._manager = Manager(default_posture=settings.default_posture, is_kata=is_kata)
         self._index = SandboxIndex(settings.index, is_kata=is_kata, on_change=self._changes.put)
         self._pool = SessionPool(settings=settings.sessions, metrics=self.metrics)
-        self._streams = AlertStreams(self._alert)
+        self._streams = AlertStreams(self._alert, identity=settings.sessions.identity)
         self._placements: Placements = MappingProxyType({})
         self._attached: dict[PodUid, Placement] = {}
         self._view = _View({}, {}, self._placements, {}, {})

@@ -20,6 +20,7 @@ from adapter.policy import Action, MatchRule, PathRule, Preset, Rule, SyscallRul
 from adapter.selection import PodPolicy
 from adapter.transport import AgentAddress, grpc_target
 from kadapter_api import agent_pb2, agent_pb2_grpc
+from kadapter_api.channel_security import CHANNEL_OPTIONS, CredentialsError, Identity
 
 RPC_TIMEOUT = 30.0  # seconds; the guest may be a slow emulated VM
 RETRY_FOR = 60.0  # seconds an agent may take to come up
@@ -117,15 +118,26 @@ def _transient(error: BaseException) -> bool:
 
 
 class AgentClient:
-    """A connection to one guest agent."""
+    """A connection to one guest agent: mutual TLS with identity, unless it is the agent's private Unix socket."""
 
     def __init__(
-        self, address: AgentAddress, *, retry_for: float = RETRY_FOR, rpc_timeout: float = RPC_TIMEOUT
+        self,
+        address: AgentAddress,
+        *,
+        identity: Identity | None,
+        retry_for: float = RETRY_FOR,
+        rpc_timeout: float = RPC_TIMEOUT,
     ) -> None:
+        if identity is None and address.scheme != "unix":
+            raise CredentialsError(f"{address}: an agent outside this host's file system is reached with credentials")
         self.address = address
         self._rpc_timeout = rpc_timeout
         target, self._dialer = grpc_target(address)
-        self._channel = grpc.insecure_channel(target)
+        self._channel = (
+            grpc.insecure_channel(target)
+            if identity is None
+            else grpc.secure_channel(target, identity.channel_credentials(), options=CHANNEL_OPTIONS)
+        )
         self._stub = agent_pb2_grpc.GuestAgentStub(self._channel)
         self._streams: list[grpc.RpcContext] = []
         self._retrying = Retrying(

@@ -21,6 +21,7 @@ from adapter.policy import load_policy_dir
 from adapter.selection import PodPolicy, desired_state
 from adapter.transport import AgentAddress, parse_agent_url
 from kadapter_api import agent_pb2
+from kadapter_api.channel_security import Identity
 
 ANY_POD = "*"
 
@@ -74,13 +75,16 @@ def plan(
 
 
 def export(
-    plans: list[PodPlan], *, rpc_timeout: float = RPC_TIMEOUT
+    plans: list[PodPlan], *, identity: Identity | None, rpc_timeout: float = RPC_TIMEOUT
 ) -> list[tuple[PodPlan, agent_pb2.ApplyPoliciesResponse]]:
-    """Send each pod its policy set, each call given rpc_timeout seconds; the first agent error propagates."""
+    """Send each pod its policy set with the adapter's identity, each call given rpc_timeout seconds.
+
+    The first agent error propagates.
+    """
     generation = new_generation()
     results = []
     for pod_plan in plans:
         request = apply_request(pod_plan.pod, pod_plan.policies, generation=generation, postures=pod_plan.postures)
-        with AgentClient(pod_plan.agent, rpc_timeout=rpc_timeout) as client:
+        with AgentClient(pod_plan.agent, identity=identity, rpc_timeout=rpc_timeout) as client:
             results.append((pod_plan, client.apply(request)))
     return results

@@ -39,6 +39,7 @@ from adapter.exporter import RPC_TIMEOUT, AgentClient
 from adapter.metrics import Metrics
 from adapter.transport import AgentAddress
 from kadapter_api import agent_pb2
+from kadapter_api.channel_security import Identity
 
 CHECK_INTERVAL: Final = 10.0  # seconds between asking an agent whether it still holds its set
 BACKOFF: Final = 0.2  # seconds before the first retry; it doubles at each failure in a row
@@ -68,8 +69,9 @@ class SessionState(enum.Enum):
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """How sessions pace their calls (seconds); tests shorten them."""
+    """How sessions reach agents (the adapter's credentials) and pace their calls (seconds; tests shorten them)."""
 
+    identity: Identity | None = None  # None: agents on private Unix sockets only (tests)
     check_interval: float = CHECK_INTERVAL
     backoff: float = BACKOFF
     backoff_max: float = BACKOFF_MAX
@@ -206,7 +208,12 @@ class _Session:
 
     def _open(self) -> AgentClient:
         """Open a channel whose calls are tried once: the session retries, between calls it can interrupt."""
-        return AgentClient(self._status.agent, retry_for=0, rpc_timeout=self._settings.rpc_timeout)
+        return AgentClient(
+            self._status.agent,
+            identity=self._settings.identity,
+            retry_for=0,
+            rpc_timeout=self._settings.rpc_timeout,
+        )
 
     def _run(self) -> None:
         """Reconcile until closed: retry failed calls with back-off, and check again after each interval."""

@@ -13,7 +13,8 @@ every process of the machine) the moment the agent holds the set, before the ans
 ``generation`` and ``markers``, the process-rule paths starting with MARKER_PREFIX, by which the benchmark
 tells which change arrived. The process serves until its stdin closes (the benchmark exiting closes it too).
 
-usage: python -m bench.noop_agent --socket PATH --state-dir DIR --namespace NS --pod NAME --uid UID --container NAME
+usage: python -m bench.noop_agent --socket PATH --state-dir DIR --tls-dir DIR
+           --namespace NS --pod NAME --uid UID --container NAME
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from guest_agent.rules import CompiledRules, ContainerKey
 from guest_agent.service import GuestAgentService, serve
 from guest_agent.state import StateStore
 from kadapter_api import agent_pb2
+from kadapter_api.channel_security import Identity
 
 MARKER_PREFIX = "/usr/bin/probe-"  # the benchmark's changes name a new executable of this prefix each time
 READY = "ready"  # the line printed once the gRPC socket serves
@@ -127,7 +129,7 @@ def _containers(args: argparse.Namespace) -> list[Container]:
 def main(argv: list[str] | None = None) -> int:
     """Serve one sandbox's agent until stdin closes."""
     parser = argparse.ArgumentParser(prog="python -m bench.noop_agent", description=__doc__)
-    for option in ("--socket", "--state-dir"):
+    for option in ("--socket", "--state-dir", "--tls-dir"):
         parser.add_argument(option, type=Path, required=True)
     for option in ("--namespace", "--pod", "--uid", "--container"):
         parser.add_argument(option, required=True)
@@ -136,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     agent = StampedAgent(NoopEnforcer(), alerts, store=StateStore(args.state_dir))
     for container in _containers(args):
         agent.register(container)
-    server = serve(GuestAgentService(agent, alerts), unix_socket=args.socket, tcp_address=None)
+    server = serve(
+        GuestAgentService(agent, alerts),
+        unix_socket=args.socket.with_name("private.sock"),
+        remote_socket=args.socket,  # the fake VMM splices the daemon's connections to it, as the vsock relay does
+        identity=Identity.load(args.tls_dir),
+    )
     print(READY, flush=True)
     sys.stdin.read()  # until the benchmark closes it, or exits
     server.stop(None).wait()

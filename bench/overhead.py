@@ -40,6 +40,7 @@ from pathlib import Path
 
 from images.testguest.containers import GuestContainers, PodContainer
 from images.testguest.vm import TestGuest
+from tests.credentials import ADAPTER_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "build" / "bench"
@@ -103,7 +104,8 @@ def apply(guest: TestGuest, work: Path, rule_count: int) -> float:
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "adapter.cli", "local", "--policies", str(work / "policies"),
-         "--manifests", str(work / "manifests"), "--agent", f"tcp://{guest.agent_target}", "--rpc-timeout", "900"],
+         "--manifests", str(work / "manifests"), "--agent", f"tcp://{guest.agent_target}", "--rpc-timeout", "900",
+         "--tls-dir", str(ADAPTER_DIR)],
         cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:

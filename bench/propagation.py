@@ -57,6 +57,7 @@ from typing import Any
 from bench.noop_agent import MARKER_PREFIX, READY
 from tests.adapter.fakes import KataNode, pod_sandbox
 from tests.adapter.objects import NODE, ksp, namespace, pod, runtime_class
+from tests.credentials import ADAPTER_DIR, GUEST_DIR, adapter_identity
 
 Body = dict[str, Any]
 REPO = Path(__file__).resolve().parents[1]
@@ -158,7 +159,7 @@ class AgentProcess:
         socket = directory / "guests" / sandbox / "grpc.sock"
         argv = [
             sys.executable, "-m", "bench.noop_agent", "--socket", str(socket),
-            "--state-dir", str(state_root / sandbox), "--namespace", metadata["namespace"],
+            "--state-dir", str(state_root / sandbox), "--tls-dir", str(GUEST_DIR), "--namespace", metadata["namespace"],
             "--pod", metadata["name"], "--uid", metadata["uid"], "--container", stored["spec"]["containers"][0]["name"],
         ]  # fmt: skip
         process = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -195,7 +196,7 @@ class DaemonProcess:
             sys.executable, "-m", "adapter.cli", "run", "--kubeconfig", str(kubeconfig),
             "--cri-socket", str(node.cri_socket),
             *(option for root in node.monitor_roots for option in ("--shim-monitor-root", str(root))),
-            "--metrics-address", "127.0.0.1:0",
+            "--metrics-address", "127.0.0.1:0", "--tls-dir", str(ADAPTER_DIR),
         ]  # fmt: skip
         env = {key: value for key, value in os.environ.items() if key != "KUBERNETES_SERVICE_HOST"}
         self._changed = threading.Condition()
@@ -732,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds_one, args.rounds_many, args.steady = 20, 5, 5.0
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    adapter_identity()  # the daemon's and the agents' credentials, written to build/tls unless make did
     scenarios = [
         small(1, args.rounds_one, warmup=5, pause=0.05),
         small(args.sandboxes, args.rounds_many, warmup=3, pause=0.5),

@@ -20,10 +20,12 @@ from guest_agent.registration import DEFAULT_SOCKET
 from guest_agent.relay import HOST_CID, VsockRelay
 from guest_agent.service import MAX_MESSAGE_BYTES, MAX_STREAMS, GuestAgentService, serve
 from guest_agent.state import StateStore
+from kadapter_api.channel_security import DEFAULT_DIRECTORY, CredentialsError, Identity
 
 log = logging.getLogger("kadapter-agent")
 
 DEFAULT_VSOCK_PORT = 10240  # kata-agent owns 1024-1027
+REMOTE_SOCKET = "remote.sock"  # beside --grpc-socket: what the vsock relay splices to, behind TLS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +39,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--allow-cid", type=int, action="append", help=f"vsock peer allowed to connect (default {HOST_CID})"
     )
     parser.add_argument("--tcp-listen", metavar="HOST:PORT", help="also serve gRPC on TCP (test guests only)")
+    parser.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=DEFAULT_DIRECTORY,
+        help="the agent's key and certificate and the adapter's pinned certificate, required by vsock and TCP "
+        "(default: %(default)s; written by `kadapter credentials`)",
+    )
     parser.add_argument("--max-containers", type=int, default=1024)
     parser.add_argument("--max-rules", type=int, default=65536, help="entries per rule table, all containers together")
     parser.add_argument(
@@ -81,9 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     """Load the enforcer, then serve hooks, gRPC and vsock until SIGTERM."""
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if not bpf_lsm_active():
-        log.error("the BPF LSM is not active in this kernel (see /sys/kernel/security/lsm): cannot enforce")
-        return 1
+    identity = None
+    if args.vsock_port or args.tcp_listen:
+        try:
+            identity = Identity.load(args.tls_dir)
+        except CredentialsError as error:
+            log.error("cannot serve the host without credentials: %s", error)
+            return 1
+    if not bpf_lsm_active():  # serve anyway: the host must hear that this VM is unprotected, not find no agent
+        log.error('the BPF LSM is not active (no "bpf" in /sys/kernel/security/lsm): nothing will be enforced')
     store = StateStore(args.state_dir)
     lock = _single_instance(args.state_dir / "agent.lock")
     if lock is None:
@@ -109,15 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     threading.Thread(target=enforcer.watch_events, args=(agent.on_event, stop), daemon=True).start()
 
+    remote_socket = args.grpc_socket.with_name(REMOTE_SOCKET) if args.vsock_port else None
     server = serve(
         GuestAgentService(agent, alerts, max_streams=args.max_streams),
         unix_socket=args.grpc_socket,
+        remote_socket=remote_socket,
         tcp_address=args.tcp_listen,
+        identity=identity,
         max_message_bytes=args.max_message_bytes,
     )
     relay = None
-    if args.vsock_port:
-        relay = VsockRelay(port=args.vsock_port, target=args.grpc_socket, allowed_cids=args.allow_cid or [HOST_CID])
+    if remote_socket is not None:
+        relay = VsockRelay(port=args.vsock_port, target=remote_socket, allowed_cids=args.allow_cid or [HOST_CID])
         threading.Thread(target=relay.serve_forever, daemon=True).start()
     listener = HookListener(args.hook_socket, agent)
     threading.Thread(target=listener.serve_forever, daemon=True).start()

@@ -1,8 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The agent's gRPC API (kadapter_api/agent.proto), served on a private Unix socket.
+"""The agent's gRPC API (kadapter_api/agent.proto), served on a private Unix socket and an authenticated one.
 
-The host reaches it through the vsock relay (guest_agent/relay.py); a TCP
-port is opened only when asked for, as the test guest does. What one peer
+The private socket serves the guest's root (`kadapter-agent`'s own tools)
+without authentication: its mode is the authentication. The host reaches
+the agent through the vsock relay (guest_agent/relay.py), which splices to
+the second socket, where only a peer presenting the adapter's pinned
+certificate gets past the TLS handshake (kadapter_api/channel_security.py);
+so does a TCP port, opened only when asked for, as the test guest does. What one peer
 may ask for is bounded: the size of a message, and how many alert streams
 it holds open (each holds a worker thread; the others keep enough for
 ApplyPolicies and GetStatus to be answered). Bad input, bytes that are no
@@ -26,6 +30,7 @@ from guest_agent.agent import Agent, StaleGenerationError
 from guest_agent.alerts import AlertHub
 from guest_agent.rules import InvalidPolicyError
 from kadapter_api import agent_pb2, agent_pb2_grpc
+from kadapter_api.channel_security import Identity
 
 MAX_STREAMS = 16  # alert streams open at once
 MAX_MESSAGE_BYTES = 64 << 20  # a request's size; 40,000 rules take about 4 MiB
@@ -131,25 +136,37 @@ def serve(
     service: GuestAgentService,
     *,
     unix_socket: Path,
-    tcp_address: str | None,
+    remote_socket: Path | None = None,
+    tcp_address: str | None = None,
+    identity: Identity | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> grpc.Server:
-    """Start the gRPC server on the private socket (and TCP if asked) and return it.
+    """Start the gRPC server on the private socket, and the authenticated ones asked for, and return it.
 
-    A larger request is refused by gRPC itself (RESOURCE_EXHAUSTED, saying so) before it is read whole.
+    Each socket is 0600 in a 0700 directory whatever the umask. A larger request is refused by gRPC itself
+    (RESOURCE_EXHAUSTED, saying so) before it is read whole.
     """
+    if (remote_socket or tcp_address) and identity is None:
+        raise ValueError("the remote socket and TCP serve only with the agent's credentials")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=service.max_streams + SPARE_WORKERS),
         options=[("grpc.max_receive_message_length", max_message_bytes)],
         interceptors=[_RefuseUnparsable()],
     )
     agent_pb2_grpc.add_GuestAgentServicer_to_server(service, server)
-    unix_socket.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(unix_socket.parent, 0o700)  # whatever the umask, and for a directory that was already there
-    unix_socket.unlink(missing_ok=True)
+    sockets = [path for path in (unix_socket, remote_socket) if path is not None]
+    for path in sockets:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)  # whatever the umask, and for a directory that was already there
+        path.unlink(missing_ok=True)
     server.add_insecure_port(f"unix:{unix_socket}")
-    if tcp_address:
-        server.add_insecure_port(tcp_address)
+    if identity is not None:
+        credentials = identity.server_credentials()
+        if remote_socket is not None:
+            server.add_secure_port(f"unix:{remote_socket}", credentials)
+        if tcp_address:
+            server.add_secure_port(tcp_address, credentials)
     server.start()
-    os.chmod(unix_socket, 0o600)
+    for path in sockets:
+        os.chmod(path, 0o600)
     return server

@@ -72,6 +72,7 @@ def oci_config(
     annotations: dict[str, str],
     capabilities: tuple[str, ...],
     hook_timeout: int = 10,
+    masked_paths: tuple[str, ...] = MASKED_PATHS,
 ) -> dict[str, Any]:
     """Return a runtime-spec config.json shaped like containerd's for a pod's container (no hook: unregistered)."""
     kinds = ("prestart", "poststop") if hook else ()
@@ -100,7 +101,7 @@ def oci_config(
         "annotations": annotations,
         "linux": {
             "namespaces": [{"type": kind} for kind in ("pid", "mount", "ipc", "uts")],
-            "maskedPaths": list(MASKED_PATHS),
+            "maskedPaths": list(masked_paths),
             "readonlyPaths": list(READONLY_PATHS),
         },
     }
@@ -132,6 +133,9 @@ class GuestContainers:
             hook_timeout=self.hook_timeout,
             annotations=owner.annotations(container_id),
             capabilities=capabilities,
+            # The guest's root is the host's here, so the test credentials of both sides are in it; a real
+            # guest image holds the agents' half only, outside every container's rootfs.
+            masked_paths=(*MASKED_PATHS, str(self.guest.repo / "build" / "tls")),
         )
         layers = f"lowerdir=/,upperdir={bundle}/upper,workdir={bundle}/work"
         script = (

@@ -56,11 +56,11 @@ def main() -> int:
             containers.start(f"{pod}-ctr", owner)
             say(f"started container {owner.name!r} of Kata pod default/{pod} (runc, prestart hook kadapter-hook)")
 
-        agent = f"tcp://{guest.agent_target}"
-        say("\n$ kadapter local --policies policies --manifests images/testguest/manifests --agent " + agent)
+        agent = ["--agent", f"tcp://{guest.agent_target}", "--tls-dir", "build/tls/adapter"]  # mutual TLS (make)
+        say("\n$ kadapter local --policies policies --manifests images/testguest/manifests " + " ".join(agent))
         applied = subprocess.run(
             [sys.executable, "-m", "adapter.cli", "local", "--policies", "policies",
-             "--manifests", "images/testguest/manifests", "--agent", agent],
+             "--manifests", "images/testguest/manifests", *agent],
             cwd=REPO, capture_output=True, text=True, check=False,
         )  # fmt: skip
         say(applied.stdout.rstrip() or applied.stderr.rstrip())
@@ -69,7 +69,7 @@ def main() -> int:
 
         alerts: queue.Queue[str] = queue.Queue()
         follower = subprocess.Popen(
-            [sys.executable, "-m", "adapter.cli", "alerts", "--agent", agent, "--count", "1"],
+            [sys.executable, "-m", "adapter.cli", "alerts", *agent, "--count", "1"],
             cwd=REPO, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         threading.Thread(target=lambda: alerts.put(follower.stdout.read()), daemon=True).start()

@@ -14,7 +14,7 @@ mkdir -p /run/kadapter "$TMPDIR"
 : >"$log"
 rm -f /run/kadapter/hook.sock  # a killed agent's; the new one creates it once it serves
 setsid "$repo/.venv/bin/kadapter-agent" --bpf-object "$repo/bpf/lsm/.output/kadapter.bpf.o" \
-	--tcp-listen 0.0.0.0:50051 --alerts-per-second 20 "$@" >>"$log" 2>&1 </dev/null &
+	--tcp-listen 0.0.0.0:50051 --tls-dir "$repo/build/tls/guest" --alerts-per-second 20 "$@" >>"$log" 2>&1 </dev/null &
 for _ in $(seq 600); do
 	[[ -S /run/kadapter/hook.sock ]] && exit 0
 	sleep 0.1

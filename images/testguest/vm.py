@@ -44,9 +44,17 @@ class TestGuest:
     __test__ = False  # a fixture, not a pytest test class
 
     def __init__(
-        self, *, repo: Path, image_dir: Path, console_log: Path, memory_mb: int = 1024, icount: bool = False
+        self,
+        *,
+        repo: Path,
+        image_dir: Path,
+        console_log: Path,
+        memory_mb: int = 1024,
+        icount: bool = False,
+        kernel_args: str = "",
     ) -> None:
         self.repo = repo.resolve()
+        self.kernel_args = kernel_args  # appended to the command line, e.g. an lsm= list
         self.image_dir = image_dir
         self.console_log = console_log
         self.memory_mb = memory_mb
@@ -79,7 +87,7 @@ class TestGuest:
             "-nographic", "-no-reboot",
             "-kernel", str(self.image_dir / "vmlinuz"),
             "-initrd", str(self.image_dir / "initramfs.cpio.gz"),
-            "-append", f"console=ttyS0 loglevel=5 panic=-1 kadapter.repo={self.repo}",
+            "-append", f"console=ttyS0 loglevel=5 panic=-1 kadapter.repo={self.repo} {self.kernel_args}".rstrip(),
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
             "-netdev", f"user,id=net0,{forwards}",
             "-device", "virtio-net-pci,netdev=net0",

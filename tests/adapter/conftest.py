@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from kadapter_api import agent_pb2, agent_pb2_grpc
+from tests.credentials import guest_identity
 
 
 class _StatusOnly(agent_pb2_grpc.GuestAgentServicer):
@@ -22,11 +23,11 @@ class _StatusOnly(agent_pb2_grpc.GuestAgentServicer):
 
 @pytest.fixture
 def grpc_socket(tmp_path: Path) -> Iterator[Path]:
-    """Serve real gRPC on a Unix socket, standing in for the guest agent."""
+    """Serve real gRPC on a Unix socket, standing in for the guest agent's remote socket (TLS)."""
     path = tmp_path / "grpc.sock"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     agent_pb2_grpc.add_GuestAgentServicer_to_server(_StatusOnly(), server)
-    server.add_insecure_port(f"unix:{path}")
+    server.add_secure_port(f"unix:{path}", guest_identity().server_credentials())
     server.start()
     yield path
     server.stop(None)

@@ -5,7 +5,8 @@
 - FakeShim: a Kata shim's monitor socket, HTTP on a Unix socket, answering GET /agent-url.
 - fake_vmm: a Cloud Hypervisor / Firecracker hybrid-vsock socket: `CONNECT <port>` in, `OK` out, then
   the bytes of the connection carried to a backend Unix socket (where a fake agent listens).
-- FakeAgent / Agents: scripted guest agents serving kadapter_api's GuestAgent over gRPC on Unix sockets.
+- FakeAgent / Agents: scripted guest agents serving kadapter_api's GuestAgent over gRPC on Unix sockets,
+  behind the agents' TLS identity as a real agent's remote socket is (tests/credentials.py).
 - KataNode: all of them together with the API server double (tests/kube_api.py), as a node the daemon runs on.
 
 The unit tests of each module use one of them; the daemon's end-to-end tests use KataNode.
@@ -31,6 +32,7 @@ from adapter.discovery import MONITOR_SOCKET
 from adapter.transport import AgentAddress
 from kadapter_api import agent_pb2, agent_pb2_grpc, cri_pb2, cri_pb2_grpc
 from kadapter_api.splice import splice
+from tests.credentials import guest_identity
 from tests.kube_api import FakeKubeAPI
 
 HANG_SECONDS = 5.0  # the longest a scripted agent or runtime holds a call before answering anyway
@@ -306,7 +308,7 @@ class Agents:
         agent = FakeAgent()
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         agent_pb2_grpc.add_GuestAgentServicer_to_server(agent, server)
-        server.add_insecure_port(f"unix:{self.address(name).host}")
+        server.add_secure_port(f"unix:{self.address(name).host}", guest_identity().server_credentials())
         server.start()
         self._running[name] = (server, agent)
         return agent

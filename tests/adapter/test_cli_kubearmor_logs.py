@@ -14,6 +14,7 @@ import pytest
 from adapter.cli import main
 from adapter.kubearmor_logs import KubeArmorFeed, LogServer, Origin
 from kadapter_api import agent_pb2, agent_pb2_grpc, kubearmor_pb2, kubearmor_pb2_grpc
+from tests.credentials import ADAPTER_DIR, guest_identity
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "images" / "testguest" / "manifests"
@@ -51,13 +52,13 @@ def test_cli_serves_an_agents_alerts_to_kubearmor_watchers(capsys: pytest.Captur
     agent = _FakeAgent()
     agent_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     agent_pb2_grpc.add_GuestAgentServicer_to_server(agent, agent_server)
-    agent_port = agent_server.add_insecure_port("127.0.0.1:0")
+    agent_port = agent_server.add_secure_port("127.0.0.1:0", guest_identity().server_credentials())
     agent_server.start()
     probe = LogServer(KubeArmorFeed(Origin(node="probe")), "127.0.0.1:0")  # a free port for the command
     port = probe.port
     probe.stop(grace=None)
     argv = [
-        "alerts", "--agent", f"tcp://127.0.0.1:{agent_port}", "--count", "100",
+        "alerts", "--agent", f"tcp://127.0.0.1:{agent_port}", "--count", "100", "--tls-dir", str(ADAPTER_DIR),
         "--serve-kubearmor-logs", f"127.0.0.1:{port}", "--cluster-name", "prod", "--node-name", "node-9",
     ]  # fmt: skip
     codes: list[int] = []
@@ -85,7 +86,8 @@ def test_cli_refuses_a_taken_port_before_telling_any_agent(capsys: pytest.Captur
         code = main(
             [
                 "local", "--policies", str(REPO / "policies"), "--manifests", str(MANIFESTS),
-                "--agent", UNREACHABLE, "--serve-kubearmor-logs", f"127.0.0.1:{taken.port}",
+                "--agent", UNREACHABLE, "--tls-dir", str(ADAPTER_DIR),
+                "--serve-kubearmor-logs", f"127.0.0.1:{taken.port}",
             ]
         )  # fmt: skip
     assert code == 1

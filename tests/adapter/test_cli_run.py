@@ -30,6 +30,7 @@ from adapter.cli import main
 from kadapter_api import agent_pb2, kubearmor_pb2, kubearmor_pb2_grpc
 from tests.adapter.fakes import FakeAgent, KataNode
 from tests.adapter.objects import NODE, ksp, namespace, pod, runtime_class
+from tests.credentials import ADAPTER_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 10.0  # seconds: the process imports gRPC and the kubernetes client before anything else
@@ -97,6 +98,7 @@ def daemon(node: KataNode, tmp_path: Path) -> Iterator[Running]:
         "--cri-socket", str(node.cri_socket),
         *(option for root in node.monitor_roots for option in ("--shim-monitor-root", str(root))),
         "--metrics-address", "127.0.0.1:0",
+        "--tls-dir", str(ADAPTER_DIR),
         "--print-alerts",
         "--serve-kubearmor-logs", "127.0.0.1:0", "--cluster-name", "test-cluster",
     ]  # fmt: skip

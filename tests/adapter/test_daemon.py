@@ -29,12 +29,15 @@ from adapter.watcher import WatchSettings
 from kadapter_api import agent_pb2, agent_pb2_grpc
 from tests.adapter.fakes import FakeAgent, KataNode, container_status
 from tests.adapter.objects import NODE, csp, ksp, namespace, pod, runtime_class
+from tests.credentials import adapter_identity, guest_identity
 
 Body = dict[str, Any]
 WAIT = 5.0  # seconds anything expected may take; propagation takes a fraction of that
 QUIET = 1.0  # seconds in which something that should not happen would have happened
 FAST_WATCH = WatchSettings(timeout_seconds=30, request_timeout=2.0, backoff_initial=0.05, backoff_max=0.2)
-FAST_SESSIONS = SessionSettings(check_interval=0.1, backoff=0.02, backoff_max=0.2, rpc_timeout=5.0)
+FAST_SESSIONS = SessionSettings(
+    identity=adapter_identity(), check_interval=0.1, backoff=0.02, backoff_max=0.2, rpc_timeout=5.0
+)
 
 
 @pytest.fixture
@@ -364,7 +367,7 @@ def test_an_agent_on_a_tcp_port_is_reached_through_the_vmm_socket(node: KataNode
     agent = FakeAgent()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     agent_pb2_grpc.add_GuestAgentServicer_to_server(agent, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_secure_port("127.0.0.1:0", guest_identity().server_credentials())
     server.start()
     try:
         kata = node.api.create(pod("nginx"))

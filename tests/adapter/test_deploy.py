@@ -14,6 +14,7 @@ from adapter import schema
 from adapter.cri import RUNTIME_SOCKETS
 from adapter.discovery import MONITOR_ROOTS
 from adapter.kube_resources import WATCHED, KubeResource
+from kadapter_api.channel_security import DEFAULT_DIRECTORY
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NAMESPACE = "kadapter"
@@ -141,6 +142,15 @@ def test_daemonset_runs_the_node_daemon_with_its_node_metrics_and_probes() -> No
         assert container[probe]["httpGet"]["port"] == "metrics"
     assert container["resources"]["requests"].keys() == container["resources"]["limits"].keys() == {"cpu", "memory"}
     assert {"operator": "Exists"} in _only("DaemonSet")["spec"]["template"]["spec"]["tolerations"]
+
+
+def test_daemonset_dials_agents_with_the_adapter_credentials_from_a_secret() -> None:
+    """The Secret `kadapter credentials` fills is mounted where `kadapter run` reads it, its key owner-only."""
+    pod = _only("DaemonSet")["spec"]["template"]["spec"]
+    (volume,) = [volume for volume in pod["volumes"] if "secret" in volume]
+    assert volume["secret"] == {"secretName": "kadapter-tls", "defaultMode": 0o400}
+    mounts = {mount["name"]: mount for mount in _container()["volumeMounts"]}
+    assert mounts[volume["name"]] == {"name": volume["name"], "mountPath": str(DEFAULT_DIRECTORY), "readOnly": True}
 
 
 def test_daemonset_is_root_without_privilege_or_capabilities() -> None:

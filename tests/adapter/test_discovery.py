@@ -21,6 +21,7 @@ from adapter.discovery import (
 from adapter.exporter import AgentClient
 from adapter.transport import AgentAddress
 from tests.adapter.fakes import FakeShim, fake_vmm
+from tests.credentials import adapter_identity
 
 # Short ids keep the socket paths under tmp_path within AF_UNIX's 108 bytes; real ones are 64 hex digits.
 GO_SANDBOX = SandboxId("5f0c9a7e1b2d")
@@ -182,7 +183,7 @@ def test_discovered_hvsock_address_reaches_the_agent(
     _serve(stack, _monitor(tmp_path, RS_ROOT, RS_SANDBOX), f"hvsock://{vmm_socket}:1024")
     ((sandbox, monitor),) = list_sandboxes([tmp_path / GO_ROOT, tmp_path / RS_ROOT]).items()
     address = agent_address(monitor)
-    with AgentClient(address, retry_for=5) as client:
+    with AgentClient(address, identity=adapter_identity(), retry_for=5) as client:
         assert client.status().kernel_release == "fake-guest"
     assert sandbox == RS_SANDBOX
     assert address == AgentAddress("hvsock", str(vmm_socket), AGENT_PORT)

@@ -31,8 +31,9 @@ from adapter.sessions import (
 )
 from kadapter_api import agent_pb2
 from tests.adapter.fakes import HANG_SECONDS, Agents, FakeAgent, container_status
+from tests.credentials import adapter_identity
 
-FAST = SessionSettings(check_interval=0.05, backoff=0.02, backoff_max=0.2, rpc_timeout=5.0)
+FAST = SessionSettings(identity=adapter_identity(), check_interval=0.05, backoff=0.02, backoff_max=0.2, rpc_timeout=5.0)
 TIMEOUT = HANG_SECONDS  # seconds an expected outcome may take before the test fails; also how long a hung agent hangs
 QUIET = 10 * FAST.check_interval  # long enough for a session to make calls it should not make
 POD = agent_pb2.PodRef(namespace="default", name="nginx", uid="u-1")

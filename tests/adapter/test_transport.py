@@ -10,6 +10,7 @@ import pytest
 from adapter.exporter import AgentClient
 from adapter.transport import AddressError, AgentAddress, parse_agent_url
 from tests.adapter.fakes import fake_vmm
+from tests.credentials import adapter_identity
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,9 @@ def test_grpc_over_hybrid_vsock(tmp_path: Path, grpc_socket: Path) -> None:
     seen: list[bytes] = []
     vmm = fake_vmm(tmp_path / "clh.sock", grpc_socket, b"OK 1073741824\n", seen)
     try:
-        with AgentClient(parse_agent_url(f"hvsock://{tmp_path / 'clh.sock'}:10240"), retry_for=5) as client:
+        with AgentClient(
+            parse_agent_url(f"hvsock://{tmp_path / 'clh.sock'}:10240"), identity=adapter_identity(), retry_for=5
+        ) as client:
             assert client.status().kernel_release == "fake-guest"
     finally:
         vmm.close()
@@ -55,7 +58,10 @@ def test_refused_hybrid_vsock_handshake_is_unavailable(tmp_path: Path, grpc_sock
     vmm = fake_vmm(tmp_path / "fc.sock", grpc_socket, b"ERR no listener\n", [])
     try:
         url = f"hvsock://{tmp_path / 'fc.sock'}:10240"
-        with AgentClient(parse_agent_url(url), retry_for=1) as client, pytest.raises(grpc.RpcError) as failure:
+        with (
+            AgentClient(parse_agent_url(url), identity=adapter_identity(), retry_for=1) as client,
+            pytest.raises(grpc.RpcError) as failure,
+        ):
             client.status()
     finally:
         vmm.close()

@@ -16,12 +16,23 @@ IMAGE = REPO / "build" / "testguest"
 
 
 @pytest.fixture(scope="session")
-def guest() -> Iterator[TestGuest]:
-    """Boot the test guest once; `make test` builds its image first."""
+def guest(request: pytest.FixtureRequest) -> Iterator[TestGuest]:
+    """Boot the test guest once; `make test` builds its image first.
+
+    A test may ask for other kernel arguments (parametrize "guest" indirectly): pytest then stops the running
+    guest and boots one with them, so such tests run last (pytest_collection_modifyitems).
+    """
     if not (IMAGE / "vmlinuz").exists():
         pytest.fail(f"no test guest image in {IMAGE}: run `make test` (it builds one)")
-    with TestGuest(repo=REPO, image_dir=IMAGE, console_log=REPO / "build" / "test-console.log") as running:
+    kernel_args = getattr(request, "param", "")
+    console = REPO / "build" / ("test-console.log" if not kernel_args else "test-console-args.log")
+    with TestGuest(repo=REPO, image_dir=IMAGE, console_log=console, kernel_args=kernel_args) as running:
         yield running
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests that boot a differently configured guest to the end: every other test shares one boot."""
+    items.sort(key=lambda item: "guest" in getattr(getattr(item, "callspec", None), "params", {}))
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from adapter.transport import parse_agent_url
 from images.testguest.containers import RUNC, PodContainer
 from images.testguest.vm import GuestResult, TestGuest
 from kadapter_api import agent_pb2
+from tests.credentials import ADAPTER_DIR, adapter_identity
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "images" / "testguest" / "manifests"
@@ -40,7 +41,7 @@ def assert_ran(result: GuestResult, what: str, *, prints: str) -> None:
 def alert_stream(guest: TestGuest) -> Iterator[queue.Queue[agent_pb2.Alert]]:
     """Subscribe to the agent's alerts for the duration of the block."""
     alerts: queue.Queue[agent_pb2.Alert] = queue.Queue()
-    client = AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"))
+    client = AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"), identity=adapter_identity())
 
     def collect() -> None:
         for alert in client.alerts():
@@ -112,7 +113,7 @@ class PolicyApplier:
             "local",
             "--policies", str(self.directory),
             "--manifests", str(manifests),
-            "--agent", f"tcp://{self.guest.agent_target}",
+            "--agent", f"tcp://{self.guest.agent_target}", "--tls-dir", str(ADAPTER_DIR),
             "--default-posture", default_posture,
         )  # fmt: skip
         if expect_success:

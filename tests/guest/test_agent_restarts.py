@@ -15,6 +15,7 @@ import pytest
 
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import TestGuest
+from tests.credentials import ADAPTER_DIR
 from tests.guest.support import PolicyApplier, assert_denied, kadapter, nginx_policy
 
 pytestmark = pytest.mark.guest
@@ -69,7 +70,7 @@ def test_a_killed_agent_leaves_enforcement_in_place_and_the_next_takes_over(
     tries, ran = map(int, result.stdout.split())
     assert (ran, tries > 100) == (0, True), result
 
-    status = kadapter("status", "--agent", f"tcp://{guest.agent_target}")
+    status = kadapter("status", "--agent", f"tcp://{guest.agent_target}", "--tls-dir", str(ADAPTER_DIR))
     assert status.returncode == 0, status.stderr
     reported = json.loads(status.stdout)
     (container,) = [c for c in reported["containers"] if c["id"] == nginx]

@@ -14,6 +14,7 @@ from adapter.exporter import AgentClient
 from adapter.transport import parse_agent_url
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import TestGuest
+from tests.credentials import ADAPTER_DIR, adapter_identity
 from tests.guest.support import (
     DENIED,
     MANIFESTS,
@@ -151,7 +152,9 @@ def test_block_alert_reaches_the_host(
     policies.apply(BLOCK_APT)
     alerts: queue.Queue = queue.Queue()
     threading.Thread(
-        target=lambda: alerts.put(kadapter("alerts", "--agent", f"tcp://{guest.agent_target}", "--count", "1")),
+        target=lambda: alerts.put(
+            kadapter("alerts", "--agent", f"tcp://{guest.agent_target}", "--tls-dir", str(ADAPTER_DIR), "--count", "1")
+        ),
         daemon=True,
     ).start()
     guest.run(["sleep", "3"])  # the CLI starts and subscribes
@@ -223,7 +226,7 @@ def test_poststop_removes_the_containers_map_entries(
     """After the container is deleted, its key is gone from the kernel map and from the agent's status."""
     policies.apply(BLOCK_APT)
     containers.start("nginx-short", NGINX)
-    with AgentClient(parse_agent_url(f"tcp://{guest.agent_target}")) as client:
+    with AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"), identity=adapter_identity()) as client:
         entry = next(c for c in client.status().containers if c.id == "nginx-short")
         assert entry.process_rules >= 1
         assert _kernel_has_container(guest, entry.pid_ns, entry.mnt_ns)
@@ -267,7 +270,7 @@ def test_a_noisy_container_is_rate_limited_in_the_kernel(
     """300 blocked execs in a burst: each is denied, at most the budget (20/s here) is sent, the rest counted."""
     policies.apply(BLOCK_APT)
     nginx = pods["nginx-1"]
-    with AgentClient(parse_agent_url(f"tcp://{guest.agent_target}")) as client:
+    with AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"), identity=adapter_identity()) as client:
 
         def dropped() -> int:
             return next(c.alerts_dropped for c in client.status().containers if c.id == nginx)

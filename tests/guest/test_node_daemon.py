@@ -26,7 +26,8 @@ from images.testguest.containers import GuestContainers
 from images.testguest.vm import GuestResult, TestGuest
 from tests.adapter.fakes import KataNode
 from tests.adapter.objects import NODE, Body, namespace, pod, runtime_class
-from tests.guest.support import DENIED
+from tests.credentials import adapter_identity
+from tests.guest.support import DENIED, NGINX
 
 pytestmark = pytest.mark.guest
 
@@ -69,7 +70,9 @@ def daemon(node: KataNode) -> Iterator[Daemon]:
         node_name=NODE,
         index=IndexSettings(cri_socket=node.cri_socket, monitor_roots=node.monitor_roots, interval=0.5),
         watch=WatchSettings(timeout_seconds=30, request_timeout=5.0, backoff_initial=0.1, backoff_max=1.0),
-        sessions=SessionSettings(check_interval=1.0, backoff=0.1, backoff_max=2.0, rpc_timeout=60.0),
+        sessions=SessionSettings(
+            identity=adapter_identity(), check_interval=1.0, backoff=0.1, backoff_max=2.0, rpc_timeout=60.0
+        ),
     )
     running = Daemon(node.api.api_client(), settings, metrics=Metrics()).start()
     try:
@@ -134,3 +137,24 @@ def test_a_cluster_policy_selects_pods_by_namespace(
     node.api.delete("KubeArmorClusterPolicy", "no-id-here")
     for name in ("nginx-1", "busybox-1"):
         until(lambda name=name: containers.exec(pods[name], ["/usr/bin/id"]).returncode == 0, f"runs in {name}")
+
+
+NO_BPF_LSM = "lsm=landlock,lockdown,yama,integrity"  # a list without bpf, as a pod annotation could set it
+
+
+@pytest.mark.parametrize("guest", [NO_BPF_LSM], indirect=True)
+def test_a_guest_kernel_without_the_bpf_lsm_is_reported_unprotected(
+    guest: TestGuest, node: KataNode, daemon: Daemon
+) -> None:
+    """The agent serves and says so; the daemon shows the pod unprotected (and counts it); the program runs."""
+    containers = GuestContainers(guest)
+    containers.start("nginx-unprotected", NGINX)
+    node.api.create(blocking_id("KubeArmorPolicy", "no-id", {"matchLabels": {"app": "nginx"}}))
+
+    def state() -> str:
+        return next(item["state"] for item in daemon.report()["pods"] if item["name"] == "nginx-1")
+
+    until(lambda: state() == "unprotected", "the pod shown unprotected")
+    assert daemon.metrics.unprotected_sandboxes.collect()[0].samples[0].value >= 1
+    assert containers.exec("nginx-unprotected", ["/usr/bin/id", "-u"]).stdout.strip() == "0"  # nothing pretended
+    assert "nothing will be enforced" in guest.run(["cat", "/run/kadapter/agent.log"]).stdout

@@ -8,6 +8,7 @@ from adapter.exporter import AgentClient
 from adapter.transport import parse_agent_url
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import TestGuest
+from tests.credentials import adapter_identity
 from tests.guest.support import PolicyApplier, paths, process_policy
 
 pytestmark = pytest.mark.guest
@@ -49,7 +50,7 @@ def test_bad_policy_is_refused_and_changes_nothing(
 ) -> None:
     """A directory holding one bad file next to a good one applies nothing; the previous policy still blocks apt."""
     policies.apply(BLOCK_APT)
-    with AgentClient(parse_agent_url(f"tcp://{guest.agent_target}")) as client:
+    with AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"), identity=adapter_identity()) as client:
         before = {pod.pod.name: pod.generation for pod in client.status().pods}
         allow_cat = process_policy(name="allow-everything-else", rules=paths("/bin/sh"), action="Allow")
         refused = policies.apply(allow_cat, document, expect_success=False)

@@ -16,6 +16,7 @@ import pytest
 from images.testguest.containers import GuestContainers, PodContainer
 from images.testguest.vm import TestGuest
 from kadapter_api import agent_pb2
+from tests.credentials import ADAPTER_DIR
 from tests.guest.support import alert_stream, kadapter
 
 pytestmark = pytest.mark.guest
@@ -32,7 +33,7 @@ def restart_agent(guest: TestGuest, *options: str) -> None:
 
 def agent_status(guest: TestGuest) -> dict:
     """Return the agent's status as JSON."""
-    done = kadapter("status", "--agent", f"tcp://{guest.agent_target}")
+    done = kadapter("status", "--agent", f"tcp://{guest.agent_target}", "--tls-dir", str(ADAPTER_DIR))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.guest
 
 AGENT_VSOCK_PORT = 10240
 LOOPBACK_CID = 1
+TLS = "build/tls/adapter"  # relative to the checkout: the adapter's credentials (tests/credentials.py)
 
 
 def test_relay_refuses_peers_other_than_the_host(guest: TestGuest) -> None:
@@ -41,7 +42,7 @@ def start_loopback_relay(guest: TestGuest, port: int) -> str:
     python = str(guest.repo / ".venv/bin/python")
     relay = (
         "from pathlib import Path; from guest_agent.relay import VsockRelay; "
-        f"VsockRelay(port={port}, target=Path('/run/kadapter/grpc.sock'), allowed_cids=[1]).serve_forever()"
+        f"VsockRelay(port={port}, target=Path('/run/kadapter/remote.sock'), allowed_cids=[1]).serve_forever()"
     )
     command = f'cd {guest.repo} && {python} -c "{relay}" </dev/null >/run/relay-{port}.log 2>&1 &'
     started = guest.run(["sh", "-c", command])
@@ -52,10 +53,8 @@ def start_loopback_relay(guest: TestGuest, port: int) -> str:
 def test_adapter_reaches_an_agent_over_vsock(guest: TestGuest) -> None:
     """`kadapter status --agent vsock://CID:PORT` gets the agent's answer through both relays."""
     python = start_loopback_relay(guest, 10241)
-    status = guest.run(
-        ["sh", "-c", f"sleep 8; cd {guest.repo} && {python} -m adapter.cli status --agent vsock://1:10241"],
-        timeout=180,
-    )
+    command = f"sleep 8; cd {guest.repo} && {python} -m adapter.cli status --agent vsock://1:10241 --tls-dir {TLS}"
+    status = guest.run(["sh", "-c", command], timeout=180)
     assert status.returncode == 0, status
     assert json.loads(status.stdout)["bpf_lsm_active"] is True
 
@@ -66,6 +65,7 @@ from pathlib import Path
 from adapter.discovery import agent_address, list_sandboxes
 from adapter.exporter import AgentClient
 from tests.adapter.fakes import FakeShim
+from tests.credentials import adapter_identity
 
 roots = (Path("/run/kd-shims/vc/sbs"), Path("/run/kd-shims/kata"))  # the Go runtime's and runtime-rs's layouts
 shims = []
@@ -75,7 +75,7 @@ for root, sandbox in zip(roots, ("sb-go", "sb-rs")):
 found = {}
 for sandbox, monitor in sorted(list_sandboxes(roots).items()):
     address = agent_address(monitor, port=int(sys.argv[1]))
-    with AgentClient(address, retry_for=30) as client:
+    with AgentClient(address, identity=adapter_identity(), retry_for=30) as client:
         found[sandbox] = [str(address), client.status().bpf_lsm_active]
 print(json.dumps(found))
 """

@@ -1,0 +1,132 @@
+"""Only the node's adapter changes a guest's policy: every other peer, on the host or in a container, is refused.
+
+The attacker sends what would hurt most: an empty set (enforcement lifted) at generation 2^64-1 (the
+adapter locked out). From the host it comes over the agent's TCP port (the test guest's stand-in for
+vsock, behind the same TLS); from inside a container, over every way out of it to the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from images.testguest.containers import GuestContainers
+from images.testguest.vm import AGENT_GUEST_PORT, TestGuest
+from tests.credentials import ADAPTER_DIR, guest_identity, impostor_identities
+from tests.guest.support import PolicyApplier, assert_denied, kadapter, process_policy
+
+pytestmark = pytest.mark.guest
+
+ATTEMPTS = """\
+import json, socket, sys
+import grpc
+from kadapter_api import agent_pb2, agent_pb2_grpc
+from kadapter_api.channel_security import CHANNEL_OPTIONS
+
+given = json.load(open(sys.argv[1]))
+target, agent_certificate = given["target"], given["agent_certificate"].encode()
+impostor_key, impostor_certificate = given["impostor_key"].encode(), given["impostor_certificate"].encode()
+lockout = agent_pb2.ApplyPoliciesRequest(
+    pod=agent_pb2.PodRef(namespace="default", name="nginx-1"), generation=2**64 - 1
+)
+channels = {
+    "plaintext": grpc.insecure_channel(target),
+    "tls without a certificate": grpc.secure_channel(
+        target, grpc.ssl_channel_credentials(agent_certificate), options=CHANNEL_OPTIONS
+    ),
+    "tls with a self-signed kadapter-adapter": grpc.secure_channel(
+        target,
+        grpc.ssl_channel_credentials(agent_certificate, impostor_key, impostor_certificate),
+        options=CHANNEL_OPTIONS,
+    ),
+}
+outcome = {}
+for what, channel in channels.items():
+    try:
+        agent_pb2_grpc.GuestAgentStub(channel).ApplyPolicies(lockout, timeout=20)
+        outcome[what] = "APPLIED"
+    except grpc.RpcError as error:
+        outcome[what] = error.code().name
+if given["inside"]:
+    vsock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    vsock.settimeout(20)
+    try:
+        vsock.connect((1, 10240))  # the guest itself, through vsock_loopback: the relay admits the host only
+        vsock.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n")
+        outcome["vsock to the agent"] = "ANSWERED" if vsock.recv(100) else "closed"
+    except (BrokenPipeError, ConnectionResetError):  # closed before or while we wrote
+        outcome["vsock to the agent"] = "closed"
+    except OSError as error:
+        outcome["vsock to the agent"] = type(error).__name__
+    try:
+        socket.socket(socket.AF_UNIX).connect("/run/kadapter/grpc.sock")
+        outcome["private socket"] = "CONNECTED"
+    except OSError as error:
+        outcome["private socket"] = type(error).__name__
+print(json.dumps(outcome))
+"""
+REFUSED = dict.fromkeys(
+    ("plaintext", "tls without a certificate", "tls with a self-signed kadapter-adapter"), "UNAVAILABLE"
+)
+
+
+def _attempt(path: Path, *, target: str, inside: bool) -> Path:
+    """Write the attempt's script and its inputs (the impostor's pair, the agent's public certificate)."""
+    impostor, _ = impostor_identities()
+    (path / "attempt.py").write_text(ATTEMPTS)
+    given = {
+        "target": target,
+        "inside": inside,
+        "agent_certificate": guest_identity().certificate.decode(),
+        "impostor_key": impostor.key.decode(),
+        "impostor_certificate": impostor.certificate.decode(),
+    }
+    (path / "given.json").write_text(json.dumps(given))
+    return path / "attempt.py"
+
+
+def _holds_block_apt(guest: TestGuest, containers: GuestContainers, container: str) -> int:
+    """Check the adapter's set is still in force: its generation reported, apt still denied; return the generation."""
+    asked = kadapter("status", "--agent", f"tcp://{guest.agent_target}", "--tls-dir", str(ADAPTER_DIR))
+    assert asked.returncode == 0, asked
+    status = json.loads(asked.stdout)
+    assert_denied(containers.exec(container, ["/usr/bin/apt", "--version"]), "apt after the attempts")
+    (pod,) = [item for item in status["pods"] if item["pod"]["name"] == "nginx-1"]
+    return int(pod["generation"])
+
+
+def test_peers_other_than_the_adapter_are_refused(
+    guest: TestGuest, containers: GuestContainers, pods: dict[str, str], policies: PolicyApplier, tmp_path: Path
+) -> None:
+    """A host process and a process in the guest's own container both fail; the policy is what the adapter set."""
+    policies.apply(process_policy(name="block-apt", rules="    - path: /usr/bin/apt"))
+    container = pods["nginx-1"]
+    before = _holds_block_apt(guest, containers, container)
+
+    script = _attempt(tmp_path, target=guest.agent_target, inside=False)
+    host = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "given.json")],
+        capture_output=True, text=True, timeout=120, check=False, env={"PYTHONPATH": str(guest.repo)},
+    )  # fmt: skip
+    assert host.returncode == 0, host
+    assert json.loads(host.stdout) == REFUSED
+
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    script = _attempt(inside, target=f"127.0.0.1:{AGENT_GUEST_PORT}", inside=True)
+    python = str(guest.repo / ".venv" / "bin" / "python")
+    result = containers.exec(
+        container, ["env", f"PYTHONPATH={guest.repo}", python, str(script), f"{inside}/given.json"]
+    )
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout) == {
+        **REFUSED,
+        "vsock to the agent": "closed",
+        "private socket": "FileNotFoundError",
+    }
+
+    assert _holds_block_apt(guest, containers, container) == before
