@@ -29,7 +29,6 @@ from adapter.cri import CriError
 from adapter.daemon import KATA_HANDLERS, Daemon, DaemonSettings
 from adapter.errors import InputError
 from adapter.exporter import RPC_TIMEOUT, AgentClient
-from adapter.fanout import Fanout
 from adapter.kubearmor_logs import (
     DEFAULT_CLUSTER,
     KUBEARMOR_PORT,
@@ -49,6 +48,7 @@ from adapter.transport import AddressError, AgentAddress, parse_agent_url
 from adapter.watcher import load_api_client
 from kadapter_api import agent_pb2
 from kadapter_api.channel_security import DEFAULT_DIRECTORY, CredentialsError, Identity
+from kadapter_api.fanout import Fanout
 
 DAEMON_URL = "http://127.0.0.1:9464"  # where `kadapter status` finds the node daemon: its metrics port
 METRICS_ADDRESS = "0.0.0.0:9464"

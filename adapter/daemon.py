@@ -34,7 +34,6 @@ from adapter.alert_streams import AlertStreams
 from adapter.errors import InputError
 from adapter.events import ObjectRef, Resource, WatchEvent
 from adapter.exporter import apply_request
-from adapter.fanout import Fanout
 from adapter.kubearmor_logs import ACTION_NAMES, joined_labels
 from adapter.manager import DesiredPod, Manager, PodUid, kata_handlers
 from adapter.metrics import Metrics
@@ -53,6 +52,7 @@ from adapter.sandbox_index import IndexSettings, Placement, Placements, SandboxI
 from adapter.sessions import Guest, SessionPool, SessionSettings, SessionStatus
 from adapter.watcher import Watcher, WatchSettings
 from kadapter_api import agent_pb2
+from kadapter_api.fanout import Fanout
 
 KATA_HANDLERS: Final = ("kata", "kata-*")  # RuntimeClass handlers that make a pod a Kata pod, as in local mode
 POLL: Final = 0.5  # seconds the manager thread waits for a change before looking whether the first lists are in

@@ -8,7 +8,7 @@ and ``WatchMessages`` streams open. This module answers them the way
 KubeArmor's own feeder does, so those tools read Kadapter's alerts
 unchanged: each agent alert (kadapter_api/agent.proto) is translated once
 into KubeArmor's ``Alert`` and handed to every watcher through
-adapter/fanout.py. It sits beside adapter/exporter.py, whose
+kadapter_api/fanout.py. It sits beside adapter/exporter.py, whose
 ``AgentClient.alerts`` supplies the alerts; the CLI joins the two.
 """
 
@@ -24,8 +24,8 @@ from typing import Final, TypeVar
 
 import grpc
 
-from adapter.fanout import QUEUE_DEPTH, Fanout
 from kadapter_api import agent_pb2, kubearmor_pb2, kubearmor_pb2_grpc
+from kadapter_api.fanout import QUEUE_DEPTH, Fanout
 
 KUBEARMOR_PORT: Final = 32767  # where karmor logs and the relay look for a node's log service
 DEFAULT_CLUSTER: Final = "default"  # KubeArmor's own default for its cluster name

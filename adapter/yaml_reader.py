@@ -11,6 +11,7 @@ raises its errors through it too, for what the policy schema refuses.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -202,42 +203,47 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # manifest comes near either: a Pod nests about ten levels deep, and aliases repeat a few values.
 MAX_DEPTH = 100
 MAX_ALIASED_NODES = 10_000
+NULL_TAG = "tag:yaml.org,2002:null"  # an empty document's
 
 
 def read_documents(text: str, *, source: str) -> list[Field]:
     """Parse a YAML stream into its non-empty documents, refusing syntax errors, duplicate keys and bombs."""
-    try:
+    with _as_input_errors(text, source):
         _refuse_bombs(text, source)
-        found = _construct(text)
+        loader = _LOADER(text)
+    try:
+        with _as_input_errors(text, source):
+            nodes = _compose(loader)
+        present = [(index, node) for index, node in enumerate(nodes) if node.tag != NULL_TAG]
+        documents = []
+        for index, node in present:
+            doc = Document(source, index if len(present) > 1 else None, node)
+            _refuse_duplicate_keys(doc)  # before construction, which flattens merge keys (<<) into their mappings
+            with _as_input_errors(text, source):
+                documents.append(Field(doc, (), loader.construct_document(node)))
+        return documents
+    finally:
+        loader.dispose()
+
+
+@contextlib.contextmanager
+def _as_input_errors(text: str, source: str) -> Iterator[None]:
+    """Turn what PyYAML raises on bad input into an InputError naming the line."""
+    try:
+        yield
     except yaml.YAMLError as exc:
         raise _syntax_error(exc, source, text) from exc
     except UnicodeEncodeError as exc:  # a lone surrogate, which a str may hold and UTF-8 cannot
         line = text.count("\n", 0, exc.start) + 1
         raise InputError(file=source, field="", reason=f"not UTF-8 text ({exc.reason})", line=line) from exc
-    several = len(found) > 1
-    documents = []
-    for index, node, value in found:
-        doc = Document(source, index if several else None, node)
-        _refuse_duplicate_keys(doc)
-        documents.append(Field(doc, (), value))
-    return documents
 
 
-def _construct(text: str) -> list[tuple[int, yaml.Node, object]]:
-    """Compose and construct each document of a stream; keep the non-empty ones, with their index."""
-    loader = _LOADER(text)
-    found: list[tuple[int, yaml.Node, object]] = []
-    try:
-        index = 0
-        while loader.check_node():
-            node = loader.get_node()
-            value = loader.construct_document(node)
-            if value is not None:
-                found.append((index, node, value))
-            index += 1
-    finally:
-        loader.dispose()
-    return found
+def _compose(loader: yaml.SafeLoader) -> list[yaml.Node]:
+    """Compose every document of the stream into its node graph (anchors resolved, nothing constructed)."""
+    nodes = []
+    while loader.check_node():
+        nodes.append(loader.get_node())
+    return nodes
 
 
 def _refuse_bombs(text: str, source: str) -> None:

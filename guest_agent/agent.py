@@ -11,6 +11,7 @@ arrives.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import logging
@@ -107,6 +108,16 @@ def container_key(pid: int, proc: Path = Path("/proc")) -> ContainerKey:
     )
 
 
+def live_pid_namespaces(proc: Path = Path("/proc")) -> set[int]:
+    """Return the pid namespace ids some process of the guest lives in (one pass over /proc)."""
+    alive = set()
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):  # it exited while we looked
+                alive.add(os.stat(entry / "ns" / "pid").st_ino)
+    return alive
+
+
 def _still_running(container: SavedContainer) -> bool:
     """Tell whether a saved container's init still runs in the namespaces it was registered with."""
     try:
@@ -138,17 +149,29 @@ class Agent:
         self._lock = threading.RLock()
 
     def register(self, container: Container) -> int:
-        """Start enforcing the pod's policies on a new container; return its rule count."""
-        with self._lock:
-            self._containers[container.id] = container
-            self._unregistered.pop(container.key, None)
-            try:
-                rules = self._enforce(container, self._pods.get(container.pod))
-            except Exception:
-                del self._containers[container.id]
-                raise
-            self._save()
-            return rules
+        """Start enforcing the pod's policies on a new container; return its rule count.
+
+        This is on the hook's path, with kata-agent's timeout running, so the slow part (compiling, which
+        reads the container's files for each path rule) runs outside the lock: another pod's large set
+        being applied meanwhile delays only the map writes. If the pod's set changes while compiling, the
+        container is compiled again against the new one.
+        """
+        while True:
+            with self._lock:
+                request = self._pods.get(container.pod)
+            compiled = self._compile(container, request)
+            with self._lock:
+                if self._pods.get(container.pod) is not request:
+                    continue  # a newer set arrived meanwhile
+                self._containers[container.id] = container
+                self._unregistered.pop(container.key, None)
+                try:
+                    self._commit(container, request, compiled)
+                except Exception:
+                    del self._containers[container.id]
+                    raise
+                self._save()
+                return compiled.size
 
     def unregister(self, container_id: str) -> bool:
         """Drop a stopped container's kernel state; return False if it was unknown."""
@@ -175,20 +198,23 @@ class Agent:
             )
         pod = PodKey(request.pod.namespace, request.pod.name)
         with self._lock:
-            current = self._pods.get(pod)
-            if current and request.generation < current.generation:
-                raise StaleGenerationError(f"generation {request.generation} is older than {current.generation}")
+            current = self._check_generation(pod, request)
             targets = [c for c in self._containers.values() if c.pod == pod]
             if current == request:
                 return agent_pb2.ApplyPoliciesResponse(generation=request.generation, containers_enforced=len(targets))
+        compiled = {container.id: self._compile(container, request) for container in targets}  # outside the lock
+        with self._lock:
+            current = self._check_generation(pod, request)  # again: another set may have been applied meanwhile
+            targets = [c for c in self._containers.values() if c.pod == pod]  # and containers come and go
             done: list[Container] = []
             try:
                 for container in targets:
-                    self._enforce(container, request)
+                    rules = compiled.get(container.id) or self._compile(container, request)
+                    self._commit(container, request, rules)
                     done.append(container)
             except Exception:
                 for container in done:
-                    self._enforce(container, current)
+                    self._commit(container, current, self._compile(container, current))
                 raise
             self._pods[pod] = request
             self._save()
@@ -229,8 +255,9 @@ class Agent:
                 )
                 self._enforcer.adopt(container.id, kernel_id=entry.kernel_id, key=key)
                 self._containers[container.id] = container
+                request = self._pods.get(container.pod)
                 try:
-                    self._enforce(container, self._pods.get(container.pod))
+                    self._commit(container, request, self._compile(container, request))
                 except Exception:
                     # Its rules are still the previous agent's, which no ruleset id here names.
                     log.exception("container %s: cannot rewrite its rules; it keeps those in force", container.id)
@@ -262,10 +289,21 @@ class Agent:
         ]
         self._store.save(containers, self._pods.values())
 
-    def _enforce(self, container: Container, request: agent_pb2.ApplyPoliciesRequest | None) -> int:
+    def _check_generation(
+        self, pod: PodKey, request: agent_pb2.ApplyPoliciesRequest
+    ) -> agent_pb2.ApplyPoliciesRequest | None:
+        """Return the pod's set in force, refusing a request older than it (called with the lock held)."""
+        current = self._pods.get(pod)
+        if current and request.generation < current.generation:
+            raise StaleGenerationError(f"generation {request.generation} is older than {current.generation}")
+        return current
+
+    @staticmethod
+    def _compile(container: Container, request: agent_pb2.ApplyPoliciesRequest | None) -> CompiledRules:
+        """Compile a pod's set for one container, reading its files; touches no shared state (no lock needed)."""
         if container.sandbox:
             request = None  # a pod's policies are for its workload, not for the pause process
-        compiled = compile_rules(
+        return compile_rules(
             request.policies if request else (),
             container_name=container.name,
             postures={
@@ -274,14 +312,18 @@ class Agent:
             },
             view=ContainerView.of_process(container.pid, container.rootfs),
         )
+
+    def _commit(
+        self, container: Container, request: agent_pb2.ApplyPoliciesRequest | None, compiled: CompiledRules
+    ) -> None:
+        """Write a container's compiled rules to the kernel and remember them (called with the lock held)."""
         rulesets = self._enforcer.enforce(container.id, compiled, key=container.key, init_pid=container.pid)
         self._compiled[container.id] = compiled
-        self._generations[container.id] = request.generation if request else 0
+        self._generations[container.id] = request.generation if request and not container.sandbox else 0
         for ruleset in rulesets:
             self._rulesets[ruleset] = (container, compiled)
         while len(self._rulesets) > RULESETS_REMEMBERED:
             self._rulesets.popitem(last=False)
-        return sum(rules.size for rules in compiled.kinds.values())
 
     def on_event(self, event: bpf_types.AlertEvent) -> None:
         """Turn a kernel event into an alert naming pod, container and policy."""
@@ -330,6 +372,10 @@ class Agent:
     def status(self) -> agent_pb2.AgentStatus:
         """Report desired pods and live containers with what the maps hold for each."""
         with self._lock:
+            if self._unregistered:  # a stopped container is no longer one to worry about
+                alive = live_pid_namespaces()
+                for key in [key for key in self._unregistered if key.pid_ns not in alive]:
+                    del self._unregistered[key]
             reply = agent_pb2.AgentStatus(
                 bpf_lsm_active=bpf_lsm_active(),
                 kernel_release=os.uname().release,

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     hook_type = args[0] if args else ""
     try:
         state = parse_state(sys.stdin.read())
-        registration = registration_for(hook_type, state, _read_config(state["bundle"]))
+        config = _read_config(state["bundle"]) if hook_type == "prestart" else {}  # poststop needs only the id
+        registration = registration_for(hook_type, state, config)
         if registration:
             send(registration, os.environ.get("KADAPTER_HOOK_SOCKET", DEFAULT_SOCKET))
     except (HookInputError, OSError, RuntimeError, ValueError) as error:

@@ -121,6 +121,11 @@ class CompiledRules:
     rules: tuple[RuleInfo, ...]
     presets: Mapping[Preset, RuleEntry] = field(default_factory=dict)  # plain Block and Audit bits, rule ids
 
+    @property
+    def size(self) -> int:
+        """Return how many rule-table entries the container takes, every kind together."""
+        return sum(rules.size for rules in self.kinds.values())
+
     def active(self, kind: Kind) -> bool:
         """Tell whether the kernel must judge this kind at all for the container (its rules, or a preset's hooks)."""
         rules = self.kinds[kind]

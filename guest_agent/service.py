@@ -76,12 +76,14 @@ class GuestAgentService(agent_pb2_grpc.GuestAgentServicer):
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {self.max_streams} alert streams at once; close one first"
             )
+        subscription = self._alerts.subscribe()
         try:
-            stopped = threading.Event()
-            if context.add_callback(stopped.set):  # False once the host has hung up: no callback would ever come
+            # The call's end closes the subscription, which ends the iteration at once and frees the slot.
+            if context.add_callback(lambda: self._alerts.unsubscribe(subscription)):
                 context.send_initial_metadata(())  # the stream is open: the host need not wait for the first alert
-                yield from self._alerts.subscribe(stopped)
+                yield from subscription
         finally:
+            self._alerts.unsubscribe(subscription)
             self._streams.release()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from adapter.fanout import Fanout
+from kadapter_api.fanout import Fanout
 
 
 def _drain(subscription, into: list[int], until: int) -> None:

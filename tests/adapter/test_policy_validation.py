@@ -1617,3 +1617,29 @@ def test_an_empty_container_name_list_covers_every_container(value: str) -> None
         ksp(f"selector:\n  matchLabels:\n    app: a\n    kubearmor.io/container.name: {value}\n" + BLOCK_APT)
     )
     assert selector.selector == Selector(match_labels=(("app", "a"),), container_names=(), match_expressions=())
+
+
+def test_a_merge_key_whose_fields_are_overridden_is_read_as_yaml_means_it(tmp_path: Path) -> None:
+    """`<<: *base` then `path:` is an override (YAML's merge), not a duplicate key; a repeated explicit key still is."""
+    merged = textwrap.dedent("""\
+        apiVersion: security.kubearmor.com/v1
+        kind: KubeArmorPolicy
+        metadata: {name: merged, namespace: default}
+        spec:
+          selector: {matchLabels: {app: nginx}}
+          process:
+            matchPaths:
+            - &base {path: /usr/bin/apt, action: Audit}
+            - <<: *base
+              path: /usr/bin/apt-get
+          action: Block
+        """)
+    (tmp_path / "merged.yaml").write_text(merged)
+    (policy,) = load_policy_file(tmp_path / "merged.yaml")
+    assert [(rule.path, rule.action.value) for rule in policy.process_rules] == [
+        ("/usr/bin/apt", "Audit"),
+        ("/usr/bin/apt-get", "Audit"),
+    ]
+    (tmp_path / "twice.yaml").write_text(merged.replace("path: /usr/bin/apt-get", "path: /a\n      path: /b"))
+    with pytest.raises(InputError, match="duplicate key"):
+        load_policy_file(tmp_path / "twice.yaml")

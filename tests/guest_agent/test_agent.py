@@ -283,11 +283,12 @@ def test_unregistered_containers_are_reported_until_they_register(enforcer: Reco
     """Each is listed once in status with its last program and count, and alerted; registering it clears it."""
     hub = RecordingHub()
     agent = Agent(enforcer, hub)  # type: ignore[arg-type]
-    agent.on_event(unregistered_exec(7, 8, b"/bin/sh", refused=True))
-    agent.on_event(unregistered_exec(7, 8, b"/usr/bin/id", refused=True))
+    pid_ns = container_key(os.getpid()).pid_ns  # a namespace with a live process, as a running container's is
+    agent.on_event(unregistered_exec(pid_ns, 8, b"/bin/sh", refused=True))
+    agent.on_event(unregistered_exec(pid_ns, 8, b"/usr/bin/id", refused=True))
     status = agent.status()
     assert [(u.pid_ns, u.mnt_ns, u.executable, u.execs, u.refused) for u in status.unregistered] == [
-        (7, 8, "/usr/bin/id", 2, True)
+        (pid_ns, 8, "/usr/bin/id", 2, True)
     ]
     alert = hub.published[-1]
     assert (alert.policy_name, alert.action, alert.result) == (
@@ -295,9 +296,22 @@ def test_unregistered_containers_are_reported_until_they_register(enforcer: Reco
         agent_pb2.ACTION_BLOCK,
         "Permission denied",
     )
-    assert "pid ns 7, mnt ns 8" in alert.data
-    agent.register(dataclasses.replace(container(1), key=ContainerKey(7, 8)))
+    assert f"pid ns {pid_ns}, mnt ns 8" in alert.data
+    agent.register(dataclasses.replace(container(1), key=ContainerKey(pid_ns, 8)))
     assert not agent.status().unregistered
+
+
+def test_an_unregistered_container_that_stopped_is_no_longer_reported(enforcer: RecordingEnforcer) -> None:
+    """Once no process lives in its pid namespace, it leaves the status; one still running stays."""
+    agent = Agent(enforcer, RecordingHub())  # type: ignore[arg-type]
+    live = container_key(os.getpid()).pid_ns
+    stopped = subprocess.run(  # a pid namespace whose only process has exited by the time we look
+        ["unshare", "--pid", "--fork", "readlink", "/proc/self/ns/pid"], capture_output=True, text=True, check=True
+    )
+    gone = int(stopped.stdout.strip().removeprefix("pid:[").removesuffix("]"))
+    for pid_ns in (live, gone):
+        agent.on_event(unregistered_exec(pid_ns, 8, b"/bin/sh", refused=False))
+    assert [u.pid_ns for u in agent.status().unregistered] == [live]
 
 
 def test_the_pause_container_never_gets_the_pods_rules(agent: Agent, enforcer: RecordingEnforcer) -> None:

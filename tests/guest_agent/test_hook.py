@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
+from guest_agent.agent import Agent
+from guest_agent.alerts import AlertHub
 from guest_agent.hook import HookInputError, main, parse_state, registration_for
+from guest_agent.listener import HookListener
 from guest_agent.registration import Registration
+from tests.guest_agent.test_agent import RecordingEnforcer, container
 
 ANNOTATIONS = {
     "io.kubernetes.cri.container-type": "container",
@@ -180,3 +186,19 @@ def test_registration_round_trips() -> None:
     """What the hook encodes is what the listener decodes."""
     registration = Registration(operation="register", container_id="c", pid=5, rootfs="/r")
     assert Registration.decode(registration.encode()) == registration
+
+
+def test_poststop_unregisters_whatever_is_left_of_the_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config.json removed or garbled by the time the container stops does not keep it registered."""
+    agent = Agent(RecordingEnforcer(), AlertHub())  # type: ignore[arg-type]
+    agent.register(dataclasses.replace(container(1), id=STATE["id"]))
+    listener = HookListener(tmp_path / "hook.sock", agent)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    try:
+        (tmp_path / "config.json").write_bytes(b"\xff not json")
+        monkeypatch.setenv("KADAPTER_HOOK_SOCKET", str(tmp_path / "hook.sock"))
+        monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({**STATE, "pid": 0, "bundle": str(tmp_path)})))
+        assert main(["poststop"]) == 0
+    finally:
+        listener.shutdown()
+    assert not agent.status().containers

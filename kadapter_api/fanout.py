@@ -1,12 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Hand each published item to every subscriber, each through its own bounded queue.
 
-The KubeArmor log service (adapter/kubearmor_logs.py) has one producer, the
-agents' alert streams, and any number of watchers (karmor logs, the relay),
-each draining at its own pace over the network. Publishing never waits: a
-subscriber whose queue is full loses that item, and the loss is counted for
-it and in total, so one slow watcher costs only itself. Plain threading, no
-gRPC, so tests drive it directly.
+Both sides fan alerts out: the agent to each host stream (guest_agent/alerts.py), the node daemon to
+the KubeArmor log service's watchers (adapter/kubearmor_logs.py) and its own consumers. Each subscriber
+drains at its own pace over the network. Publishing never waits: a subscriber whose queue is full loses
+that item, and the loss is counted for it and in total, so one slow subscriber costs only itself.
+Closing a subscription ends its iteration at once. Plain threading, no gRPC, so tests drive it directly.
 """
 
 from __future__ import annotations
