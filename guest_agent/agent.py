@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 RULESETS_REMEMBERED = 1024  # alerts in flight may name a ruleset already replaced
 UNREGISTERED_REMEMBERED = 256  # unregistered containers reported in status
+# Seconds an unregistered container stays in the status once nothing runs in its pid namespace: a fail-closed
+# agent's refusals kill the container at once, and the host must still get to see them.
+UNREGISTERED_KEPT_FOR = 600.0
 UNREGISTERED_POLICY = "UnregisteredContainer"
 UNREGISTERED_MESSAGE = "exec in a container the agent never registered (its hook failed, timed out or found no agent)"
 
@@ -98,6 +102,7 @@ class UnregisteredSighting:
     executable: str
     execs: int = 0
     refused: bool = False
+    last_seen: float = 0.0  # time.monotonic() of the last report
 
 
 def container_key(pid: int, proc: Path = Path("/proc")) -> ContainerKey:
@@ -365,6 +370,7 @@ class Agent:
         seen.executable = event.path.decode(errors="replace")
         seen.execs += 1
         seen.refused = event.action == bpf_types.ACTION_BLOCK
+        seen.last_seen = time.monotonic()
         self._unregistered.move_to_end(key)
         while len(self._unregistered) > UNREGISTERED_REMEMBERED:
             self._unregistered.popitem(last=False)
@@ -372,10 +378,11 @@ class Agent:
     def status(self) -> agent_pb2.AgentStatus:
         """Report desired pods and live containers with what the maps hold for each."""
         with self._lock:
-            if self._unregistered:  # a stopped container is no longer one to worry about
-                alive = live_pid_namespaces()
-                for key in [key for key in self._unregistered if key.pid_ns not in alive]:
-                    del self._unregistered[key]
+            if self._unregistered:  # a container stopped long enough ago is no longer one to worry about
+                alive, now = live_pid_namespaces(), time.monotonic()
+                for key, seen in list(self._unregistered.items()):
+                    if key.pid_ns not in alive and now - seen.last_seen > UNREGISTERED_KEPT_FOR:
+                        del self._unregistered[key]
             reply = agent_pb2.AgentStatus(
                 bpf_lsm_active=bpf_lsm_active(),
                 kernel_release=os.uname().release,

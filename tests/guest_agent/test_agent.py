@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from guest_agent import agent as agent_module
 from guest_agent import bpf_types
 from guest_agent.agent import Agent, Container, PodKey, StaleGenerationError, container_key
 from guest_agent.alerts import AlertHub
@@ -301,8 +302,10 @@ def test_unregistered_containers_are_reported_until_they_register(enforcer: Reco
     assert not agent.status().unregistered
 
 
-def test_an_unregistered_container_that_stopped_is_no_longer_reported(enforcer: RecordingEnforcer) -> None:
-    """Once no process lives in its pid namespace, it leaves the status; one still running stays."""
+def test_an_unregistered_container_that_stopped_long_ago_is_no_longer_reported(
+    enforcer: RecordingEnforcer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopped one stays for a while (a refused container dies at once); then it leaves; a running one stays."""
     agent = Agent(enforcer, RecordingHub())  # type: ignore[arg-type]
     live = container_key(os.getpid()).pid_ns
     stopped = subprocess.run(  # a pid namespace whose only process has exited by the time we look
@@ -311,6 +314,8 @@ def test_an_unregistered_container_that_stopped_is_no_longer_reported(enforcer: 
     gone = int(stopped.stdout.strip().removeprefix("pid:[").removesuffix("]"))
     for pid_ns in (live, gone):
         agent.on_event(unregistered_exec(pid_ns, 8, b"/bin/sh", refused=False))
+    assert [u.pid_ns for u in agent.status().unregistered] == [live, gone]
+    monkeypatch.setattr(agent_module, "UNREGISTERED_KEPT_FOR", 0.0)
     assert [u.pid_ns for u in agent.status().unregistered] == [live]
 
 
