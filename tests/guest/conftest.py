@@ -32,7 +32,13 @@ def guest(request: pytest.FixtureRequest) -> Iterator[TestGuest]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Move the tests that boot a differently configured guest to the end: every other test shares one boot."""
-    items.sort(key=lambda item: "guest" in getattr(getattr(item, "callspec", None), "params", {}))
+    here = Path(__file__).parent
+
+    def boots_its_own(item: pytest.Item) -> bool:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        return item.path.is_relative_to(here) and "guest" in params
+
+    items.sort(key=boots_its_own)
 
 
 @pytest.fixture(scope="session")
