@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = {"programs loaded, container not targeted": measure(containers, "bench-untargeted", iterations)}
         applied = {}
         for count in args.rules:
-            state = f"targeted, {count:,} rules of each kind"
+            state = f"targeted, {count:,} rule{'' if count == 1 else 's'} of each kind"
             applied[state] = apply(guest, work, count)
             rows[state] = measure(containers, "bench-targeted", iterations)
         guest.run(["sh", "-c", "pkill -f [k]adapter-agent; rm -rf /sys/fs/bpf/kadapter; sleep 2"])
