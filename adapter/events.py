@@ -37,7 +37,11 @@ class Resource(enum.Enum):
 
 @dataclass(frozen=True)
 class WatchEvent:
-    """One watch event: what happened to an object, which is as the API server sent it (camelCase JSON)."""
+    """One watch event: what happened to an object, as the API server's JSON (camelCase).
+
+    From the Watcher, only the fields adapter/kube_resources.py keeps for the kind; the Manager reads
+    a whole object just the same (its tests hand it some).
+    """
 
     kind: Resource
     type: EventType

@@ -5,8 +5,10 @@ First of the node daemon's three boxes (Watcher → Manager → Exporter). It on
 watches: for each resource adapter/kube_resources.py names (Pods of this node
 only), it lists, then watches from the list's resourceVersion, and hands every
 change to a sink as an adapter.events.WatchEvent carrying the object as the API
-server's JSON. Deciding what the events mean is the Manager's job, so the
-Manager's tests need no API server and these need no policies.
+server's JSON, cut to the fields kube_resources names for its kind (the Watcher
+itself remembers only each object's identity). Deciding what the events mean is
+the Manager's job, so the Manager's tests need no API server and these need no
+policies.
 
 A watch is a stream that breaks: the server ends it every timeout_seconds, a
 connection drops, the API server restarts. The Watcher then resumes from the
@@ -18,14 +20,16 @@ with what it knew, deletions included. Errors (API server down, RBAC missing,
 CRD not installed) are logged and retried with exponential back-off; a
 resource's thread ends only when stop() asks.
 
-Objects are read as raw JSON (`_preload_content=False`, the watch event's
-raw_object), never through the client's model classes, which refuse objects
-they do not expect and would add a second reading of the schema.
+Objects are read as raw JSON (the list's body, the watch event's raw_object),
+never through the client's model classes, which refuse objects they do not
+expect and would add a second reading of the schema. The requests are not made
+through the client's generated API classes either: in kubernetes 37, importing
+CoreV1Api imports the 250 pydantic models its methods are annotated with, 20 MB
+for a daemon that never builds one (see _Collection).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -37,17 +41,19 @@ from pathlib import Path
 from typing import Any
 
 import tenacity
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from adapter import kube_resources
 from adapter.events import EventType, Resource, WatchEvent
-from adapter.kube_resources import KubeResource
+from adapter.kube_resources import IDENTITY, KubeResource, project
 
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
 Sink = Callable[[WatchEvent], None]
+Timeout = float | tuple[float, float] | None  # the client's _request_timeout: total, or (connect, read)
 HTTP_GONE = 410
 # The kubelet sets it in every container: the process runs in a pod and can use its service account.
 SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
@@ -63,6 +69,9 @@ class WatchSettings:
     request_timeout: float = 30.0  # connecting, reading a list, and how long past its end a watch may stay silent
     backoff_initial: float = 0.5  # first wait after an error, doubling up to backoff_max; also the least time per watch
     backoff_max: float = 30.0
+    # Objects per list request. A page is parsed whole before its objects are cut to what is kept, so this
+    # bounds what a list costs beyond that: 100 pods of a Deployment are some 2 MB as parsed JSON.
+    list_page: int = 100
 
 
 def load_api_client(kubeconfig: Path | None) -> client.ApiClient:
@@ -159,15 +168,16 @@ class _Feed:
         settings: WatchSettings,
         stopping: threading.Event,
     ) -> None:
+        self._resource = resource
         self._kind = Resource(resource.kind)
         self._type_meta = {"apiVersion": resource.api_version, "kind": resource.kind}
-        self._list = _lister(resource, api_client)
-        self._selector = {} if field_selector is None else {"field_selector": field_selector}
+        self._collection = _Collection(api_client, resource.path, field_selector)
         self._sink = sink
         self._settings = settings
         self._stopping = stopping
         self._watch = watch.Watch(return_type=object)  # object: events stay JSON, no model classes
-        self._known: dict[tuple[str, str], Body] = {}  # (namespace, name) → the object as last seen
+        # (namespace, name) → the identity of each object known, all a relist compares (kube_resources.IDENTITY)
+        self._known: dict[tuple[str, str], Body] = {}
         self._version: str | None = None  # where to resume; None: list first
         self._last_start = float("-inf")
         self._retrying = tenacity.Retrying(
@@ -209,15 +219,13 @@ class _Feed:
             self._version = None
 
     def _relist(self) -> None:
-        """List everything, and report what differs from what was known: all of it the first time."""
-        response = self._list(_preload_content=False, _request_timeout=self._settings.request_timeout, **self._selector)
-        try:
-            listing = json.loads(response.data)
-        finally:
-            response.release_conn()
-        fresh = {_key(body): body for body in (self._whole(item) for item in listing["items"])}
-        stale, self._known = self._known, fresh
-        self._version = listing["metadata"]["resourceVersion"]
+        """List everything, and report what differs from what was known: all of it the first time.
+
+        An object gone meanwhile is reported DELETED with what the Watcher remembers of it: its identity.
+        """
+        fresh, version = self._list()
+        stale, self._known = self._known, {key: project(body, IDENTITY) for key, body in fresh.items()}
+        self._version = version
         for key, old in stale.items():
             if key not in fresh or _uid(fresh[key]) != _uid(old):
                 self._emit("DELETED", old)
@@ -229,36 +237,69 @@ class _Feed:
                 self._emit("MODIFIED", new)
         self.synced.set()
 
+    def _list(self) -> tuple[dict[tuple[str, str], Body], str]:
+        """List every object, page after page of one snapshot; return what is kept of each, and the version.
+
+        A continue token that expires before the last page (410 Gone) fails the list as any error does:
+        after the back-off, the list starts again from the first page.
+        """
+        fresh: dict[tuple[str, str], Body] = {}
+        token: str | None = None
+        while True:
+            kept, version, token = self._page(token)
+            fresh.update((_key(body), body) for body in kept)
+            if token is None:
+                return fresh, version
+
+    def _page(self, token: str | None) -> tuple[list[Body], str, str | None]:
+        """Fetch one page: what is kept of its objects, the list's resourceVersion, the next page's token or None.
+
+        The page's body and its objects as parsed are garbage once this returns: only what is kept lives on.
+        """
+        settings = self._settings
+        response = self._collection(
+            limit=settings.list_page, continue_from=token, _request_timeout=settings.request_timeout
+        )
+        try:
+            page = json.loads(response.data)
+        finally:
+            response.release_conn()
+        metadata = page["metadata"]
+        return (
+            [self._kept(item) for item in page["items"]],
+            metadata["resourceVersion"],
+            metadata.get("continue") or None,
+        )
+
     def _watch_until_ended(self) -> None:
         """Watch from the resume point, moving it with every event and bookmark, until the stream ends."""
         settings = self._settings
         events = self._watch.stream(
-            self._list,
+            self._collection,
             resource_version=self._version,
             allow_watch_bookmarks=True,
             timeout_seconds=settings.timeout_seconds,  # also keeps Watch.stream from resuming on its own
             _request_timeout=(settings.request_timeout, settings.timeout_seconds + settings.request_timeout),
-            **self._selector,
         )
         for event in events:
             if self._stopping.is_set():
                 return
             body, change = event["raw_object"], event["type"]
             if change in ("ADDED", "MODIFIED", "DELETED"):
-                body = self._whole(body)
+                body = self._kept(body)
                 if change == "DELETED":
                     self._known.pop(_key(body), None)
                 else:
-                    self._known[_key(body)] = body
+                    self._known[_key(body)] = project(body, IDENTITY)
                 self._emit(change, body)
             elif change != "BOOKMARK":
                 log.warning("%s: ignoring a watch event of type %r", self._kind.value, change)
                 continue
             self._version = _version(body)
 
-    def _whole(self, body: Body) -> Body:
-        """Give an object the apiVersion and kind that list items of built-in kinds come without."""
-        return {**self._type_meta, **body}
+    def _kept(self, body: Body) -> Body:
+        """Keep what the daemon reads of an object, with the apiVersion and kind that list items come without."""
+        return self._resource.project({**self._type_meta, **body})
 
     def _emit(self, change: EventType, body: Body) -> None:
         """Hand one event to the sink; a failing sink is logged, and the watch goes on."""
@@ -279,14 +320,55 @@ class _Feed:
         )
 
 
-def _lister(resource: KubeResource, api_client: client.ApiClient) -> Callable[..., Any]:
-    """Pick the client call that lists a resource in every namespace, and watches it with watch=True."""
-    if not resource.group:
-        core = client.CoreV1Api(api_client)
-        return {"pods": core.list_pod_for_all_namespaces, "namespaces": core.list_namespace}[resource.plural]
-    # Outside the core group one generic call serves every resource, built in or custom, as JSON.
-    custom = client.CustomObjectsApi(api_client)
-    return functools.partial(custom.list_cluster_custom_object, resource.group, resource.version, resource.plural)
+@dataclass(frozen=True)
+class _Collection:
+    """GET on a resource's collection in every namespace: a list, or with watch=True a watch.
+
+    It answers the HTTP response unread, for the caller to read the list's JSON or kubernetes.watch
+    to stream the watch's lines; an error status raises ApiException, as the client's calls do. The
+    request is built as each of the client's generated API methods builds it (ApiClient.param_serialize
+    then call_api, which also apply the kubeconfig's or the service account's credentials), without
+    importing those methods' classes and the models they are annotated with.
+    """
+
+    api_client: client.ApiClient
+    path: str
+    field_selector: str | None
+
+    def __call__(
+        self,
+        *,
+        watch: bool = False,
+        resource_version: str | None = None,
+        allow_watch_bookmarks: bool = False,
+        timeout_seconds: int | None = None,
+        limit: int | None = None,
+        continue_from: str | None = None,
+        _request_timeout: Timeout = None,
+        _preload_content: bool = False,  # kubernetes.watch passes False; the response is never read here anyway
+    ) -> urllib3.BaseHTTPResponse:
+        """Send the request; the parameters are the client's own (continue_from is its _continue)."""
+        query = {
+            "watch": watch or None,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": allow_watch_bookmarks or None,
+            "timeoutSeconds": timeout_seconds,
+            "fieldSelector": self.field_selector,
+            "limit": limit,
+            "continue": continue_from,
+        }
+        method, url, headers, body, post_params = self.api_client.param_serialize(
+            method="GET",
+            resource_path=self.path,
+            query_params=[(name, value) for name, value in query.items() if value is not None],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(method, url, headers, body, post_params, _request_timeout=_request_timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
 
 
 def _key(body: Body) -> tuple[str, str]:

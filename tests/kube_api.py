@@ -6,7 +6,9 @@ on 410 Gone, bookmarks moving the resume point) are about the list/watch
 protocol, so its tests need a server that keeps that protocol's rules rather
 than a mocked client: one global resourceVersion counter, as etcd keeps; lists
 as `{kind: XList, metadata: {resourceVersion}, items}`, whose built-in items
-come without apiVersion and kind as the real server sends them; watches as
+come without apiVersion and kind as the real server sends them, in pages when
+asked (`limit`, then `continue` tokens serving the first page's snapshot until
+compaction expires them with 410 Gone, as etcd's revisions do); watches as
 chunked JSON lines that start after the given resourceVersion, report objects
 entering and leaving a fieldSelector as ADDED and DELETED, send BOOKMARKs on
 request, end after timeoutSeconds, and answer a resourceVersion older than the
@@ -15,13 +17,15 @@ kept history with an ERROR event (Status 410 Expired).
 Tests change objects with create/replace/delete (or over HTTP: POST, PUT,
 DELETE), and break things on purpose: compact() forgets history,
 drop_connections() cuts every open connection, outage() answers 503 until it
-ends, and a server not yet start()ed refuses connections. Every request is
+ends, a server not yet start()ed refuses connections, and before_answer() runs
+a test's hook at a chosen request (between two pages of a list, say). Every request is
 recorded, so a test can tell a resumed watch from a relist, and
 wait_watching() tells when a client's watch is open.
 """
 
 from __future__ import annotations
 
+import base64
 import bisect
 import contextlib
 import copy
@@ -152,6 +156,7 @@ class _Store:
         self.outage = False
         self.closing = False
         self.requests: list[Request] = []
+        self.before_answer: Callable[[Request], None] | None = None
 
     def create(self, obj: Body) -> Body:
         """Store a new object, stamping uid, creationTimestamp and resourceVersion; return it as stored."""
@@ -192,20 +197,51 @@ class _Store:
             return copy.deepcopy(self._existing(resource, key))
 
     def list(self, resource: Resource, namespace: str | None, query: dict[str, str]) -> Body:
-        """Build an XList of the objects a request sees at the current resourceVersion, in key order."""
+        """Build an XList of the objects a request sees, in key order: all, or a page of them.
+
+        A first page (limit) is read at the current resourceVersion; its continue token carries that
+        version and the last key served, and each next page is read from the same snapshot.
+        """
         matches = _matcher(resource, namespace, query)
+        version, after = _read_continue(query["continue"]) if "continue" in query else (None, None)
         with self.changed:
-            items = [copy.deepcopy(obj) for obj in self.current(resource, matches)]
-            version = self.version
+            if version is not None and version < self.oldest:
+                raise KubeAPIError(HTTPStatus.GONE, "Expired", "the continue token is too old (compacted)")
+            version = self.version if version is None else version
+            seen = [(key, obj) for key, obj in self.snapshot(version) if key[0] == resource.kind and matches(obj)]
+            listed = [(key, copy.deepcopy(obj)) for key, obj in seen if after is None or key > after]
+        limit = int(query.get("limit") or 0)
+        metadata: Body = {"resourceVersion": str(version)}
+        if 0 < limit < len(listed):
+            listed = listed[:limit]
+            metadata["continue"] = _write_continue(version, listed[-1][0])
+        items = [obj for _, obj in listed]
         if resource.built_in:
             for item in items:
                 del item["apiVersion"], item["kind"]
         return {
             "kind": f"{resource.kind}List",
             "apiVersion": resource.group_version,
-            "metadata": {"resourceVersion": str(version)},
+            "metadata": metadata,
             "items": items,
         }
+
+    def snapshot(self, version: int) -> list[tuple[tuple[str, str, str], Body]]:
+        """Return every object as it was at a resourceVersion, in key order (the caller holds the lock).
+
+        The changes made since are undone from the history, which reaches back to the oldest version.
+        """
+        objects = dict(self.objects)
+        for change in reversed(self.history):
+            if change.version <= version:
+                break
+            metadata = change.obj["metadata"]
+            key = _key(change.resource, metadata.get("namespace"), metadata["name"])
+            if change.old is None:
+                del objects[key]
+            else:
+                objects[key] = change.old
+        return sorted(objects.items())
 
     def current(self, resource: Resource, matches: Predicate) -> list[Body]:
         """List the stored objects of a resource that a request sees, in key order (the caller holds the lock)."""
@@ -369,6 +405,11 @@ class FakeKubeAPI:
             ):
                 raise TimeoutError(f"nobody watches {plural}")
 
+    def before_answer(self, hook: Callable[[Request], None] | None) -> None:
+        """Call hook with each request before answering it, to change the server at an exact point of an exchange."""
+        with self._store.changed:
+            self._store.before_answer = hook
+
     def requests(self, plural: str, *, watch: bool) -> list[Request]:
         """List the requests received for one resource, watches or the others, oldest first."""
         with self._store.changed:
@@ -441,8 +482,13 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(url.query))
         route = _route(url.path)
         watch = method == "GET" and query.get("watch") in TRUE_VALUES
+        request = Request(method, route[0].plural if route else "", watch, query)
         with store.changed:
-            store.requests.append(Request(method, route[0].plural if route else "", watch, query))
+            store.requests.append(request)
+            hook = store.before_answer
+        if hook is not None:
+            hook(request)
+        with store.changed:
             outage = store.outage
         try:
             body = self._read_body()
@@ -718,6 +764,20 @@ def _status(code: HTTPStatus, reason: str, message: str) -> Body:
         "reason": reason,
         "code": int(code),
     }
+
+
+def _write_continue(version: int, key: tuple[str, str, str]) -> str:
+    """Write a continue token: the snapshot's resourceVersion and the last key served, opaque to clients."""
+    return base64.urlsafe_b64encode(json.dumps([version, key]).encode()).decode()
+
+
+def _read_continue(token: str) -> tuple[int, tuple[str, str, str]]:
+    """Read a continue token back."""
+    try:
+        version, (kind, namespace, name) = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(version), (str(kind), str(namespace), str(name))
+    except ValueError:
+        raise KubeAPIError(HTTPStatus.BAD_REQUEST, "BadRequest", f"invalid continue token {token!r}") from None
 
 
 def _version(text: str | None) -> int | None:

@@ -150,6 +150,32 @@ def test_selectors_narrow_lists_by_namespace_and_field(api: FakeKubeAPI, core: c
     assert refused.value.status == 400  # not implemented, so never silently ignored
 
 
+def test_a_list_in_pages_reads_one_snapshot_until_compaction_expires_it(
+    api: FakeKubeAPI, core: client.CoreV1Api
+) -> None:
+    """limit gives a page and a continue token; later pages come from the first page's snapshot, not the store."""
+    for name in ("a", "b", "c", "d", "e"):
+        api.create(pod(name))
+    first = raw(core.list_pod_for_all_namespaces(limit=2, _preload_content=False))
+    version = first["metadata"]["resourceVersion"]
+    api.create(pod("aa"))  # after the snapshot, and before its next page in key order: not listed
+    api.delete("Pod", "d", "web")  # deleted since: still listed
+    api.replace({**api.get("Pod", "e", "web"), "spec": {"nodeName": "node-2", "containers": [{"name": "new"}]}})
+    pages = [first]
+    while token := pages[-1]["metadata"].get("continue"):
+        pages.append(raw(core.list_pod_for_all_namespaces(limit=2, _continue=token, _preload_content=False)))
+    assert [[item["metadata"]["name"] for item in page["items"]] for page in pages] == [["a", "b"], ["c", "d"], ["e"]]
+    assert {page["metadata"]["resourceVersion"] for page in pages} == {version}
+    assert pages[-1]["items"][0]["spec"]["containers"] == [{"name": "app", "image": "nginx"}]  # e as it was
+    listed = raw(core.list_pod_for_all_namespaces(limit=10, _preload_content=False))
+    assert "continue" not in listed["metadata"]
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["a", "aa", "b", "c", "e"]
+    api.compact()
+    with pytest.raises(ApiException) as gone:
+        core.list_pod_for_all_namespaces(limit=2, _continue=first["metadata"]["continue"])
+    assert (gone.value.status, json.loads(gone.value.body)["reason"]) == (410, "Expired")
+
+
 # Watches
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -14,13 +15,14 @@ from typing import Any
 import pytest
 from kubernetes.config import ConfigException
 
+from adapter import kube_resources
 from adapter.events import Resource, WatchEvent
 from adapter.manager import Manager
 from adapter.pods import parse_manifests
 from adapter.policy import PolicyKind, parse_policies
 from adapter.watcher import Watcher, WatchSettings, load_api_client
 from tests.adapter.objects import NODE, csp, ksp, namespace, pod, runtime_class
-from tests.kube_api import FakeKubeAPI
+from tests.kube_api import FakeKubeAPI, Request
 
 Body = dict[str, Any]
 # Short enough that a test never waits long, long enough that the server never ends a watch by itself.
@@ -106,30 +108,33 @@ def test_the_first_lists_deliver_every_object_as_added(api: FakeKubeAPI, watch: 
 
 
 @pytest.mark.parametrize(
-    ("obj", "change"),
+    ("obj", "section", "change"),
     [
-        pytest.param(pod("a"), {"labels": {"app": "other"}}, id="pod"),
-        pytest.param(namespace("web"), {"annotations": {"kubearmor-file-posture": "audit"}}, id="namespace"),
-        pytest.param(runtime_class(), {"labels": {"tier": "vm"}}, id="runtime-class"),
-        pytest.param(ksp("block-apt"), {"labels": {"owner": "sec"}}, id="policy"),
-        pytest.param(csp("shadow", "web"), {"labels": {"owner": "sec"}}, id="cluster-policy"),
+        pytest.param(pod("a"), "metadata", {"labels": {"app": "other"}}, id="pod"),
+        pytest.param(
+            namespace("web"), "metadata", {"annotations": {"kubearmor-file-posture": "audit"}}, id="namespace"
+        ),
+        pytest.param(runtime_class(), None, {"handler": "kata-clh"}, id="runtime-class"),
+        pytest.param(ksp("block-apt"), "spec", {"action": "Audit"}, id="policy"),
+        pytest.param(csp("shadow", "web"), "spec", {"action": "Audit"}, id="cluster-policy"),
     ],
 )
 def test_a_watch_delivers_additions_changes_and_deletions(
-    api: FakeKubeAPI, watch: Callable[..., Any], obj: Body, change: Body
+    api: FakeKubeAPI, watch: Callable[..., Any], obj: Body, section: str | None, change: Body
 ) -> None:
     """After the first list, each change to an object of every watched kind arrives in order, with its new content."""
     _watcher, recorder = synced(watch)
     kind, name = obj["kind"], obj["metadata"]["name"]
     created = api.create(obj)
     recorder.wait_for(("ADDED", kind, name))
-    api.replace({**created, "metadata": {**created["metadata"], **change}})
+    api.replace({**created, **change} if section is None else {**created, section: {**created[section], **change}})
     (modified,) = recorder.wait_for(("MODIFIED", kind, name))
     api.delete(kind, name, created["metadata"].get("namespace"))
     recorder.wait_for(("DELETED", kind, name))
     assert recorder.seen() == [("ADDED", kind, name), ("MODIFIED", kind, name), ("DELETED", kind, name)]
     assert modified.kind is Resource(kind)
-    assert {key: modified.obj["metadata"][key] for key in change} == change
+    changed = modified.obj if section is None else modified.obj[section]
+    assert {key: changed[key] for key in change} == change
 
 
 def test_only_the_pods_of_this_node_are_delivered(api: FakeKubeAPI, watch: Callable[..., Any]) -> None:
@@ -145,9 +150,7 @@ def test_only_the_pods_of_this_node_are_delivered(api: FakeKubeAPI, watch: Calla
     assert selectors == {f"spec.nodeName={NODE}"}
 
 
-def test_each_object_arrives_as_whole_json_that_local_modes_parsers_read(
-    api: FakeKubeAPI, watch: Callable[..., Any]
-) -> None:
+def test_each_object_arrives_as_json_that_local_modes_parsers_read(api: FakeKubeAPI, watch: Callable[..., Any]) -> None:
     """Listed objects get back the apiVersion and kind the server strips, so the parsers (and the Manager) read them."""
     for obj in (namespace("web", **{"kubearmor-file-posture": "audit"}), runtime_class(), pod("a"), ksp("block-apt")):
         api.create(obj)
@@ -175,6 +178,73 @@ def test_each_object_arrives_as_whole_json_that_local_modes_parsers_read(
         manager.apply(event)
     (desired,) = manager.pods().values()
     assert sorted(entry.policy.name for entry in desired.policies) == ["block-apt", "shadow"]
+
+
+def with_extras(obj: Body) -> Body:
+    """Add what a real cluster adds and the daemon never reads: managedFields, env, conditions, last-applied text."""
+    obj["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}]
+    if obj["kind"] == "Pod":
+        obj["spec"]["containers"][0]["env"] = [{"name": "MODE", "value": "production"}]
+        obj["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    else:
+        obj["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": json.dumps(obj)}
+    return obj
+
+
+def test_objects_arrive_cut_to_what_the_daemon_reads(api: FakeKubeAPI, watch: Callable[..., Any]) -> None:
+    """Listed and watched objects alike carry only the fields adapter/kube_resources.py keeps for their kind."""
+    stored = [api.create(with_extras(pod("listed"))), api.create(with_extras(ksp("listed")))]
+    _watcher, recorder = synced(watch)
+    stored += [api.create(with_extras(pod("watched"))), api.create(with_extras(ksp("watched")))]
+    events = recorder.wait_for(*(("ADDED", obj["kind"], obj["metadata"]["name"]) for obj in stored))
+    assert len(events) == 4
+    wholes = {(obj["kind"], obj["metadata"]["name"]): obj for obj in stored}
+    for event in events:
+        (resource,) = (resource for resource in kube_resources.WATCHED if resource.kind == event.kind.value)
+        assert event.obj == resource.project(wholes[resource.kind, event.obj["metadata"]["name"]])
+        assert event.obj["metadata"].keys() <= {"name", "namespace", "uid", "resourceVersion", "labels", "annotations"}
+        assert "managedFields" not in event.obj["metadata"]
+    pods = [event.obj for event in events if event.kind is Resource.POD]
+    assert [pod_obj["spec"]["containers"] for pod_obj in pods] == [[{"name": "nginx"}]] * 2
+    assert [pod_obj["status"] for pod_obj in pods] == [{"phase": "Running"}] * 2
+
+
+def test_a_list_comes_in_pages_of_one_snapshot(api: FakeKubeAPI, watch: Callable[..., Any]) -> None:
+    """Each list request asks for list_page objects and the next for the rest; the watch resumes from the list."""
+    for name in ("a", "b", "c", "d", "e"):
+        api.create(ksp(name))
+    listed_at = str(api.resource_version)
+    watcher, recorder = watch(dataclasses.replace(FAST, list_page=2))
+    assert watcher.wait_synced(WAIT)
+    assert sorted(recorder.seen()) == [("ADDED", "KubeArmorPolicy", name) for name in ("a", "b", "c", "d", "e")]
+    pages = api.requests("kubearmorpolicies", watch=False)
+    assert [(page.query["limit"], "continue" in page.query) for page in pages] == [
+        ("2", False),
+        ("2", True),
+        ("2", True),
+    ]
+    api.wait_watching("kubearmorpolicies")
+    assert api.requests("kubearmorpolicies", watch=True)[0].query["resourceVersion"] == listed_at
+
+
+def test_a_list_whose_continue_token_expires_is_listed_again(api: FakeKubeAPI, watch: Callable[..., Any]) -> None:
+    """410 Gone on a later page (compaction meanwhile) fails that list; the next starts over, and nothing repeats."""
+    for name in ("a", "b", "c", "d", "e"):
+        api.create(ksp(name))
+    compacted: list[int] = []
+
+    def change_and_compact_before_the_second_page(request: Request) -> None:
+        if request.plural == "kubearmorpolicies" and "continue" in request.query and not compacted:
+            api.create(ksp("f"))
+            compacted.append(api.compact())
+
+    api.before_answer(change_and_compact_before_the_second_page)
+    watcher, recorder = watch(dataclasses.replace(FAST, list_page=2))
+    assert watcher.wait_synced(WAIT)
+    assert sorted(recorder.seen()) == [("ADDED", "KubeArmorPolicy", name) for name in ("a", "b", "c", "d", "e", "f")]
+    pages = api.requests("kubearmorpolicies", watch=False)
+    assert ["continue" in page.query for page in pages] == [False, True, False, True, True]
+    assert compacted
 
 
 # Surviving the network and the API server
@@ -246,6 +316,8 @@ def test_gone_lists_again_and_reports_what_changed_meanwhile(api: FakeKubeAPI, w
     time.sleep(FAST.backoff_max)
     assert recorder.seen(mark) == expected  # deletions first, then the list in key order; "kept" unchanged
     assert events[1].obj["metadata"]["uid"] == old_uid != events[4].obj["metadata"]["uid"]
+    assert events[0].obj.keys() == {"apiVersion", "kind", "metadata"}  # a deletion found so: the identity remembered
+    assert events[0].obj["metadata"].keys() == {"name", "namespace", "uid", "resourceVersion"}
     assert events[3].obj["spec"]["process"]["matchPaths"] == [{"path": "/usr/bin/curl"}]
     assert api.count("kubearmorpolicies", watch=False) == 2
     assert api.count("pods", watch=False) == 2  # every resource's history was compacted
