@@ -323,6 +323,7 @@ def _guest_report(guest: Guest) -> GuestReport:
     """Describe what a sandbox's agent last said of its VM, as /status shows it."""
     return GuestReport(
         bpf_lsm_active=guest.bpf_lsm_active,
+        unprotected_because=list(guest.unprotected_because),
         fail_closed=guest.fail_closed,
         kernel_release=guest.kernel_release,
         unregistered=[

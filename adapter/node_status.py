@@ -44,6 +44,7 @@ class GuestReport(TypedDict):
     """What the pod's agent last said of its whole VM."""
 
     bpf_lsm_active: bool  # false: the guest kernel enforces nothing
+    unprotected_because: list[str]  # the agent's self-check: why nothing in the VM is enforced
     fail_closed: bool  # execs in unregistered containers are refused
     kernel_release: str
     unregistered: list[UnregisteredReport]
@@ -104,8 +105,9 @@ def attention(pods: Sequence[PodReport]) -> list[Attention]:
 def _problems(pod: PodReport) -> Iterator[Attention]:
     """Yield a pod's problems; a VM's kernel and unregistered containers as its agent last reported them."""
     guest = pod["guest"]
-    if guest is not None and not guest["bpf_lsm_active"]:
-        yield _attention(pod, UNPROTECTED, "the guest kernel has no bpf in its LSM list: nothing in the VM is enforced")
+    if guest is not None and (not guest["bpf_lsm_active"] or guest["unprotected_because"]):
+        reasons = "; ".join(guest["unprotected_because"]) or "the guest kernel has no bpf in its LSM list"
+        yield _attention(pod, UNPROTECTED, f"nothing in the VM is enforced: {reasons}")
     if pod["state"] == NO_CONTAINERS:
         yield _attention(
             pod,

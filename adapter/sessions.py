@@ -102,6 +102,7 @@ class Guest:
     fail_closed: bool  # execs in unregistered containers are refused
     kernel_release: str
     unregistered: tuple[Unregistered, ...]
+    unprotected_because: tuple[str, ...] = ()  # the agent's self-check: why nothing in the VM is enforced
 
     @classmethod
     def of(cls, status: agent_pb2.AgentStatus) -> Guest:
@@ -111,7 +112,18 @@ class Guest:
             fail_closed=status.fail_closed,
             kernel_release=status.kernel_release,
             unregistered=tuple(Unregistered.of(item) for item in status.unregistered),
+            unprotected_because=tuple(status.unprotected_because),
         )
+
+    @property
+    def protected(self) -> bool:
+        """Tell whether the VM can enforce anything: the BPF LSM runs and the agent's self-check passed."""
+        return self.bpf_lsm_active and not self.unprotected_because
+
+    @property
+    def why_unprotected(self) -> str:
+        """Say why the VM enforces nothing, in the agent's words when it gave any."""
+        return "; ".join(self.unprotected_because) or 'no "bpf" in the guest kernel\'s LSM list'
 
 
 @dataclass(frozen=True)
@@ -425,14 +437,14 @@ class _Session:
 
     def _log_guest(self, guest: Guest, before: Guest | None) -> None:
         """Raise the alarm (lock held) when the VM turns out to enforce nothing, or to run unregistered containers."""
-        if not guest.bpf_lsm_active and (before is None or before.bpf_lsm_active):
+        if not guest.protected and (before is None or before.protected):
             _log.error(
-                "sandbox %s (pod %s): UNPROTECTED: guest kernel %s has no bpf in its LSM list, nothing in the VM "
-                "is enforced",
+                "sandbox %s (pod %s): UNPROTECTED: nothing in the VM is enforced (guest kernel %s): %s",
                 self._status.sandbox,
                 self._status.pod,
                 guest.kernel_release or "(unnamed)",
-                extra=self._fields("unprotected", kernel_release=guest.kernel_release),
+                guest.why_unprotected,
+                extra=self._fields("unprotected", kernel_release=guest.kernel_release, reason=guest.why_unprotected),
             )
         known = set() if before is None else {(item.pid_ns, item.mnt_ns) for item in before.unregistered}
         new = [item for item in guest.unregistered if (item.pid_ns, item.mnt_ns) not in known]
@@ -481,7 +493,7 @@ def verdict(
     held is the generation the agent holds for the pod (None: none); containers are the pod's running ones,
     stale those of them enforcing another generation than desired.
     """
-    if not guest.bpf_lsm_active:
+    if not guest.protected:
         return SessionState.UNPROTECTED
     if held != desired:
         return SessionState.PENDING
@@ -536,7 +548,7 @@ class SessionPool:
 
     def _unprotected(self) -> int:
         """Count the sandboxes whose agent last said the guest kernel enforces nothing (computed at each scrape)."""
-        return sum(1 for status in self.snapshot() if status.guest is not None and not status.guest.bpf_lsm_active)
+        return sum(1 for status in self.snapshot() if status.guest is not None and not status.guest.protected)
 
     def _unregistered(self) -> int:
         """Count the containers the agents last reported they never registered (computed at each scrape)."""

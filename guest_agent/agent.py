@@ -30,6 +30,7 @@ from guest_agent.capabilities import CAPABILITY_NAMES
 from guest_agent.container_fs import ContainerView
 from guest_agent.enforcer import Enforcer
 from guest_agent.rules import CompiledRules, ContainerKey, InvalidPolicyError, check_policies, compile_rules
+from guest_agent.self_check import bpf_lsm_active, kernel_problems
 from guest_agent.state import SavedContainer, StateStore
 from kadapter_api import agent_pb2
 from kadapter_api.syscalls import NUMBERS as SYSCALL_NUMBERS
@@ -386,6 +387,7 @@ class Agent:
             reply = agent_pb2.AgentStatus(
                 bpf_lsm_active=bpf_lsm_active(),
                 kernel_release=os.uname().release,
+                unprotected_because=kernel_problems(),
                 alerts_dropped=self._alerts.dropped,
                 fail_closed=self._enforcer.fail_closed,
             )
@@ -491,11 +493,3 @@ def _data(event: bpf_types.AlertEvent, data: str) -> str:
     if event.name_flags & bpf_types.NAME_PATTERN_BOUND:
         data += ", patterns unfinished"  # the kernel's work bound ran out: Block and Audit patterns counted as matched
     return data
-
-
-def bpf_lsm_active() -> bool:
-    """Tell whether the guest kernel runs the BPF LSM (a pod annotation can drop it from lsm=)."""
-    try:
-        return "bpf" in Path("/sys/kernel/security/lsm").read_text().split(",")
-    except OSError:
-        return False

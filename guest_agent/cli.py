@@ -11,13 +11,14 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from guest_agent.agent import Agent, bpf_lsm_active
+from guest_agent.agent import Agent
 from guest_agent.alerts import AlertHub
 from guest_agent.enforcer import Enforcer
 from guest_agent.libbpf import BpfError
 from guest_agent.listener import HookListener
 from guest_agent.registration import DEFAULT_SOCKET
 from guest_agent.relay import HOST_CID, VsockRelay
+from guest_agent.self_check import UnprotectedAgent, kernel_problems
 from guest_agent.service import MAX_MESSAGE_BYTES, MAX_STREAMS, GuestAgentService, serve
 from guest_agent.state import StateStore
 from kadapter_api.channel_security import DEFAULT_DIRECTORY, CredentialsError, Identity
@@ -97,32 +98,27 @@ def main(argv: list[str] | None = None) -> int:
         except CredentialsError as error:
             log.error("cannot serve the host without credentials: %s", error)
             return 1
-    if not bpf_lsm_active():  # serve anyway: the host must hear that this VM is unprotected, not find no agent
-        log.error('the BPF LSM is not active (no "bpf" in /sys/kernel/security/lsm): nothing will be enforced')
     store = StateStore(args.state_dir)
     lock = _single_instance(args.state_dir / "agent.lock")
     if lock is None:
         log.error("another kadapter-agent holds %s", args.state_dir / "agent.lock")
         return 1
-    try:
-        enforcer = Enforcer(
-            args.bpf_object,
-            max_containers=args.max_containers,
-            max_rules=args.max_rules,
-            alerts_per_second=args.alerts_per_second,
-            pin_dir=args.pin_dir if str(args.pin_dir) not in ("", ".") else None,
-            fail_closed=args.fail_closed,
-        )
-    except BpfError as error:
-        log.error("cannot load the enforcer: %s", error)
-        return 1
+    # Serve whatever the self-check finds: the host must hear that this VM is unprotected, not find no agent.
+    problems = kernel_problems()
+    enforcer = _load_enforcer(args, problems)
+    for problem in problems:
+        log.error("UNPROTECTED: %s", problem)
     alerts = AlertHub()
-    agent = Agent(enforcer, alerts, store=store, max_rules=args.max_rules)
-    adopted, gone = agent.restore()
-    if adopted or gone:
-        log.info("took over %d running container(s) from the previous agent; %d had stopped", adopted, gone)
     stop = threading.Event()
-    threading.Thread(target=enforcer.watch_events, args=(agent.on_event, stop), daemon=True).start()
+    agent: Agent | UnprotectedAgent
+    if enforcer is None:
+        agent = UnprotectedAgent(problems)
+    else:
+        agent = Agent(enforcer, alerts, store=store, max_rules=args.max_rules)
+        adopted, gone = agent.restore()
+        if adopted or gone:
+            log.info("took over %d running container(s) from the previous agent; %d had stopped", adopted, gone)
+        threading.Thread(target=enforcer.watch_events, args=(agent.on_event, stop), daemon=True).start()
 
     remote_socket = args.grpc_socket.with_name(REMOTE_SOCKET) if args.vsock_port else None
     server = serve(
@@ -148,5 +144,22 @@ def main(argv: list[str] | None = None) -> int:
     if relay:
         relay.close()
     server.stop(grace=2).wait()
-    enforcer.close()
+    if enforcer is not None:
+        enforcer.close()
     return 0
+
+
+def _load_enforcer(args: argparse.Namespace, problems: list[str]) -> Enforcer | None:
+    """Load and attach the BPF programs; None, with the reason added to problems, when they do not load."""
+    try:
+        return Enforcer(
+            args.bpf_object,
+            max_containers=args.max_containers,
+            max_rules=args.max_rules,
+            alerts_per_second=args.alerts_per_second,
+            pin_dir=args.pin_dir if str(args.pin_dir) not in ("", ".") else None,
+            fail_closed=args.fail_closed,
+        )
+    except BpfError as error:
+        problems.append(f"the enforcer did not load: {error}")
+        return None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from guest_agent.agent import Agent, Container, PodKey, container_key
 from guest_agent.registration import Registration
+from guest_agent.self_check import UnprotectedAgent
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class HookListener(socketserver.ThreadingUnixStreamServer):
 
     daemon_threads = True
 
-    def __init__(self, path: Path, agent: Agent) -> None:
+    def __init__(self, path: Path, agent: Agent | UnprotectedAgent) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.unlink(missing_ok=True)
         self.agent = agent

@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError
 from guest_agent.agent import Agent, StaleGenerationError
 from guest_agent.alerts import AlertHub
 from guest_agent.rules import InvalidPolicyError
+from guest_agent.self_check import UnprotectedAgent, UnprotectedError, unprotected_alerts
 from kadapter_api import agent_pb2, agent_pb2_grpc
 from kadapter_api.channel_security import Identity
 
@@ -43,7 +44,7 @@ MAX_REASON = 512
 class GuestAgentService(agent_pb2_grpc.GuestAgentServicer):
     """Map gRPC calls onto the Agent, and its refusals onto gRPC status codes."""
 
-    def __init__(self, agent: Agent, alerts: AlertHub, *, max_streams: int = MAX_STREAMS) -> None:
+    def __init__(self, agent: Agent | UnprotectedAgent, alerts: AlertHub, *, max_streams: int = MAX_STREAMS) -> None:
         self._agent = agent
         self._alerts = alerts
         self.max_streams = max_streams
@@ -57,7 +58,7 @@ class GuestAgentService(agent_pb2_grpc.GuestAgentServicer):
             return self._agent.apply(request)
         except InvalidPolicyError as error:
             _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        except StaleGenerationError as error:
+        except (StaleGenerationError, UnprotectedError) as error:
             _refuse(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:  # a map update failed; the previous rules stay in force
             _refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"kernel maps: {error}")
@@ -71,7 +72,11 @@ class GuestAgentService(agent_pb2_grpc.GuestAgentServicer):
     def StreamAlerts(  # noqa: N802 (generated name)
         self, request: agent_pb2.StreamAlertsRequest, context: grpc.ServicerContext
     ) -> Iterator[agent_pb2.Alert]:
-        """Stream alerts until the host hangs up; refuse a stream past the limit rather than starve the others."""
+        """Stream alerts until the host hangs up; refuse a stream past the limit rather than starve the others.
+
+        In a VM that enforces nothing the stream opens with one alert per reason, so that whoever reads
+        alerts (`kadapter alerts`, KubeArmor's tools through the node daemon) learns it there too.
+        """
         if not self._streams.acquire(blocking=False):
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"at most {self.max_streams} alert streams at once; close one first"
@@ -81,6 +86,7 @@ class GuestAgentService(agent_pb2_grpc.GuestAgentServicer):
             # The call's end closes the subscription, which ends the iteration at once and frees the slot.
             if context.add_callback(lambda: self._alerts.unsubscribe(subscription)):
                 context.send_initial_metadata(())  # the stream is open: the host need not wait for the first alert
+                yield from unprotected_alerts(list(self._agent.status().unprotected_because))
                 yield from subscription
         finally:
             self._alerts.unsubscribe(subscription)

@@ -213,7 +213,8 @@ class FakeAgent(agent_pb2_grpc.GuestAgentServicer):
 
     Alerts put in ``outbox`` are streamed to every StreamAlerts caller in turn. GetStatus reports, for each pod
     held, its pause container and one container "app" enforcing the pod's generation, unless ``containers`` is
-    set; ``bpf_lsm_active``, ``fail_closed`` and ``unregistered`` script the rest of the answer.
+    set; ``bpf_lsm_active``, ``unprotected_because``, ``fail_closed`` and ``unregistered`` script the rest of
+    the answer.
     """
 
     def __init__(self) -> None:
@@ -228,6 +229,7 @@ class FakeAgent(agent_pb2_grpc.GuestAgentServicer):
         self.outbox: queue.Queue[agent_pb2.Alert] = queue.Queue()
         self.containers: list[agent_pb2.ContainerStatus] | None = None  # None: the pause and "app" of each pod
         self.bpf_lsm_active = True
+        self.unprotected_because: list[str] = []
         self.fail_closed = False
         self.unregistered: list[agent_pb2.UnregisteredContainer] = []
 
@@ -255,6 +257,7 @@ class FakeAgent(agent_pb2_grpc.GuestAgentServicer):
             self.checks += 1
             return agent_pb2.AgentStatus(
                 bpf_lsm_active=self.bpf_lsm_active,
+                unprotected_because=self.unprotected_because,
                 fail_closed=self.fail_closed,
                 pods=list(self.pods.values()),
                 containers=self._containers(),

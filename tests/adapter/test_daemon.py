@@ -304,7 +304,13 @@ def test_status_reports_each_kata_pod_and_refused_policies(node: KataNode, start
         applied_policies=["block-apt"],
         containers=["app"],
         stale_containers=[],
-        guest={"bpf_lsm_active": True, "fail_closed": False, "kernel_release": "", "unregistered": []},
+        guest={
+            "bpf_lsm_active": True,
+            "unprotected_because": [],
+            "fail_closed": False,
+            "kernel_release": "",
+            "unregistered": [],
+        },
         last_error=None,
     )
     assert report["attention"] == []
@@ -447,6 +453,7 @@ def test_status_shows_only_what_the_agents_confirm(node: KataNode, start: Callab
     assert pods["db"]["guest"]["bpf_lsm_active"] is False
     assert pods["nginx"]["guest"] == {
         "bpf_lsm_active": True,
+        "unprotected_because": [],
         "fail_closed": True,
         "kernel_release": "",
         "unregistered": [{"pid_ns": 11, "mnt_ns": 12, "executable": "/bin/sh", "execs": 3, "refused": True}],

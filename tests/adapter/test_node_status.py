@@ -12,14 +12,24 @@ from adapter.node_status import GuestReport, NodeReport, PodReport, Unregistered
 GENERATION = 1764000001904125113
 
 
-def _guest(*, bpf_lsm_active: bool = True, fail_closed: bool = False, unregistered: int = 0) -> GuestReport:
+def _guest(
+    *,
+    bpf_lsm_active: bool = True,
+    unprotected_because: tuple[str, ...] = (),
+    fail_closed: bool = False,
+    unregistered: int = 0,
+) -> GuestReport:
     """Describe a VM as its agent reports it, with a number of unregistered containers."""
     strays = [
         UnregisteredReport(pid_ns=10 + index, mnt_ns=20 + index, executable="/bin/sh", execs=1, refused=fail_closed)
         for index in range(unregistered)
     ]
     return GuestReport(
-        bpf_lsm_active=bpf_lsm_active, fail_closed=fail_closed, kernel_release="6.1.0-kata", unregistered=strays
+        bpf_lsm_active=bpf_lsm_active,
+        unprotected_because=list(unprotected_because),
+        fail_closed=fail_closed,
+        kernel_release="6.1.0-kata",
+        unregistered=strays,
     )
 
 
@@ -81,8 +91,17 @@ def test_an_unprotected_pod_cannot_be_missed() -> None:
         ["no-containers", "web/api"],
     ]
     assert _attention_lines(table)[0].endswith(
-        "the guest kernel has no bpf in its LSM list: nothing in the VM is enforced"
+        "nothing in the VM is enforced: the guest kernel has no bpf in its LSM list"
     )
+
+
+def test_an_unprotected_pod_is_listed_with_the_agents_reasons() -> None:
+    """A VM whose kernel lacks BTF runs the BPF LSM but loads no program: the agent's reason is what is shown."""
+    no_btf = "the kernel has no BTF (/sys/kernel/btf/vmlinux): the CO-RE programs cannot load"
+    report = _node(_pod("db", "unprotected", guest=_guest(unprotected_because=(no_btf,))))
+    assert [(item["problem"], item["detail"]) for item in report["attention"]] == [
+        ("unprotected", f"nothing in the VM is enforced: {no_btf}")
+    ]
 
 
 def test_a_vm_last_seen_without_bpf_stays_listed_while_its_agent_is_unreachable() -> None:

@@ -336,6 +336,13 @@ def test_close_ends_every_session(agents: Agents) -> None:
 
 ENFORCING = Guest(bpf_lsm_active=True, fail_closed=False, kernel_release="6.1.0-kata", unregistered=())
 NO_BPF = Guest(bpf_lsm_active=False, fail_closed=False, kernel_release="6.1.0-kata", unregistered=())
+NO_BTF = Guest(
+    bpf_lsm_active=True,
+    fail_closed=False,
+    kernel_release="6.1.0-kata",
+    unregistered=(),
+    unprotected_because=("the enforcer did not load: no BTF",),
+)
 
 
 @pytest.mark.parametrize(
@@ -344,6 +351,7 @@ NO_BPF = Guest(bpf_lsm_active=False, fail_closed=False, kernel_release="6.1.0-ka
         pytest.param(3, ENFORCING, ["app", "sidecar"], [], SessionState.APPLIED, id="applied"),
         pytest.param(3, NO_BPF, ["app"], [], SessionState.UNPROTECTED, id="no-bpf-whatever-held"),
         pytest.param(None, NO_BPF, [], [], SessionState.UNPROTECTED, id="no-bpf-nothing-held"),
+        pytest.param(None, NO_BTF, [], [], SessionState.UNPROTECTED, id="self-check-failed"),
         pytest.param(2, ENFORCING, ["app"], ["app"], SessionState.PENDING, id="older-set-held"),
         pytest.param(None, ENFORCING, [], [], SessionState.PENDING, id="nothing-held"),
         pytest.param(3, ENFORCING, [], [], SessionState.NO_CONTAINERS, id="no-containers"),
@@ -390,6 +398,11 @@ def _no_bpf(agent: FakeAgent) -> None:
     agent.bpf_lsm_active = False
 
 
+def _self_check_failed(agent: FakeAgent) -> None:
+    """Report an agent whose enforcer did not load (a kernel without BTF), the BPF LSM itself active."""
+    agent.unprotected_because = ["the enforcer did not load: no BTF"]
+
+
 @pytest.mark.parametrize(
     ("script", "state", "stale"),
     [
@@ -397,6 +410,7 @@ def _no_bpf(agent: FakeAgent) -> None:
         pytest.param(_renamed, SessionState.NO_CONTAINERS, (), id="registered-under-another-name"),
         pytest.param(_one_stale, SessionState.PARTIAL, ("sidecar",), id="partial"),
         pytest.param(_no_bpf, SessionState.UNPROTECTED, (), id="unprotected"),
+        pytest.param(_self_check_failed, SessionState.UNPROTECTED, (), id="self-check-failed"),
     ],
 )
 def test_a_held_set_is_not_applied_until_the_containers_enforce_it(

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from adapter.daemon import Daemon, DaemonSettings
+from adapter.exporter import AgentClient
 from adapter.metrics import Metrics
 from adapter.sandbox_index import IndexSettings
 from adapter.sessions import SessionSettings
+from adapter.transport import parse_agent_url
 from adapter.watcher import WatchSettings
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import GuestResult, TestGuest
@@ -157,4 +159,14 @@ def test_a_guest_kernel_without_the_bpf_lsm_is_reported_unprotected(
     until(lambda: state() == "unprotected", "the pod shown unprotected")
     assert daemon.metrics.unprotected_sandboxes.collect()[0].samples[0].value >= 1
     assert containers.exec("nginx-unprotected", ["/usr/bin/id", "-u"]).stdout.strip() == "0"  # nothing pretended
-    assert "nothing will be enforced" in guest.run(["cat", "/run/kadapter/agent.log"]).stdout
+    (attention,) = [
+        item
+        for item in daemon.report()["attention"]
+        if item["pod"] == "default/nginx-1" and item["problem"] == "unprotected"
+    ]
+    assert 'no "bpf" in the active LSM list (landlock,lockdown,yama,integrity)' in attention["detail"]
+    with AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"), identity=adapter_identity()) as agent:
+        first = next(agent.alerts())  # every alert stream opens with the reason
+    assert (first.policy_name, first.operation, first.result) == ("Unprotected", "Agent", "Unprotected")
+    assert 'no "bpf" in the active LSM list' in first.message
+    assert 'UNPROTECTED: no "bpf"' in guest.run(["cat", "/run/kadapter/agent.log"]).stdout
