@@ -24,7 +24,6 @@ from google.protobuf import json_format
 from kubernetes.config import ConfigException
 
 from adapter import cri, discovery, jsonlog, local, node_status
-from adapter.credentials import VALIDITY_DAYS, write_credentials
 from adapter.cri import CriError
 from adapter.daemon import KATA_HANDLERS, Daemon, DaemonSettings
 from adapter.errors import InputError
@@ -47,7 +46,7 @@ from adapter.sessions import SessionSettings
 from adapter.transport import AddressError, AgentAddress, parse_agent_url
 from adapter.watcher import load_api_client
 from kadapter_api import agent_pb2
-from kadapter_api.channel_security import DEFAULT_DIRECTORY, CredentialsError, Identity
+from kadapter_api.channel_security import DEFAULT_DIRECTORY, VALIDITY_DAYS, CredentialsError, Identity
 from kadapter_api.fanout import Fanout
 
 DAEMON_URL = "http://127.0.0.1:9464"  # where `kadapter status` finds the node daemon: its metrics port
@@ -365,6 +364,9 @@ def _run_local(args: argparse.Namespace) -> None:
 
 def _write_credentials(args: argparse.Namespace) -> None:
     """Write a new pair of credentials and say where each half goes."""
+    # Imported here: cryptography adds 8 MB to every process that imports it, the node daemon included.
+    from adapter.credentials import write_credentials  # noqa: PLC0415
+
     places = write_credentials(args.directory, days=args.days)
     print(f"for the node daemon's Secret: {places['adapter']} (see deploy/kadapter.yaml)")
     print(f"for the guest image, as {DEFAULT_DIRECTORY}: {places['guest']}")

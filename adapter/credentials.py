@@ -19,9 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kadapter_api.channel_security import ADAPTER_NAME, AGENT_NAME, CERTIFICATE, KEY, PEERS
+from kadapter_api.channel_security import ADAPTER_NAME, AGENT_NAME, CERTIFICATE, KEY, PEERS, VALIDITY_DAYS
 
-VALIDITY_DAYS = 825  # what browsers accept for a leaf; pin a new pair before it ends
 ROLES = {
     "adapter": (ADAPTER_NAME, ExtendedKeyUsageOID.CLIENT_AUTH),
     "guest": (AGENT_NAME, ExtendedKeyUsageOID.SERVER_AUTH),

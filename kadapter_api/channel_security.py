@@ -21,6 +21,7 @@ from pathlib import Path
 import grpc
 
 DEFAULT_DIRECTORY = Path("/etc/kadapter/tls")
+VALIDITY_DAYS = 825  # how long `kadapter credentials` makes a pair last; pin a new pair before it ends
 KEY = "tls.key"
 CERTIFICATE = "tls.crt"
 PEERS = "peer.crt"  # the other side's certificate(s), PEM, concatenated

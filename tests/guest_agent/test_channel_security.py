@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,3 +180,10 @@ def test_unusable_credentials_name_the_file_and_the_reason(tmp_path: Path, damag
     damage(directory)
     with pytest.raises(CredentialsError, match=message):
         Identity.load(directory)
+
+
+def test_the_node_daemon_leaves_cryptography_unloaded() -> None:
+    """Only `kadapter credentials` writes certificates; the 8 MB library stays out of the daemon's memory."""
+    probe = "import sys, adapter.cli; print('cryptography' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "False"
