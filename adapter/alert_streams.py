@@ -18,11 +18,11 @@ from typing import Final
 
 import grpc
 
+from adapter.agent_channels import SharedChannels
 from adapter.discovery import SandboxId
 from adapter.exporter import AgentClient
 from adapter.transport import AgentAddress
 from kadapter_api import agent_pb2
-from kadapter_api.channel_security import Identity
 
 BACKOFF: Final = 0.2  # seconds before reopening a broken stream; doubles while it keeps breaking
 BACKOFF_MAX: Final = 30.0
@@ -38,10 +38,11 @@ class AlertStreams:
     """One alert stream per sandbox; every method may be called from any thread."""
 
     def __init__(
-        self, sink: Sink, *, identity: Identity | None, backoff: float = BACKOFF, backoff_max: float = BACKOFF_MAX
+        self, sink: Sink, *, channels: SharedChannels, backoff: float = BACKOFF, backoff_max: float = BACKOFF_MAX
     ) -> None:
+        """Stream over channels, those of the sessions (adapter/agent_channels.py)."""
         self._sink = sink
-        self._identity = identity
+        self._channels = channels
         self._backoff = (backoff, backoff_max)
         self._streams: dict[SandboxId, _Stream] = {}
         self._lock = threading.Lock()
@@ -52,7 +53,7 @@ class AlertStreams:
             current = self._streams.get(sandbox)
             if current is not None and current.address == address:
                 return
-            self._streams[sandbox] = _Stream(sandbox, address, self._identity, self._sink, self._backoff)
+            self._streams[sandbox] = _Stream(sandbox, address, self._channels, self._sink, self._backoff)
         if current is not None:
             current.close()
 
@@ -79,13 +80,13 @@ class _Stream:
         self,
         sandbox: SandboxId,
         address: AgentAddress,
-        identity: Identity | None,
+        channels: SharedChannels,
         sink: Sink,
         backoff: tuple[float, float],
     ) -> None:
         self.sandbox = sandbox
         self.address = address
-        self._identity = identity
+        self._channels = channels
         self._sink = sink
         self._backoff = backoff
         self._closed = threading.Event()
@@ -95,7 +96,7 @@ class _Stream:
         self._thread.start()
 
     def close(self) -> None:
-        """End the stream at once (closing its channel ends the call) and wait for the thread."""
+        """End the stream at once (cancelling it ends the call) and wait for the thread."""
         self._closed.set()
         with self._lock:
             client = self._client
@@ -112,8 +113,9 @@ class _Stream:
                 if self._closed.is_set():
                     return
                 self._client = client = AgentClient(
-                    self.address, identity=self._identity, retry_for=0, rpc_timeout=PROBE_TIMEOUT
+                    self.address, channels=self._channels, retry_for=0, rpc_timeout=PROBE_TIMEOUT
                 )
+            broken = False
             try:
                 # Fails at once while the agent is down, where a waiting stream would wait out gRPC's own
                 # reconnect back-off (up to two minutes) after it is back.
@@ -124,10 +126,11 @@ class _Stream:
                 reason = "the agent ended the stream"
             except grpc.RpcError as error:
                 reason = f"{error.code().name}: {error.details()}"
-            except ValueError:  # begun on the channel close() had just closed
+                broken = error.code() is grpc.StatusCode.UNAVAILABLE
+            except ValueError:  # begun on a channel closed meanwhile
                 return
             finally:
-                client.close()
+                client.close(broken=broken)
             if not self._closed.is_set():
                 _log.info(
                     "sandbox %s: alert stream from %s ended (%s); reopening in %.1f s",

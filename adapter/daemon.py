@@ -30,6 +30,7 @@ from typing import Final
 
 from kubernetes import client
 
+from adapter.agent_channels import SharedChannels
 from adapter.alert_streams import AlertStreams
 from adapter.errors import InputError
 from adapter.events import ObjectRef, Resource, WatchEvent
@@ -100,8 +101,9 @@ class Daemon:
         )
         self._manager = Manager(default_posture=settings.default_posture, is_kata=is_kata)
         self._index = SandboxIndex(settings.index, is_kata=is_kata, on_change=self._changes.put)
-        self._pool = SessionPool(settings=settings.sessions, metrics=self.metrics)
-        self._streams = AlertStreams(self._alert, identity=settings.sessions.identity)
+        channels = SharedChannels(settings.sessions.identity)  # one per agent, for its session and its alerts
+        self._pool = SessionPool(settings=settings.sessions, metrics=self.metrics, channels=channels)
+        self._streams = AlertStreams(self._alert, channels=channels)
         self._placements: Placements = MappingProxyType({})
         self._attached: dict[PodUid, Placement] = {}
         self._view = _View({}, {}, self._placements, {}, {})
@@ -291,9 +293,9 @@ class Daemon:
         self._attached[uid] = placement
 
     def _detach(self, uid: PodUid, placement: Placement, *, reason: str) -> None:
-        """End a pod's session and alert stream."""
-        self._pool.drop(placement.sandbox)
+        """End a pod's alert stream, then its session, whose release closes their channel and any call in it."""
         self._streams.drop(placement.sandbox)
+        self._pool.drop(placement.sandbox)
         del self._attached[uid]
         _log.info(
             "sandbox %s: session dropped (%s)",

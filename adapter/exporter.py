@@ -3,28 +3,33 @@
 
 It turns the Manager's decision (adapter/selection.py) into the wire
 message of kadapter_api/agent.proto and delivers it with retries, because
-an agent may still be starting when its pod appears. It is the only
-host-side module that speaks gRPC.
+an agent may still be starting when its pod appears. It and the channels
+it calls over (adapter/agent_channels.py) are the only host-side code
+that speaks gRPC.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import grpc
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from adapter.agent_channels import SharedChannels
 from adapter.pods import Pod, Postures
 from adapter.policy import Action, MatchRule, PathRule, Preset, Rule, SyscallRule
 from adapter.selection import PodPolicy
-from adapter.transport import AgentAddress, grpc_target
+from adapter.transport import AgentAddress
 from kadapter_api import agent_pb2, agent_pb2_grpc
-from kadapter_api.channel_security import CHANNEL_OPTIONS, CredentialsError, Identity
+from kadapter_api.channel_security import Identity
 
 RPC_TIMEOUT = 30.0  # seconds; the guest may be a slow emulated VM
 RETRY_FOR = 60.0  # seconds an agent may take to come up
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+T = TypeVar("T")
 
 _ACTIONS = {
     Action.ALLOW: agent_pb2.ACTION_ALLOW,
@@ -118,28 +123,26 @@ def _transient(error: BaseException) -> bool:
 
 
 class AgentClient:
-    """A connection to one guest agent: mutual TLS with identity, unless it is the agent's private Unix socket."""
+    """Calls to one guest agent over a channel shared with the process's other clients of that agent."""
 
     def __init__(
         self,
         address: AgentAddress,
         *,
-        identity: Identity | None,
+        identity: Identity | None = None,
+        channels: SharedChannels | None = None,
         retry_for: float = RETRY_FOR,
         rpc_timeout: float = RPC_TIMEOUT,
     ) -> None:
-        if identity is None and address.scheme != "unix":
-            raise CredentialsError(f"{address}: an agent outside this host's file system is reached with credentials")
+        """Reach address through channels, or with identity over a channel of the client's own."""
         self.address = address
         self._rpc_timeout = rpc_timeout
-        target, self._dialer = grpc_target(address)
-        self._channel = (
-            grpc.insecure_channel(target)
-            if identity is None
-            else grpc.secure_channel(target, identity.channel_credentials(), options=CHANNEL_OPTIONS)
-        )
-        self._stub = agent_pb2_grpc.GuestAgentStub(self._channel)
-        self._streams: list[grpc.RpcContext] = []
+        self._channels = channels if channels is not None else SharedChannels(identity)
+        self._channel = self._channels.acquire(address)
+        self._stub = agent_pb2_grpc.GuestAgentStub(self._channel.grpc)
+        self._calls: set[grpc.Future] = set()  # in flight, for close() to cancel: the channel may outlive the client
+        self._closed = False
+        self._lock = threading.Lock()
         self._retrying = Retrying(
             retry=retry_if_exception(_transient),
             stop=stop_after_delay(retry_for),
@@ -149,29 +152,59 @@ class AgentClient:
 
     def apply(self, request: agent_pb2.ApplyPoliciesRequest) -> agent_pb2.ApplyPoliciesResponse:
         """Deliver a pod's policy set, retrying while the agent is unreachable."""
-        return self._retrying(self._stub.ApplyPolicies, request, timeout=self._rpc_timeout)
+        return self._retrying(self._unary, self._stub.ApplyPolicies, request)
 
     def status(self) -> agent_pb2.AgentStatus:
         """Ask the agent what it enforces."""
-        return self._retrying(self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout=self._rpc_timeout)
+        return self._retrying(self._unary, self._stub.GetStatus, agent_pb2.GetStatusRequest())
 
     def alerts(self) -> Iterator[agent_pb2.Alert]:
         """Stream the agent's alerts; the iterator ends when the stream does."""
-        stream = self._stub.StreamAlerts(agent_pb2.StreamAlertsRequest(), wait_for_ready=True)
-        self._streams.append(stream)
+        stream = self._start(lambda: self._stub.StreamAlerts(agent_pb2.StreamAlertsRequest(), wait_for_ready=True))
         try:
             yield from stream
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.CANCELLED:  # cancelled: close() was called
                 raise
+        finally:
+            self._end(stream)
 
-    def close(self) -> None:
-        """Cancel open streams and close the channel."""
-        for stream in self._streams:
-            stream.cancel()
-        self._channel.close()
-        if self._dialer:
-            self._dialer.close()
+    def _unary(self, method: grpc.UnaryUnaryMultiCallable, request: Any) -> Any:
+        """Make one call that close() can cancel."""
+        call = self._start(lambda: method.future(request, timeout=self._rpc_timeout))
+        try:
+            return call.result()
+        except grpc.FutureCancelledError:
+            raise call from None  # the call is itself the RpcError, CANCELLED, that a cancelled call raises
+        finally:
+            self._end(call)
+
+    def _start(self, begin: Callable[[], T]) -> T:
+        """Begin a call and note it, unless the client is closed (then raise, as a closed channel does)."""
+        with self._lock:
+            if self._closed:
+                raise ValueError("the agent client is closed")
+            call = begin()
+            self._calls.add(call)
+            return call
+
+    def _end(self, call: grpc.Future) -> None:
+        with self._lock:
+            self._calls.discard(call)
+
+    def close(self, *, broken: bool = False) -> None:
+        """Cancel the calls in flight and let go of the channel; broken: the agent was not reached, dial afresh.
+
+        The channel closes, ending any call still in flight, when no other client holds it.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            calls = list(self._calls)
+        for call in calls:
+            call.cancel()
+        self._channels.release(self._channel, broken=broken)
 
     def __enter__(self) -> AgentClient:
         return self

@@ -34,6 +34,7 @@ from typing import Any, Final, TypeVar
 import grpc
 from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_random
 
+from adapter.agent_channels import SharedChannels
 from adapter.discovery import SandboxId
 from adapter.exporter import RPC_TIMEOUT, AgentClient
 from adapter.metrics import Metrics
@@ -158,8 +159,10 @@ class _Session:
         *,
         settings: SessionSettings,
         metrics: Metrics,
+        channels: SharedChannels,
     ) -> None:
         self._settings = settings
+        self._channels = channels
         self._metrics = metrics
         self._lock = threading.Condition()
         self._desired = request
@@ -222,7 +225,7 @@ class _Session:
         """Open a channel whose calls are tried once: the session retries, between calls it can interrupt."""
         return AgentClient(
             self._status.agent,
-            identity=self._settings.identity,
+            channels=self._channels,
             retry_for=0,
             rpc_timeout=self._settings.rpc_timeout,
         )
@@ -389,7 +392,7 @@ class _Session:
                 extra=self._fields("failure", operation=operation, code=code.name, generation=self._desired.generation),
             )
             if code is grpc.StatusCode.UNAVAILABLE:
-                self._client.close()
+                self._client.close(broken=True)
                 self._client = self._open()
 
     def _set(self, **changes: Any) -> None:
@@ -507,8 +510,16 @@ def verdict(
 class SessionPool:
     """The Exporter's sessions, one per Kata sandbox; every method may be called from any thread."""
 
-    def __init__(self, *, settings: SessionSettings | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: SessionSettings | None = None,
+        metrics: Metrics | None = None,
+        channels: SharedChannels | None = None,
+    ) -> None:
+        """Serve sessions over channels (those of the alert streams too), or channels of the pool's own."""
         self.settings = settings if settings is not None else SessionSettings()
+        self._channels = channels if channels is not None else SharedChannels(self.settings.identity)
         self.metrics = metrics if metrics is not None else Metrics()
         self.metrics.declare_states(state.value for state in SessionState)
         self.metrics.unprotected_sandboxes.set_function(self._unprotected)
@@ -529,7 +540,9 @@ class SessionPool:
             if current is not None and current.status.agent == address:
                 current.desire(request)
                 return
-            self._sessions[sandbox] = _Session(sandbox, address, request, settings=self.settings, metrics=self.metrics)
+            self._sessions[sandbox] = _Session(
+                sandbox, address, request, settings=self.settings, metrics=self.metrics, channels=self._channels
+            )
         if current is not None:
             current.close()
 

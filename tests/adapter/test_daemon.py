@@ -349,6 +349,22 @@ def test_alerts_are_counted_and_published_with_the_pods_labels(node: KataNode, s
     assert daemon.labels["web/nginx"] == "app=nginx,tier=front"
 
 
+def test_a_sandboxs_session_and_alert_stream_share_one_connection(node: KataNode, start: Callable[..., Daemon]) -> None:
+    """The VMM socket sees one connection for both, however many checks and pushes follow."""
+    kata = node.api.create(pod("nginx", labels={"app": "nginx"}))
+    agent = node.boot(kata, "sb-kata")
+    daemon = start()
+    subscription = daemon.alerts.subscribe()
+    eventually(holds(agent, kata, []))
+    node.api.create(ksp("block-apt"))
+    eventually(holds(agent, kata, ["block-apt"]))
+    checks = agent.checks
+    eventually(lambda: agent.checks > checks + 1)  # the session went on checking while the stream was open
+    agent.outbox.put(agent_pb2.Alert(operation="Process", resource="/bin/x"))
+    assert next(iter(subscription)).resource == "/bin/x"
+    assert node.vms["sb-kata"].handshakes == [b"CONNECT 10240\n"]
+
+
 def test_stop_ends_every_thread_promptly(node: KataNode) -> None:
     """stop() returns within a few seconds with every thread ended, sessions and alert streams included."""
     kata = node.api.create(pod("nginx"))
