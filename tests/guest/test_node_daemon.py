@@ -164,7 +164,7 @@ def test_a_guest_kernel_without_the_bpf_lsm_is_reported_unprotected(
         for item in daemon.report()["attention"]
         if item["pod"] == "default/nginx-1" and item["problem"] == "unprotected"
     ]
-    assert 'no "bpf" in the active LSM list (landlock,lockdown,yama,integrity)' in attention["detail"]
+    assert 'no "bpf" in the active LSM list (lockdown,capability,landlock,yama)' in attention["detail"]
     with AgentClient(parse_agent_url(f"tcp://{guest.agent_target}"), identity=adapter_identity()) as agent:
         first = next(agent.alerts())  # every alert stream opens with the reason
     assert (first.policy_name, first.operation, first.result) == ("Unprotected", "Agent", "Unprotected")
