@@ -34,11 +34,34 @@ proto: $(PROTO_OUT)
 bpf: deps
 	$(MAKE) -C bpf/lsm
 
+$(BPF_OBJECT): $(wildcard bpf/lsm/*.c bpf/lsm/*.h bpf/lsm/Makefile) | deps
+	$(MAKE) -C bpf/lsm
+
 $(GUEST)/vmlinuz: images/testguest/build.sh images/testguest/init images/testguest/modules.order | deps
 	rm -rf $(GUEST)
 	images/testguest/build.sh $(GUEST)
 
 guest: $(GUEST)/vmlinuz
+
+# Kadapter's Kata guest image (images/guest/build.sh): a root disk and the osbuilder tarball. The test
+# variant adds what the tests drive it with (tests/guest/test_guest_image.py).
+GUEST_IMAGE_INPUTS := $(wildcard images/guest/* images/guest/test/*) $(BPF_OBJECT) $(PROTO_OUT) \
+	$(wildcard guest_agent/*.py kadapter_api/*.py)
+build/guest-image/kadapter-guest.img: $(GUEST_IMAGE_INPUTS) | deps
+	rm -rf build/guest-image
+	images/guest/build.sh build/guest-image
+build/guest-image-test/kadapter-guest.img: $(GUEST_IMAGE_INPUTS) build/tls/adapter/tls.key | deps
+	rm -rf build/guest-image-test
+	images/guest/build.sh build/guest-image-test --test
+
+# A small Kata-like guest kernel with BTF and the BPF LSM from Debian's kernel source (guest_kernel/build.sh).
+build/guest-kernel/vmlinuz: $(wildcard guest_kernel/*) | deps
+	guest_kernel/build.sh build/guest-kernel
+
+.PHONY: guest-image guest-image-test guest-kernel
+guest-kernel: build/guest-kernel/vmlinuz
+guest-image: build/guest-image/kadapter-guest.img
+guest-image-test: build/guest-image-test/kadapter-guest.img
 
 # The adapter's and the agents' credentials for the test guest, tests and demo (kadapter credentials).
 build/tls/adapter/tls.key: | $(VENV)/.installed
@@ -47,7 +70,7 @@ build/tls/adapter/tls.key: | $(VENV)/.installed
 
 credentials: build/tls/adapter/tls.key
 
-build: venv proto bpf guest credentials
+build: venv proto bpf guest credentials guest-image-test
 
 demo: build
 	$(PY) -m images.testguest.demo

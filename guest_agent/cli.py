@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import fcntl
 import logging
+import os
 import signal
+import socket
+import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -136,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     listener = HookListener(args.hook_socket, agent)
     threading.Thread(target=listener.serve_forever, daemon=True).start()
     log.info("serving: hooks %s, gRPC %s, vsock port %s", args.hook_socket, args.grpc_socket, args.vsock_port)
+    notify_ready()
 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -147,6 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     if enforcer is not None:
         enforcer.close()
     return 0
+
+
+def notify_ready(environ: Mapping[str, str] = os.environ) -> None:
+    """Tell systemd (Type=notify) that registrations are taken now.
+
+    kata-agent's unit starts after this one, and the first container of the pod is created right after
+    the VM boots: with readiness told only once the hook socket answers, its hook finds the agent there.
+    """
+    address = environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.sendto(b"READY=1", address)
 
 
 def _load_enforcer(args: argparse.Namespace, problems: list[str]) -> Enforcer | None:
@@ -163,3 +183,7 @@ def _load_enforcer(args: argparse.Namespace, problems: list[str]) -> Enforcer | 
     except BpfError as error:
         problems.append(f"the enforcer did not load: {error}")
         return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -68,15 +69,16 @@ class PodContainer:
 def oci_config(
     *,
     args: list[str],
-    hook: str | None,
+    hooks: Mapping[str, str],
     annotations: dict[str, str],
     capabilities: tuple[str, ...],
     hook_timeout: int = 10,
     masked_paths: tuple[str, ...] = MASKED_PATHS,
 ) -> dict[str, Any]:
-    """Return a runtime-spec config.json shaped like containerd's for a pod's container (no hook: unregistered)."""
-    kinds = ("prestart", "poststop") if hook else ()
-    hooks = {kind: [{"path": hook, "args": [hook, kind], "timeout": hook_timeout}] for kind in kinds}
+    """Return a runtime-spec config.json shaped like containerd's for a pod's container (no hooks: unregistered).
+
+    hooks maps a hook type (prestart, poststop) to the program run for it.
+    """
     return {
         "ociVersion": "1.0.2-dev",
         "process": {
@@ -97,7 +99,9 @@ def oci_config(
             {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec"]},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         ],
-        "hooks": hooks,
+        "hooks": {
+            kind: [{"path": path, "args": [path, kind], "timeout": hook_timeout}] for kind, path in hooks.items()
+        },
         "annotations": annotations,
         "linux": {
             "namespaces": [{"type": kind} for kind in ("pid", "mount", "ipc", "uts")],
@@ -110,10 +114,14 @@ def oci_config(
 class GuestContainers:
     """Create, exec into and delete containers in a running test guest."""
 
-    def __init__(self, guest: TestGuest, *, hook_timeout: int = 10) -> None:
-        """Drive containers in guest; hooks get kata-agent's 10 s unless the guest is slowed down on purpose."""
+    def __init__(self, guest: TestGuest, *, hooks: Mapping[str, str] | None = None, hook_timeout: int = 10) -> None:
+        """Drive containers in guest with hooks (by type; default: the checkout's kadapter-hook for both).
+
+        Hooks get kata-agent's 10 s unless the guest is slowed down on purpose.
+        """
         self.guest = guest
-        self.hook = str(guest.repo / ".venv" / "bin" / "kadapter-hook")
+        hook = str(guest.repo / ".venv" / "bin" / "kadapter-hook")
+        self.hooks = dict(hooks) if hooks is not None else {"prestart": hook, "poststop": hook}
         self.hook_timeout = hook_timeout
 
     def _prepare_bundle(
@@ -129,13 +137,14 @@ class GuestContainers:
         bundle = BUNDLES / container_id
         config = oci_config(
             args=args,
-            hook=self.hook if registered else None,
+            hooks=self.hooks if registered else {},
             hook_timeout=self.hook_timeout,
             annotations=owner.annotations(container_id),
             capabilities=capabilities,
-            # The guest's root is the host's here, so the test credentials of both sides are in it; a real
-            # guest image holds the agents' half only, outside every container's rootfs.
-            masked_paths=(*MASKED_PATHS, str(self.guest.repo / "build" / "tls")),
+            # The guest's root is the containers' lower layer here, so the test credentials are in it (the host's
+            # both halves over 9p, or the agent's half on a test image's disk); in a Kata VM the agent's half sits
+            # outside every container's rootfs.
+            masked_paths=(*MASKED_PATHS, str(self.guest.repo / "build" / "tls"), "/etc/kadapter/tls"),
         )
         layers = f"lowerdir=/,upperdir={bundle}/upper,workdir={bundle}/work"
         script = (

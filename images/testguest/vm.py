@@ -52,8 +52,11 @@ class TestGuest:
         memory_mb: int = 1024,
         icount: bool = False,
         kernel_args: str = "",
+        root_disk: Path | None = None,
     ) -> None:
+        """Describe a guest; with root_disk it boots that disk image (snapshot: left unchanged), not the host's root."""
         self.repo = repo.resolve()
+        self.root_disk = root_disk
         self.kernel_args = kernel_args  # appended to the command line, e.g. an lsm= list
         self.image_dir = image_dir
         self.console_log = console_log
@@ -81,14 +84,20 @@ class TestGuest:
             f"hostfwd=tcp:127.0.0.1:{self.agent_port}-:{AGENT_GUEST_PORT},"
             f"hostfwd=tcp:127.0.0.1:{self.testctl_port}-:{TESTCTL_GUEST_PORT}"
         )
+        if self.root_disk is None:  # the host's root, read-only over 9p, is the guest's userland
+            root = f"kadapter.repo={self.repo}"
+            disks = ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"]
+        else:  # a guest image on virtio-blk, booted as a Kata VM boots it
+            root = "kadapter.root=/dev/vda1 systemd.unit=kata-containers.target"
+            disks = ["-drive", f"file={self.root_disk},if=virtio,format=raw,snapshot=on"]
         return [
             shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
             "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", str(self.memory_mb),
             "-nographic", "-no-reboot",
             "-kernel", str(self.image_dir / "vmlinuz"),
             "-initrd", str(self.image_dir / "initramfs.cpio.gz"),
-            "-append", f"console=ttyS0 loglevel=5 panic=-1 kadapter.repo={self.repo} {self.kernel_args}".rstrip(),
-            "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+            "-append", f"console=ttyS0 loglevel=5 panic=-1 {root} {self.kernel_args}".rstrip(),
+            *disks,
             "-netdev", f"user,id=net0,{forwards}",
             "-device", "virtio-net-pci,netdev=net0",
             *(["-icount", "shift=0,align=off,sleep=off"] if self.icount else []),

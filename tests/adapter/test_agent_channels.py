@@ -38,16 +38,18 @@ def closed(channel: AgentChannel) -> bool:
     return False
 
 
+def clients(address: AgentAddress, channels: SharedChannels, count: int) -> list[AgentClient]:
+    """Open clients of one agent over channels, each trying its calls once."""
+    return [AgentClient(address, channels=channels, retry_for=0) for _ in range(count)]
+
+
 def test_clients_of_one_agent_share_a_channel_until_the_last_lets_go(
     agent: tuple[FakeAgent, AgentAddress],
 ) -> None:
     """A session and an alert stream of one sandbox ride one channel; it closes with its last holder."""
     _, address = agent
     channels = SharedChannels(adapter_identity())
-    session, stream = (
-        AgentClient(address, channels=channels, retry_for=0),
-        AgentClient(address, channels=channels, retry_for=0),
-    )
+    session, stream = clients(address, channels, 2)
     assert session._channel is stream._channel
     session.close()
     assert stream.status() is not None  # still open for the other holder
@@ -61,10 +63,7 @@ def test_a_broken_channel_goes_to_no_new_client_and_stays_with_its_holders(
     """The next client dials afresh (no reconnect back-off to wait out); a client on the old one keeps it."""
     _, address = agent
     channels = SharedChannels(adapter_identity())
-    first, second = (
-        AgentClient(address, channels=channels, retry_for=0),
-        AgentClient(address, channels=channels, retry_for=0),
-    )
+    first, second = clients(address, channels, 2)
     old = first._channel
     first.close(broken=True)
     third = AgentClient(address, channels=channels, retry_for=0)

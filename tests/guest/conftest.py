@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,24 +10,33 @@ import pytest
 
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import TestGuest
-from tests.guest.support import BUSYBOX, NGINX, PolicyApplier
+from tests.guest.support import BUSYBOX, NGINX, Boot, PolicyApplier
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = REPO / "build" / "testguest"
+# The test guest's kernel and initramfs; KADAPTER_TEST_GUEST names another directory holding both
+# (e.g. `make guest-kernel`'s vmlinuz beside the same initramfs) to run the suite on another kernel.
+IMAGE = Path(os.environ.get("KADAPTER_TEST_GUEST", REPO / "build" / "testguest"))
 
 
 @pytest.fixture(scope="session")
 def guest(request: pytest.FixtureRequest) -> Iterator[TestGuest]:
     """Boot the test guest once; `make test` builds its image first.
 
-    A test may ask for other kernel arguments (parametrize "guest" indirectly): pytest then stops the running
-    guest and boots one with them, so such tests run last (pytest_collection_modifyitems).
+    A test may ask for a guest of its own (parametrize "guest" indirectly with a Boot): pytest then stops the
+    running guest and boots that one, so such tests run last (pytest_collection_modifyitems).
     """
-    if not (IMAGE / "vmlinuz").exists():
-        pytest.fail(f"no test guest image in {IMAGE}: run `make test` (it builds one)")
-    kernel_args = getattr(request, "param", "")
-    console = REPO / "build" / ("test-console.log" if not kernel_args else "test-console-args.log")
-    with TestGuest(repo=REPO, image_dir=IMAGE, console_log=console, kernel_args=kernel_args) as running:
+    boot: Boot = getattr(request, "param", Boot())
+    for needed in (IMAGE / "vmlinuz", boot.root_disk):
+        if needed is not None and not needed.exists():
+            pytest.fail(f"no {needed}: run `make test` (it builds it)")
+    console = REPO / "build" / ("test-console.log" if boot == Boot() else "test-console-own.log")
+    with TestGuest(
+        repo=REPO,
+        image_dir=IMAGE,
+        console_log=console,
+        kernel_args=boot.kernel_args,
+        root_disk=boot.root_disk,
+    ) as running:
         yield running
 
 

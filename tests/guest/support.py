@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from adapter.exporter import AgentClient
@@ -24,6 +25,15 @@ MANIFESTS = REPO / "images" / "testguest" / "manifests"
 NGINX = PodContainer("default", "nginx-1", "nginx")
 BUSYBOX = PodContainer("default", "busybox-1", "busybox")
 DENIED = "Permission denied"
+GUEST_IMAGE = REPO / "build" / "guest-image-test" / "kadapter-guest.img"  # make guest-image-test
+
+
+@dataclass(frozen=True)
+class Boot:
+    """A guest of a test's own (parametrize "guest" indirectly): more kernel arguments, or a root disk to boot."""
+
+    kernel_args: str = ""
+    root_disk: Path | None = None
 
 
 def assert_denied(result: GuestResult, what: str) -> None:

@@ -29,7 +29,7 @@ from images.testguest.vm import GuestResult, TestGuest
 from tests.adapter.fakes import KataNode
 from tests.adapter.objects import NODE, Body, namespace, pod, runtime_class
 from tests.credentials import adapter_identity
-from tests.guest.support import DENIED, NGINX
+from tests.guest.support import DENIED, NGINX, Boot
 
 pytestmark = pytest.mark.guest
 
@@ -141,10 +141,10 @@ def test_a_cluster_policy_selects_pods_by_namespace(
         until(lambda name=name: containers.exec(pods[name], ["/usr/bin/id"]).returncode == 0, f"runs in {name}")
 
 
-NO_BPF_LSM = "lsm=landlock,lockdown,yama,integrity"  # a list without bpf, as a pod annotation could set it
+NO_BPF_LSM = Boot(kernel_args="lsm=landlock,lockdown,yama,integrity")  # as a pod annotation could set it
 
 
-@pytest.mark.parametrize("guest", [NO_BPF_LSM], indirect=True)
+@pytest.mark.parametrize("guest", [NO_BPF_LSM], indirect=True, ids=["no-bpf-lsm"])
 def test_a_guest_kernel_without_the_bpf_lsm_is_reported_unprotected(
     guest: TestGuest, node: KataNode, daemon: Daemon
 ) -> None:

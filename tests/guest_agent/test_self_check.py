@@ -15,8 +15,9 @@ from guest_agent.alerts import AlertHub
 from guest_agent.listener import HookListener
 from guest_agent.registration import Registration, send
 from guest_agent.self_check import UnprotectedAgent, kernel_problems
-from guest_agent.service import GuestAgentService, serve
+from guest_agent.service import GuestAgentService
 from kadapter_api import agent_pb2, agent_pb2_grpc
+from tests.guest_agent.test_service import served
 
 NO_BTF = "the kernel has no BTF (/sys/kernel/btf/vmlinux): the CO-RE programs cannot load"
 
@@ -65,13 +66,8 @@ def test_kernel_problems_name_what_is_missing(tmp_path: Path, btf: bool, lsm: st
 def unprotected_channel(tmp_path: Path) -> Iterator[grpc.Channel]:
     """Serve an agent whose enforcer did not load, over a real gRPC server."""
     agent = UnprotectedAgent([NO_BTF, "the enforcer did not load: load kadapter.bpf.o"])
-    server = serve(GuestAgentService(agent, AlertHub()), unix_socket=tmp_path / "grpc.sock")
-    channel = grpc.insecure_channel(f"unix:{tmp_path / 'grpc.sock'}")
-    try:
+    with served(GuestAgentService(agent, AlertHub()), tmp_path) as channel:
         yield channel
-    finally:
-        channel.close()
-        server.stop(None)
 
 
 def test_an_unprotected_agent_reports_its_reasons(unprotected_channel: grpc.Channel) -> None:

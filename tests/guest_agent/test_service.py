@@ -6,7 +6,9 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -35,22 +37,24 @@ def test_grpc_socket_and_its_directory_are_root_only(tmp_path: Path) -> None:
         server.stop(None)
 
 
-@pytest.fixture
-def agent_channel(tmp_path: Path) -> Iterator[grpc.Channel]:
-    """Serve an agent over a real gRPC server with 2 alert streams and 64 KiB messages at most."""
-    agent = Agent(RecordingEnforcer(), AlertHub(), max_rules=10)  # type: ignore[arg-type]
-    server = serve(
-        GuestAgentService(agent, AlertHub(), max_streams=2),
-        unix_socket=tmp_path / "grpc.sock",
-        tcp_address=None,
-        max_message_bytes=64 << 10,
-    )
-    channel = grpc.insecure_channel(f"unix:{tmp_path / 'grpc.sock'}")
+@contextmanager
+def served(service: GuestAgentService, directory: Path, **options: Any) -> Iterator[grpc.Channel]:
+    """Serve a service over a real gRPC server on a Unix socket in directory; yield a channel to it."""
+    server = serve(service, unix_socket=directory / "grpc.sock", **options)
+    channel = grpc.insecure_channel(f"unix:{directory / 'grpc.sock'}")
     try:
         yield channel
     finally:
         channel.close()
         server.stop(None)
+
+
+@pytest.fixture
+def agent_channel(tmp_path: Path) -> Iterator[grpc.Channel]:
+    """Serve an agent over a real gRPC server with 2 alert streams and 64 KiB messages at most."""
+    agent = Agent(RecordingEnforcer(), AlertHub(), max_rules=10)  # type: ignore[arg-type]
+    with served(GuestAgentService(agent, AlertHub(), max_streams=2), tmp_path, max_message_bytes=64 << 10) as channel:
+        yield channel
 
 
 def nginx_request(*paths: str) -> agent_pb2.ApplyPoliciesRequest:
