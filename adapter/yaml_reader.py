@@ -284,12 +284,14 @@ def _syntax_error(exc: yaml.YAMLError, source: str, text: str) -> InputError:
     if isinstance(exc, ReaderError):  # no mark; its offset counts bytes in libyaml, characters in PyYAML
         index = text.find(chr(exc.character))  # the first character the reader does not accept
         line, column = text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index)
-        reason = f"invalid YAML at line {line}, column {column}: character U+{exc.character:04X} ({exc.reason})"
-        return InputError(file=source, field="", reason=reason)
+        reason = f"invalid YAML at column {column}: character U+{exc.character:04X} ({exc.reason})"
+        return InputError(file=source, field="", reason=reason, line=line)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    return InputError(file=source, field="", reason=f"invalid YAML{where}: {problem}")
+    if mark is None:
+        return InputError(file=source, field="", reason=f"invalid YAML: {problem}")
+    reason = f"invalid YAML at column {mark.column + 1}: {problem}"
+    return InputError(file=source, field="", reason=reason, line=mark.line + 1)
 
 
 def _refuse_duplicate_keys(doc: Document) -> None:

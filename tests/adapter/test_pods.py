@@ -309,7 +309,7 @@ REJECTIONS = [
         "unsupported kind 'ReplicaSet'",
         id="list-item",
     ),
-    pytest.param("kind: Pod\n  bad: [\n", "", "invalid YAML at line 2", id="bad-yaml"),
+    pytest.param("kind: Pod\n  bad: [\n", "", "invalid YAML at column", id="bad-yaml"),
     *(
         pytest.param(
             namespace_manifest(f"{{{annotation}: {value!r}}}"),

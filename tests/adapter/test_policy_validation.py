@@ -1433,14 +1433,15 @@ def test_preset_error_names_the_line_of_the_entry() -> None:
 def test_bad_yaml_is_reported_with_its_line() -> None:
     """A YAML syntax error names the file, says 'invalid YAML' and gives the line."""
     error = rejection("apiVersion: security.kubearmor.com/v1\nkind: [KubeArmorPolicy\nmetadata: {}\n")
-    assert error.field == ""
-    assert "invalid YAML at line 3" in error.reason
-    assert str(error).startswith("p.yaml: invalid YAML at line 3")
+    assert (error.field, error.line) == ("", 3)
+    assert str(error).startswith("p.yaml: invalid YAML at column ")
+    assert str(error).endswith("(line 3)")
 
 
 def test_python_tags_are_refused_as_invalid_yaml() -> None:
     """Safe loading refuses object-constructing tags instead of running them."""
-    assert "invalid YAML at line 1" in rejection("!!python/object/apply:os.system ['true']\n").reason
+    error = rejection("!!python/object/apply:os.system ['true']\n")
+    assert (error.line, error.reason[:12]) == (1, "invalid YAML")
 
 
 LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
@@ -1451,7 +1452,8 @@ LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
 @pytest.mark.parametrize(
     ("text", "line", "fragment"),
     [
-        pytest.param("[" * 50_000, 1, "more than 100 levels of nesting", id="deep-nesting-crashed-libyaml"),
+        # libyaml from 0.2.6 refuses this itself at 1,000 levels, before our check sees the 101st
+        pytest.param("[" * 50_000, 1, "nesting", id="deep-nesting-crashed-libyaml"),
         pytest.param("a:\n" + "  - " * 101 + "x\n", 2, "more than 100 levels of nesting", id="deep-block-nesting"),
         pytest.param(LAUGHS + "kind: *i\n", 5, "aliases repeat more than 10000 values", id="billion-laughs"),
         pytest.param("kind: &a [*a]\n", 1, "alias *a is inside the value it names", id="self-alias"),
@@ -1473,7 +1475,8 @@ def test_nesting_up_to_the_limit_is_read() -> None:
 def test_a_character_yaml_refuses_is_reported_with_its_line_and_column() -> None:
     """A control character is refused at its line and column (the reader's own error names neither)."""
     error = rejection("kind: KubeArmorPolicy\nname: a\x01b\n")
-    assert error.reason == "invalid YAML at line 2, column 8: character U+0001 (control characters are not allowed)"
+    assert error.line == 2
+    assert error.reason == "invalid YAML at column 8: character U+0001 (control characters are not allowed)"
 
 
 def test_duplicate_policy_in_one_file_is_rejected() -> None:
