@@ -104,6 +104,7 @@ def _path_rule(rule: PathRule) -> agent_pb2.PathRule:
         read_only=rule.read_only,
         owner_only=rule.owner_only,
         no_terminal=rule.no_terminal,
+        allowed_args=rule.allowed_args,
         **_matching(rule),
     )
 

@@ -29,6 +29,8 @@ DEFAULT_NAMESPACE = "default"
 CONTAINER_NAME_LABEL = "kubearmor.io/container.name"
 # guest_agent/bpf_types.PATH_MAX is 256: paths live in the BPF maps with their trailing NUL.
 MAX_PATH_BYTES = 255
+# An allowedArgs argument: the kernel reads each one into a 256-byte key and cannot tell 255 bytes from more.
+MAX_ARGUMENT_BYTES = 254
 
 # The rule lists Kadapter enforces in each section of spec, and the fields it reads in their entries
 # besides the verdict (action, severity, tags, message), which every level may set. Add a list or a
@@ -36,7 +38,7 @@ MAX_PATH_BYTES = 255
 _VERDICT = ("action", "severity", "tags", "message")
 RULE_FIELDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "process": {
-        "matchPaths": ("path", "execname", "ownerOnly", "pts", "fromSource"),
+        "matchPaths": ("path", "execname", "allowedArgs", "ownerOnly", "pts", "fromSource"),
         "matchDirectories": ("dir", "recursive", "ownerOnly", "pts", "fromSource"),
         "matchPatterns": ("pattern", "ownerOnly"),
     },
@@ -174,6 +176,9 @@ class PathRule(MatchRule):
     pattern: str = ""  # a matchPatterns glob, starting with "/"
     read_only: bool = False  # file rules only: Block and Audit cover writing, Allow allows reading
     owner_only: bool = False  # Block and Audit cover users other than the owner, Allow allows the owner
+    # Process matchPaths only (allowedArgs): the rule is met by an exec whose arguments after argv[0] are 1 to 20,
+    # each one of these; Block and Audit then cover the other execs, Allow allows only those that meet it.
+    allowed_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -498,6 +503,8 @@ def _path_rule(item: Field, verdict: _Inherited) -> tuple[PathRule]:
     path, execname = item.child("path"), item.child("execname")
     if path.missing == execname.missing:
         raise item.error("expected either path or execname")
+    arguments = item.child("allowedArgs")
+    flags["allowed_args"] = () if arguments.missing else _allowed_args(arguments)
     if path.missing:
         return (verdict.rule(PathRule, path="", execname=_execname(execname), **flags),)
     return (verdict.rule(PathRule, path=_normalised_path(path), **flags),)
@@ -630,6 +637,17 @@ def _execname(field: Field) -> str:
     if "\0" in name or name in (".", "..") or len(name.encode()) > MAX_PATH_BYTES:
         raise field.error(f"expected a file name of at most {MAX_PATH_BYTES} bytes, got {name!r}")
     return name
+
+
+def _allowed_args(field: Field) -> tuple[str, ...]:
+    """Read allowedArgs (the schema has checked it is a list of at most 20): arguments the guest's BPF maps hold."""
+    arguments = []
+    for item in field.items():
+        argument = item.string()
+        if not argument or "\0" in argument or len(argument.encode()) > MAX_ARGUMENT_BYTES:
+            raise item.error(f"expected an argument of 1 to {MAX_ARGUMENT_BYTES} bytes without NUL, got {argument!r}")
+        arguments.append(argument)
+    return tuple(dict.fromkeys(arguments))
 
 
 def _pattern(field: Field) -> str:

@@ -492,4 +492,8 @@ def _data(event: bpf_types.AlertEvent, data: str) -> str:
         data += ", another process's /proc file"
     if event.name_flags & bpf_types.NAME_PATTERN_BOUND:
         data += ", patterns unfinished"  # the kernel's work bound ran out: Block and Audit patterns counted as matched
+    if event.name_flags & bpf_types.NAME_ARGS_CHANGED:
+        data += ", arguments changed during the exec" + (": killed" if event.action == bpf_types.ACTION_BLOCK else "")
+    elif event.name_flags & bpf_types.NAME_ARGS:
+        data += ", arguments judged against allowedArgs"
     return data

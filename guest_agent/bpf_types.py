@@ -41,6 +41,7 @@ PATTERNS = 32
 SOURCE_DIRS = 64
 
 PATTERNS_MAX = 256  # pattern rules one ruleset may hold (KADAPTER_PATTERNS_MAX)
+ARGS_MAX = 20  # arguments an allowedArgs rule judges (KADAPTER_ARGS_MAX)
 
 
 class Preset(enum.IntEnum):
@@ -84,6 +85,8 @@ NAME_ANONYMOUS = 8
 NAME_OTHER_PROCESS = 16
 NAME_PATTERN_BOUND = 32
 NAME_UNREGISTERED = 64
+NAME_ARGS = 128
+NAME_ARGS_CHANGED = 256
 
 # network.matchProtocols names as the kernel side numbers them (kadapter.h KADAPTER_NET_*).
 NETWORK_PROTOCOLS = {
@@ -136,13 +139,16 @@ class AlertBudget(ctypes.Structure):
 
 
 class RuleEntry(ctypes.Structure):
-    """What the rules of one name, directory, inode or id say: per action, a bit per variant; the rule ids."""
+    """What the rules of one name, directory, inode or id say: per action, a bit per variant; the rule ids.
+
+    args has an ACTION_* bit for each action whose rule is narrowed to its allowedArgs.
+    """
 
     _fields_ = (
         ("block", ctypes.c_uint8),
         ("audit", ctypes.c_uint8),
         ("allow", ctypes.c_uint8),
-        ("reserved", ctypes.c_uint8),
+        ("args", ctypes.c_uint8),
         ("block_rule", ctypes.c_uint32),
         ("audit_rule", ctypes.c_uint32),
         ("allow_rule", ctypes.c_uint32),
@@ -196,6 +202,12 @@ class SyscallScope(ctypes.Structure):
         ("exec", ctypes.c_uint8),
         ("reserved", ctypes.c_uint8),
     )
+
+
+class AllowedArgKey(ctypes.Structure):
+    """One argument a rule's allowedArgs lists, under the ruleset the rule is in."""
+
+    _fields_ = (("ruleset", ctypes.c_uint32), ("rule", ctypes.c_uint32), ("arg", ctypes.c_char * PATH_MAX))
 
 
 class IdRuleKey(ctypes.Structure):

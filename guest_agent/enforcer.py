@@ -26,16 +26,18 @@ from typing import Generic, NamedTuple, TypeVar
 from guest_agent import bpf_types
 from guest_agent.bpf_types import Kind
 from guest_agent.container_fs import FileIdentity
-from guest_agent.libbpf import BpfError, BpfObject, RingBuffer
+from guest_agent.libbpf import BpfError, BpfObject, CValue, RingBuffer
 from guest_agent.rules import CompiledRules, ContainerKey, DirEntry, KindRules, RuleEntry
 from kadapter_api.syscalls import NUMBERS as SYSCALL_NUMBERS
 from kadapter_api.syscalls import PATH_ARGUMENTS
 
 log = logging.getLogger(__name__)
 
-RuleName = TypeVar("RuleName", str, FileIdentity, int)  # rules are found by path, file identity, id or index
+# Rules are found by path, file identity, id or index; allowedArgs by rule id and argument.
+RuleName = TypeVar("RuleName", str, FileIdentity, int, tuple[int, str])
 Entry = TypeVar(
     "Entry",
+    bool,
     RuleEntry,
     DirEntry,
     tuple[str, RuleEntry],
@@ -63,7 +65,7 @@ class _Table(Generic[RuleName, Entry]):
     map_name: str
     entries: Callable[[KindRules, _Nested], Mapping[RuleName, Entry]]
     make_key: Callable[[int, RuleName], ctypes.Structure]
-    make_value: Callable[[Entry], ctypes.Structure]
+    make_value: Callable[[Entry], CValue]
     key_type: type[ctypes.Structure]  # every key type starts with the ruleset id
 
 
@@ -306,6 +308,7 @@ def _rule(entry: RuleEntry) -> bpf_types.RuleEntry:
         block_rule=entry.block_rule,
         audit_rule=entry.audit_rule,
         allow_rule=entry.allow_rule,
+        args=entry.args,
     )
 
 
@@ -331,6 +334,11 @@ def _id_key(ruleset: int, identifier: int) -> bpf_types.IdRuleKey:
 
 def _pattern_key(ruleset: int, index: int) -> bpf_types.PatternKey:
     return bpf_types.PatternKey(ruleset=ruleset, index=index)
+
+
+def _allowed_arg_key(ruleset: int, allowed: tuple[int, str]) -> bpf_types.AllowedArgKey:
+    rule, argument = allowed
+    return bpf_types.AllowedArgKey(ruleset=ruleset, rule=rule, arg=argument.encode())
 
 
 def _pattern_rule(entry: tuple[str, RuleEntry]) -> bpf_types.PatternRule:
@@ -390,4 +398,12 @@ _TABLES: tuple[_Table, ...] = (
     _Table("source_rules", _source_policies, _name_key, lambda policy: policy, bpf_types.NameRuleKey),
     _Table("source_dirs", _source_directories, _name_key, lambda record: record, bpf_types.NameRuleKey),
     _Table("syscall_scopes", _syscall_scopes, _id_key, lambda scope: scope, bpf_types.IdRuleKey),
+    # Each allowedArgs rule's arguments, under the ruleset the rule is in: the kernel looks up each one an exec passes.
+    _Table(
+        "allowed_args",
+        lambda rules, _: dict.fromkeys(rules.allowed_args, True),
+        _allowed_arg_key,
+        lambda _: ctypes.c_uint8(1),
+        bpf_types.AllowedArgKey,
+    ),
 )

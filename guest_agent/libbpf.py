@@ -25,7 +25,7 @@ _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ct
 _LIBBPF_WARN = 0  # enum libbpf_print_level
 
 
-CValue = ctypes.Structure | ctypes.c_int | ctypes.c_uint32  # map keys and values: fixed-size C data
+CValue = ctypes.Structure | ctypes.c_int | ctypes.c_uint32 | ctypes.c_uint8  # map keys and values: fixed-size C data
 CStruct = TypeVar("CStruct", bound=ctypes.Structure | ctypes.c_uint32)
 
 
@@ -124,7 +124,7 @@ class BpfMap:
         _check(result, f"look up in map {self.name}")
         return True
 
-    def update_batch(self, keys: Sequence[ctypes.Structure], values: Sequence[ctypes.Structure]) -> None:
+    def update_batch(self, keys: Sequence[CValue], values: Sequence[CValue]) -> None:
         """Insert or replace many elements in one system call per batch; on failure none stays written."""
         if not keys:
             return

@@ -20,6 +20,10 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple, TypeVar
 
 from guest_agent.bpf_types import (
+    ACTION_ALLOW,
+    ACTION_AUDIT,
+    ACTION_BLOCK,
+    ARGS_MAX,
     NETWORK_PROTOCOLS,
     PATH_MAX,
     PATTERNS_MAX,
@@ -62,7 +66,10 @@ class RuleInfo:
 
 @dataclass(frozen=True)
 class RuleEntry:
-    """The kernel value for one name, inode or id: per action, a bit per rule variant; the first rule id of each."""
+    """The kernel value for one name, inode or id: per action, a bit per rule variant; the first rule id of each.
+
+    args has an ACTION_* bit for each action whose rule is narrowed to its allowedArgs (bpf/lsm/args.bpf.h).
+    """
 
     block: int = 0
     audit: int = 0
@@ -70,6 +77,7 @@ class RuleEntry:
     block_rule: int = 0
     audit_rule: int = 0
     allow_rule: int = 0
+    args: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ class KindRules:
     # directly in them; each table holds the rules of every source directory that covers its executables too.
     source_dirs: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
     scopes: Mapping[int, KindRules] = field(default_factory=dict)  # system call -> its matchPaths rules
+    allowed_args: frozenset[tuple[int, str]] = frozenset()  # (rule id, argument) for each rule's allowedArgs
 
     @property
     def has_execnames(self) -> bool:
@@ -108,7 +117,7 @@ class KindRules:
     def size(self) -> int:
         """Return how many kernel map entries the table takes, its sources' included."""
         own = len(self.names) + len(self.inodes) + len(self.dirs) + len(self.patterns) + len(self.ids)
-        own += len(self.source_names) + len(self.source_dirs) + len(self.scopes)
+        own += len(self.source_names) + len(self.source_dirs) + len(self.scopes) + len(self.allowed_args)
         tables = (*self.sources.values(), *self.scopes.values())
         return own + sum(table.size for table in tables)
 
@@ -153,6 +162,11 @@ _ACTION_SLOTS = {
     agent_pb2.ACTION_BLOCK: ("block", "block_rule"),
     agent_pb2.ACTION_AUDIT: ("audit", "audit_rule"),
     agent_pb2.ACTION_ALLOW: ("allow", "allow_rule"),
+}
+_ACTION_BITS = {
+    agent_pb2.ACTION_BLOCK: ACTION_BLOCK,
+    agent_pb2.ACTION_AUDIT: ACTION_AUDIT,
+    agent_pb2.ACTION_ALLOW: ACTION_ALLOW,
 }
 _PRESET_ACTIONS = (agent_pb2.ACTION_BLOCK, agent_pb2.ACTION_AUDIT)
 _PRESETS = {
@@ -253,6 +267,8 @@ def _check_path_rule(where: str, rule: agent_pb2.PathRule, *, file_rule: bool) -
     _check_rule(where, rule)
     if rule.read_only and not file_rule:
         raise InvalidPolicyError(f"{where}.read_only: only file rules can be read-only")
+    if rule.allowed_args:
+        _check_allowed_args(where, rule, file_rule=file_rule)
     if rule.pattern:
         _check_pattern(where, rule)
     elif rule.execname:
@@ -261,6 +277,20 @@ def _check_path_rule(where: str, rule: agent_pb2.PathRule, *, file_rule: bool) -
         _check_execname(where, rule)
     else:
         _check_path(where, rule.path, recursive=rule.recursive)
+
+
+def _check_allowed_args(where: str, rule: agent_pb2.PathRule, *, file_rule: bool) -> None:
+    """Refuse allowedArgs but on a process rule for one file or execname, or arguments the kernel cannot match."""
+    if file_rule or rule.pattern or rule.path.endswith("/"):
+        raise InvalidPolicyError(f"{where}.allowed_args: only process rules for a file or an execname have them")
+    if len(rule.allowed_args) > ARGS_MAX:
+        raise InvalidPolicyError(f"{where}.allowed_args: {len(rule.allowed_args)} arguments; at most {ARGS_MAX}")
+    for number, argument in enumerate(rule.allowed_args):
+        encoded = argument.encode()
+        if not encoded or len(encoded) >= PATH_MAX - 1 or b"\0" in encoded:
+            raise InvalidPolicyError(
+                f"{where}.allowed_args[{number}]: {argument!r} is empty, longer than {PATH_MAX - 2} bytes or has NUL"
+            )
 
 
 def _check_execname(where: str, rule: agent_pb2.PathRule) -> None:
@@ -314,9 +344,28 @@ def _variant(rule: WireRule) -> int:
 
 
 def _with(entry: RuleEntry, rule: WireRule, rule_id: int) -> RuleEntry:
-    """Add one rule to an entry, keeping the first rule id of each action."""
+    """Add one rule to an entry, as the kernel merges what several entries say."""
     bits, slot = _ACTION_SLOTS[rule.action]
-    return replace(entry, **{bits: getattr(entry, bits) | 1 << _variant(rule), slot: getattr(entry, slot) or rule_id})
+    narrowed = isinstance(rule, agent_pb2.PathRule) and bool(rule.allowed_args)
+    single = RuleEntry(**{bits: 1 << _variant(rule), slot: rule_id}, args=_ACTION_BITS[rule.action] if narrowed else 0)
+    return _merged(entry, single)
+
+
+def _narrowing(first: RuleEntry, second: RuleEntry, action: agent_pb2.Action.ValueType) -> int:
+    """Return whether one action stays narrowed to allowedArgs when two entries merge (judge.bpf.h's narrowing()).
+
+    The kernel checks one rule's arguments per action: Block and Audit stay narrowed only if both sides are,
+    by the same rule; Allow only if both are (by the first rule's set, so an exec never meets more than it would).
+    """
+    bits, slot = _ACTION_SLOTS[action]
+    bit = _ACTION_BITS[action]
+    if not getattr(second, bits):
+        return first.args & bit
+    if not getattr(first, bits):
+        return second.args & bit
+    if action != agent_pb2.ACTION_ALLOW and getattr(first, slot) != getattr(second, slot):
+        return 0
+    return first.args & second.args & bit
 
 
 def _merged(first: RuleEntry, second: RuleEntry) -> RuleEntry:
@@ -328,6 +377,7 @@ def _merged(first: RuleEntry, second: RuleEntry) -> RuleEntry:
         block_rule=first.block_rule or second.block_rule,
         audit_rule=first.audit_rule or second.audit_rule,
         allow_rule=first.allow_rule or second.allow_rule,
+        args=sum(_narrowing(first, second, action) for action in _ACTION_SLOTS),
     )
 
 
@@ -351,6 +401,7 @@ class _TableBuilder:
         self.dirs: dict[str, DirEntry] = {}
         self.patterns: dict[str, RuleEntry] = {}
         self.ids: dict[int, RuleEntry] = {}
+        self.allowed_args: set[tuple[int, str]] = set()
         self.allowlist = False
         self._sources: dict[str, _TableBuilder] = {}
         self._source_names: dict[str, str] = {}
@@ -395,6 +446,7 @@ class _TableBuilder:
         _merge_into(self.inodes, other.inodes)
         _merge_into(self.patterns, other.patterns)
         _merge_into(self.ids, other.ids)
+        self.allowed_args |= other.allowed_args
         for path, entry in other.dirs.items():
             mine = self.dirs.get(path, DirEntry())
             self.dirs[path] = DirEntry(_merged(mine.any_depth, entry.any_depth), _merged(mine.direct, entry.direct))
@@ -429,6 +481,7 @@ class _TableBuilder:
 
     def _add_path_rule(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
         self.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
+        self.allowed_args.update((rule_id, argument) for argument in rule.allowed_args)
         if rule.pattern:
             pattern = canonical_pattern(rule.pattern)
             self.patterns[pattern] = _with(self.patterns.get(pattern, RuleEntry()), rule, rule_id)
@@ -490,6 +543,7 @@ class _TableBuilder:
             source_names=self._source_names,
             source_dirs=source_dirs,
             scopes={number: scope.build(posture) for number, scope in self._scopes.items()},
+            allowed_args=frozenset(self.allowed_args),
         )
 
 

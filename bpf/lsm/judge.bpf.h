@@ -86,6 +86,7 @@ struct scratch_space {
 	struct name_rule_key key; /* zeroed past the NUL: hash keys compare every byte */
 	struct name_rule_key dir_key; /* one directory above the file at a time, or the file's own name */
 	struct name_rule_key source_key; /* the caller's executable */
+	struct allowed_arg_key arg_key; /* one argument of an exec, for allowedArgs */
 	struct name_buffer name;
 	struct pattern_state patterns;
 };
@@ -157,8 +158,34 @@ static __always_inline int judge_start(struct judgement *j, __u32 kind, __u32 op
 	return 1;
 }
 
+/*
+ * Whether one action of two merged entries stays narrowed to allowedArgs.
+ * An action only one side has keeps its narrowing. When both have it,
+ * the merge checks a single rule's set: Block and Audit stay narrowed
+ * only if both are narrowed by the same rule, Allow only if both are
+ * narrowed (by the first rule's set: an exec may meet fewer Allow rules
+ * than it would, never more).
+ */
+static __always_inline __u8 narrowing(__u8 ours, __u8 theirs, __u32 our_rule, __u32 their_rule, __u8 our_args,
+				      __u8 their_args, __u8 action)
+{
+	if (!theirs)
+		return our_args & action;
+	if (!ours)
+		return their_args & action;
+	if (action != KADAPTER_ACTION_ALLOW && our_rule != their_rule)
+		return 0;
+	return our_args & their_args & action;
+}
+
 static __always_inline void merge(struct rule_entry *into, const struct rule_entry *rule)
 {
+	into->args = narrowing(into->block, rule->block, into->block_rule, rule->block_rule, into->args, rule->args,
+			       KADAPTER_ACTION_BLOCK) |
+		     narrowing(into->audit, rule->audit, into->audit_rule, rule->audit_rule, into->args, rule->args,
+			       KADAPTER_ACTION_AUDIT) |
+		     narrowing(into->allow, rule->allow, into->allow_rule, rule->allow_rule, into->args, rule->args,
+			       KADAPTER_ACTION_ALLOW);
 	into->block |= rule->block;
 	into->audit |= rule->audit;
 	into->allow |= rule->allow;
@@ -311,6 +338,7 @@ static long pattern_step_rule(__u32 index, struct pattern_walk *walk)
 		closed = found->rule;
 		closed.allow = 0;
 		closed.allow_rule = 0;
+		closed.args &= ~KADAPTER_ACTION_ALLOW;
 		merge(&j->rule, &closed);
 		j->name_flags |= KADAPTER_NAME_PATTERN_BOUND;
 	}

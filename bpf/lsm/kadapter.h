@@ -89,6 +89,8 @@
 #define KADAPTER_NAME_OTHER_PROCESS 16 /* another process's /proc/<pid>/ file */
 #define KADAPTER_NAME_PATTERN_BOUND 32 /* patterns left unfinished at the work bound (counted as Block and Audit) */
 #define KADAPTER_NAME_UNREGISTERED 64 /* exec in a container never registered: args are its pid and mnt ns ids */
+#define KADAPTER_NAME_ARGS 128 /* an allowedArgs rule was judged against the exec's arguments */
+#define KADAPTER_NAME_ARGS_CHANGED 256 /* the arguments changed while the exec was judged: the new program is killed */
 
 /*
  * network.matchProtocols names, as rule ids: a socket is looked up under
@@ -146,12 +148,17 @@ struct alert_budget {
 	__u64 dropped; /* since registration */
 };
 
-/* What the rules of one name, directory, inode or id say, merged. */
+/*
+ * What the rules of one name, directory, inode or id say, merged. A bit
+ * of args (KADAPTER_ACTION_*) narrows that action's rule to its
+ * allowedArgs: a Block or Audit rule then holds only for an exec whose
+ * arguments are not all in its set, an Allow rule only for one whose are.
+ */
 struct rule_entry {
 	__u8 block; /* bit (1 << variant) per variant of Block rule */
 	__u8 audit;
 	__u8 allow;
-	__u8 reserved;
+	__u8 args;
 	__u32 block_rule; /* rule ids, so alerts can name policy, severity and message */
 	__u32 audit_rule;
 	__u32 allow_rule;
@@ -204,6 +211,16 @@ struct syscall_scope {
 	__u8 dirfd_arg; /* KADAPTER_NO_ARG: relative to the working directory */
 	__u8 exec; /* execve/execveat: once it succeeded, the path is the new executable's */
 	__u8 reserved;
+};
+
+/* The most arguments an allowedArgs rule judges: an exec with more never meets it (as in KubeArmor). */
+#define KADAPTER_ARGS_MAX 20
+
+/* One argument an allowedArgs rule permits (NUL-terminated, zero after). */
+struct allowed_arg_key {
+	__u32 ruleset;
+	__u32 rule;
+	char arg[KADAPTER_PATH_MAX];
 };
 
 /* A network protocol name (KADAPTER_NET_*), a capability or a system call number. */

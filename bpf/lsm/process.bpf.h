@@ -7,12 +7,14 @@
  * every way of running a file without exec: the dynamic loader invoked as
  * a program maps it executable itself, and a readable mapping can be made
  * executable later. New names for a blocked file are refused in
- * file.bpf.h, whose hooks they share.
+ * file.bpf.h, whose hooks they share. Rules narrowed to their allowedArgs
+ * are judged at exec (args.bpf.h); running the file without exec meets none.
  */
 #ifndef KADAPTER_PROCESS_BPF_H
 #define KADAPTER_PROCESS_BPF_H
 
 #include "judge.bpf.h"
+#include "args.bpf.h"
 
 /* Start judging running the file, matching its rules; false when no process rule applies to the caller. */
 static __always_inline int process_start(struct judgement *j, struct file *file, __u32 operation)
@@ -116,6 +118,8 @@ int BPF_PROG(kadapter_bprm_check, struct linux_binprm *bprm, int ret)
 		return ret;
 	if (!process_start(&j, bprm->file, KADAPTER_OP_EXEC))
 		return judge_unregistered(bprm->file);
+	if (j.rule.args)
+		judge_args(&j, bprm->argc);
 	ret = judge_run(&j);
 	return ret ? ret : judge_exec_session(&j);
 }

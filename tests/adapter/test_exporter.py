@@ -98,6 +98,8 @@ spec:
     matchPaths:
     - execname: su
       ownerOnly: true
+    - path: /bin/ls
+      allowedArgs: [-l, /tmp]
     matchDirectories:
     - dir: /sbin/
       recursive: true
@@ -124,7 +126,7 @@ spec:
 
 
 def test_apply_request_carries_file_network_and_capability_rules() -> None:
-    """Process and file rules go out as PathRules with their flags, network and capability rules by their names."""
+    """Process and file rules go out as PathRules with their flags and arguments, the others by their names."""
     (policy,) = parse_policies(EVERY_RULE_KIND, source="p.yaml")
     request = apply_request(NGINX, [PodPolicy(policy=policy, containers=())], generation=1, postures=BLOCK)
     block, audit, allow = agent_pb2.ACTION_BLOCK, agent_pb2.ACTION_AUDIT, agent_pb2.ACTION_ALLOW
@@ -133,6 +135,7 @@ def test_apply_request_carries_file_network_and_capability_rules() -> None:
             name="every-kind",
             process_rules=[
                 agent_pb2.PathRule(execname="su", owner_only=True, action=block, severity=3),
+                agent_pb2.PathRule(path="/bin/ls", allowed_args=["-l", "/tmp"], action=block, severity=3),
                 agent_pb2.PathRule(path="/sbin/", recursive=True, action=block, severity=3),
             ],
             file_rules=[

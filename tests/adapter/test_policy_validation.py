@@ -251,6 +251,20 @@ def test_process_rules_read_owner_only() -> None:
     ]
 
 
+def test_process_paths_and_execnames_read_allowed_args() -> None:
+    """allowedArgs on a process matchPaths entry (path or execname) is carried in order, once each argument."""
+    spec = SELECT_NGINX + (
+        "process:\n  matchPaths:\n  - path: /bin/ls\n    allowedArgs: [-l, /tmp, -l]\n    action: Block\n"
+        "  - execname: python3\n    allowedArgs: ['--version']\n    action: Allow\n  - path: /bin/sh\n"
+    )
+    rules = parse_one(ksp(spec)).process_rules
+    assert [(rule.path or rule.execname, rule.allowed_args) for rule in rules] == [
+        ("/bin/ls", ("-l", "/tmp")),
+        ("python3", ("--version",)),
+        ("/bin/sh", ()),
+    ]
+
+
 def test_file_rules_parse_to_path_rules() -> None:
     """file.matchPaths and matchDirectories become path rules with readOnly, ownerOnly and recursive."""
     spec = SELECT_NGINX + (
@@ -1075,10 +1089,46 @@ REJECTIONS = [
         id="apparmor",
     ),
     pytest.param(
-        ksp(_rule("    allowedArgs: [--version]\n")),
+        ksp(_rule("    allowedArgs: ['']\n")),
+        "spec.process.matchPaths[0].allowedArgs[0]",
+        "expected an argument of 1 to 254 bytes without NUL, got ''",
+        id="allowed-args-empty",
+    ),
+    pytest.param(
+        ksp(_rule(f"    allowedArgs: [-x, '{'a' * 255}']\n")),
+        "spec.process.matchPaths[0].allowedArgs[1]",
+        "expected an argument of 1 to 254 bytes",
+        id="allowed-args-too-long",
+    ),
+    pytest.param(
+        ksp(_rule('    allowedArgs: ["a\\0b"]\n')),
+        "spec.process.matchPaths[0].allowedArgs[0]",
+        "without NUL",
+        id="allowed-args-nul",
+    ),
+    pytest.param(
+        ksp(_rule("    allowedArgs: [-l, 3]\n")),
+        "spec.process.matchPaths[0].allowedArgs[1]",
+        "expected a string",
+        id="allowed-args-not-string",
+    ),
+    pytest.param(
+        ksp(_rule(f"    allowedArgs: [{', '.join(f'-{n}' for n in range(21))}]\n")),
         "spec.process.matchPaths[0].allowedArgs",
-        NOT_ENFORCED,
-        id="allowed-args",
+        "at most 20",
+        id="allowed-args-over-20",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + "process:\n  matchDirectories:\n  - dir: /sbin/\n    allowedArgs: [-l]\n"),
+        "spec.process.matchDirectories[0].allowedArgs",
+        "unknown field",
+        id="allowed-args-on-a-directory",
+    ),
+    pytest.param(
+        ksp(SELECT_NGINX + FILE_SHADOW + "    allowedArgs: [-l]\n"),
+        "spec.file.matchPaths[0].allowedArgs",
+        "unknown field",
+        id="allowed-args-on-a-file-rule",
     ),
     pytest.param(
         ksp(SELECT_NGINX + BLOCK_APT + "network:\n  matchDNSQueries:\n  - domain: example.com\n"),

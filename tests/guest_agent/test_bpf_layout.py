@@ -25,6 +25,7 @@ MIRRORS = {
     "dir_rule": bpf_types.DirRule,
     "inode_rule_key": bpf_types.InodeRuleKey,
     "id_rule_key": bpf_types.IdRuleKey,
+    "allowed_arg_key": bpf_types.AllowedArgKey,
     "pattern_key": bpf_types.PatternKey,
     "pattern_rule": bpf_types.PatternRule,
     "source_dir": bpf_types.SourceDir,

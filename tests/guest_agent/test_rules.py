@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from guest_agent.bpf_types import (
+    ACTION_ALLOW,
+    ACTION_BLOCK,
     NETWORK_PROTOCOLS,
     PATTERNS_MAX,
     VARIANT_NO_TERMINAL,
@@ -600,3 +602,114 @@ def test_the_exec_preset_is_judged_by_the_process_enforcer() -> None:
     assert [compiled.active(kind) for kind in Kind] == [True, False, False, False, False]
     assert compiled.preset_bits == preset_bits(Preset.EXEC, block=False, audit=True)
     assert compiled.preset_rule(Preset.EXEC) == 1
+
+
+def test_allowed_args_narrow_their_action_and_are_listed_under_the_rule(merged_usr: Path) -> None:
+    """A rule with allowedArgs marks its action narrowed in every entry of its file, and lists each argument."""
+    block, allow = agent_pb2.ACTION_BLOCK, agent_pb2.ACTION_ALLOW
+    rules = [
+        agent_pb2.PathRule(path="/bin/ls", action=block, allowed_args=["-l", "/tmp"]),
+        agent_pb2.PathRule(execname="apt", action=allow, allowed_args=["--version"]),
+        agent_pb2.PathRule(path="/usr/bin/dash", action=block, allowed_args=["-c"], from_source=["/bin/ls"]),
+    ]
+    policies = [agent_pb2.Policy(name="p", process_rules=rules)]
+    check_policies(policies)
+    table = process(compile_rules(policies, container_name="c", postures={}, view=view_of(merged_usr)))
+    narrowed_block = RuleEntry(block=1, block_rule=1, args=ACTION_BLOCK)
+    assert table.names["/bin/ls"] == table.names["/usr/bin/ls"] == narrowed_block
+    assert set(table.inodes.values()) == {narrowed_block}
+    assert table.names["apt"] == RuleEntry(allow=1, allow_rule=2, args=ACTION_ALLOW)
+    assert table.allowed_args == {(1, "-l"), (1, "/tmp"), (2, "--version")}
+    (source,) = table.sources.values()  # a source's rules have their arguments under its own ruleset
+    assert source.allowed_args == {(3, "-c")}
+    assert table.size == len(table.names) + len(table.inodes) + len(table.source_names) + 3 + source.size
+
+
+@pytest.mark.parametrize(
+    ("second", "narrowed"),
+    [
+        pytest.param(agent_pb2.PathRule(path="/bin/ls", action=agent_pb2.ACTION_BLOCK), 0, id="plain-block-wins"),
+        pytest.param(
+            agent_pb2.PathRule(path="/bin/ls", action=agent_pb2.ACTION_BLOCK, allowed_args=["-a"]),
+            0,
+            id="two-argument-sets-block-always",
+        ),
+        pytest.param(
+            agent_pb2.PathRule(path="/bin/ls", action=agent_pb2.ACTION_AUDIT),
+            ACTION_BLOCK,
+            id="another-action-keeps-it",
+        ),
+    ],
+)
+def test_merged_block_rules_stay_narrowed_only_by_one_rule(second: agent_pb2.PathRule, narrowed: int) -> None:
+    """The kernel checks one rule's arguments per action: merging Block rules fails closed (blocks more)."""
+    first = agent_pb2.PathRule(path="/bin/ls", action=agent_pb2.ACTION_BLOCK, allowed_args=["-l"])
+    policies = [agent_pb2.Policy(name="p", process_rules=[first, second])]
+    entry = process(compile_rules(policies, container_name="c", postures={}, view=None)).names["/bin/ls"]
+    assert (entry.block, entry.block_rule, entry.args & ACTION_BLOCK) == (1, 1, narrowed)
+
+
+@pytest.mark.parametrize(
+    ("second_args", "narrowed"),
+    [pytest.param([], 0, id="plain-allow-wins"), pytest.param(["-a"], ACTION_ALLOW, id="first-set-checked")],
+)
+def test_merged_allow_rules_stay_narrowed_if_both_are(second_args: list[str], narrowed: int) -> None:
+    """Two narrowed Allow rules check the first one's set (allowing less, never more); a plain one allows always."""
+    allow = agent_pb2.ACTION_ALLOW
+    rules = [
+        agent_pb2.PathRule(path="/bin/ls", action=allow, allowed_args=["-l"]),
+        agent_pb2.PathRule(path="/bin/ls", action=allow, allowed_args=second_args),
+    ]
+    entry = process(
+        compile_rules([agent_pb2.Policy(name="p", process_rules=rules)], container_name="c", postures={}, view=None)
+    ).names["/bin/ls"]
+    assert (entry.allow_rule, entry.args) == (1, narrowed)
+
+
+@pytest.mark.parametrize(
+    ("section", "rule", "message"),
+    [
+        pytest.param(
+            "file_rules",
+            agent_pb2.PathRule(path="/etc/passwd", action=agent_pb2.ACTION_BLOCK, allowed_args=["-l"]),
+            r"file_rules\[0\]\.allowed_args: only process rules",
+            id="file-rule",
+        ),
+        pytest.param(
+            "process_rules",
+            agent_pb2.PathRule(path="/sbin/", action=agent_pb2.ACTION_BLOCK, allowed_args=["-l"]),
+            r"process_rules\[0\]\.allowed_args: only process rules for a file",
+            id="directory",
+        ),
+        pytest.param(
+            "process_rules",
+            agent_pb2.PathRule(pattern="/bin/*", action=agent_pb2.ACTION_BLOCK, allowed_args=["-l"]),
+            r"process_rules\[0\]\.allowed_args: only process rules for a file",
+            id="pattern",
+        ),
+        pytest.param(
+            "process_rules",
+            agent_pb2.PathRule(path="/bin/ls", action=agent_pb2.ACTION_BLOCK, allowed_args=["-l"] * 21),
+            r"process_rules\[0\]\.allowed_args: 21 arguments; at most 20",
+            id="too-many",
+        ),
+        pytest.param(
+            "process_rules",
+            agent_pb2.PathRule(path="/bin/ls", action=agent_pb2.ACTION_BLOCK, allowed_args=["-l", "x" * 255]),
+            r"process_rules\[0\]\.allowed_args\[1\]: .* longer than 254 bytes",
+            id="too-long",
+        ),
+        pytest.param(
+            "process_rules",
+            agent_pb2.PathRule(path="/bin/ls", action=agent_pb2.ACTION_BLOCK, allowed_args=[""]),
+            r"process_rules\[0\]\.allowed_args\[0\]: '' is empty",
+            id="empty",
+        ),
+    ],
+)
+def test_agent_refuses_allowed_args_the_kernel_cannot_judge(
+    section: str, rule: agent_pb2.PathRule, message: str
+) -> None:
+    """allowedArgs belong to process rules for one file or execname, at most 20 arguments of 1 to 254 bytes."""
+    with pytest.raises(InvalidPolicyError, match=message):
+        check_policies([agent_pb2.Policy(name="p", **{section: [rule]})])
