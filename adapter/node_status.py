@@ -64,7 +64,7 @@ class PodReport(TypedDict):
     policies: list[str]  # what the pod should enforce
     applied_policies: list[str]  # what the agent confirmed it enforces
     containers: list[str]  # the pod's running containers the agent reported (its pause container aside)
-    stale_containers: list[str]  # those of them enforcing another generation than the desired one
+    stale_containers: list[str]  # those of them enforcing another generation, or registered for another pod uid
     guest: GuestReport | None  # None until the agent answered a status request
     last_error: str | None
 

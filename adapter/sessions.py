@@ -140,7 +140,7 @@ class SessionStatus:
     applied_generation: int | None  # as the agent last confirmed it; None: it holds nothing for the pod
     policies: tuple[str, ...]  # the policy names the agent last confirmed for the pod
     containers: tuple[str, ...]  # the pod's running containers (the sandbox's pause container aside), last check
-    stale_containers: tuple[str, ...]  # those of them enforcing another generation than the desired one
+    stale_containers: tuple[str, ...]  # those enforcing another generation, or registered for another pod uid
     guest: Guest | None  # None until the agent answered a GetStatus
     last_error: str | None  # of the last failed call; None once a call succeeds
     last_push_latency: float | None  # seconds, of the last ApplyPolicies call the agent accepted
@@ -292,7 +292,7 @@ class _Session:
             held = pod.generation if pod is not None else None
             containers = pod_containers(status, desired.pod)
             names = tuple(container.name for container in containers)
-            stale = tuple(container.name for container in containers if container.generation != desired.generation)
+            stale = tuple(container.name for container in containers if not _enforces(container, desired))
             guest = Guest.of(status)
             self._set(
                 state=verdict(desired.generation, held, guest, containers=names, stale=stale),
@@ -486,6 +486,16 @@ def pod_containers(status: agent_pb2.AgentStatus, pod: agent_pb2.PodRef) -> list
         for container in status.containers
         if not container.sandbox and (container.pod.namespace, container.pod.name) == (pod.namespace, pod.name)
     ]
+
+
+def _enforces(container: agent_pb2.ContainerStatus, desired: agent_pb2.ApplyRequest) -> bool:
+    """Tell whether a container of the pod enforces the desired set: the generation, and the pod's uid.
+
+    The uid is the one the container's CRI annotations gave the agent: another one is another incarnation of
+    the pod, whatever it enforces.
+    """
+    same_pod = not container.pod.uid or not desired.pod.uid or container.pod.uid == desired.pod.uid
+    return same_pod and container.generation == desired.generation
 
 
 def verdict(

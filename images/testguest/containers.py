@@ -183,6 +183,13 @@ class GuestContainers:
         finally:
             self.guest.run(["umount", f"{bundle}/rootfs"])
 
+    def running(self) -> list[str]:
+        """Return the ids of the containers the runtime has running."""
+        listed = self.guest.run([*RUNC, "list", "--format", "json"])
+        if listed.returncode != 0:
+            raise RuntimeError(f"runc list failed: {listed}")
+        return [item["id"] for item in json.loads(listed.stdout or "null") or [] if item["status"] == "running"]
+
     def exec(self, container_id: str, args: list[str]) -> GuestResult:
         """Run a process inside a running container's namespaces."""
         return self.guest.run([*RUNC, "exec", container_id, *args])

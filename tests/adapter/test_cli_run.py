@@ -8,65 +8,22 @@ stderr, SIGTERM to stop), against the doubles of tests/adapter/fakes.py.
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 
 from adapter.cli import main
 from kadapter_api import agent_pb2, kubearmor_pb2, kubearmor_pb2_grpc
+from tests.adapter.daemon_process import WAIT, Running, http_get, kadapter_run
 from tests.adapter.fakes import FakeAgent, KataNode
 from tests.adapter.objects import NODE, ksp, namespace, pod, runtime_class
-from tests.credentials import ADAPTER_DIR
 
-REPO = Path(__file__).resolve().parents[2]
-WAIT = 10.0  # seconds: the process imports gRPC and the kubernetes client before anything else
 STOP_WITHIN = 5.0  # seconds SIGTERM may take
-
-
-@dataclass
-class Running:
-    """A `kadapter run` process, with its log records and printed alerts as they come."""
-
-    process: subprocess.Popen[str]
-    records: queue.Queue[dict[str, Any]]
-    printed: queue.Queue[str]
-    seen: list[dict[str, Any]]
-
-    def record(self, check: Callable[[dict[str, Any]], bool], timeout: float = WAIT) -> dict[str, Any]:
-        """Return the first log record (seen before or arriving within timeout) for which check holds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = next((record for record in self.seen if check(record)), None)
-            if found is not None:
-                return found
-            try:
-                self.seen.append(self.records.get(timeout=max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
-                pytest.fail(f"no such log record within {timeout} s; seen: {self.seen}")
-
-    def url(self, event: str) -> str:
-        """Return the address the daemon logged for a listening event."""
-        return self.record(lambda record: record.get("event") == event)["address"]
-
-
-def _lines(stream: Any, into: queue.Queue[Any], parse: Callable[[str], Any]) -> None:
-    """Copy a process's lines into a queue as they come."""
-    for line in stream:
-        into.put(parse(line))
 
 
 @pytest.fixture
@@ -91,44 +48,15 @@ def agent(node: KataNode) -> FakeAgent:
 
 @pytest.fixture
 def daemon(node: KataNode, tmp_path: Path) -> Iterator[Running]:
-    """Run `kadapter run` on the node with every option it has a use for here; kill it if a test left it running."""
-    argv = [
-        sys.executable, "-m", "adapter.cli", "run",
-        "--kubeconfig", str(node.api.write_kubeconfig(tmp_path / "kubeconfig")),
-        "--cri-socket", str(node.cri_socket),
-        *(option for root in node.monitor_roots for option in ("--shim-monitor-root", str(root))),
-        "--metrics-address", "127.0.0.1:0",
-        "--tls-dir", str(ADAPTER_DIR),
-        "--print-alerts",
-        "--serve-kubearmor-logs", "127.0.0.1:0", "--cluster-name", "test-cluster",
-    ]  # fmt: skip
-    env = {key: value for key, value in os.environ.items() if key != "KUBERNETES_SERVICE_HOST"}
-    process = subprocess.Popen(
-        argv, cwd=REPO, env={**env, "NODE_NAME": NODE}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    running = Running(process, queue.Queue(), queue.Queue(), [])
-    threading.Thread(target=_lines, args=(process.stderr, running.records, json.loads), daemon=True).start()
-    threading.Thread(target=_lines, args=(process.stdout, running.printed, str.strip), daemon=True).start()
-    try:
+    """Run `kadapter run` on the node with every option it has a use for here."""
+    options = ("--print-alerts", "--serve-kubearmor-logs", "127.0.0.1:0", "--cluster-name", "test-cluster")
+    with kadapter_run(node, tmp_path, *options) as running:
         yield running
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
-def _get(url: str) -> tuple[int, str]:
-    """GET a URL; return the status and the body, for error statuses too."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def _states(base: str) -> list[str]:
     """Return the state of each pod the daemon's /status lists."""
-    return [pod["state"] for pod in json.loads(_get(f"{base}/status")[1])["pods"]]
+    return [pod["state"] for pod in json.loads(http_get(f"{base}/status")[1])["pods"]]
 
 
 def _eventually(check: Callable[[], bool], timeout: float = WAIT) -> None:
@@ -142,18 +70,18 @@ def _eventually(check: Callable[[], bool], timeout: float = WAIT) -> None:
 def test_run_serves_probes_metrics_and_status(node: KataNode, agent: FakeAgent, daemon: Running) -> None:
     """/readyz turns 200 after the first sync, /healthz is 200, /metrics counts the push, /status lists the pod."""
     base = f"http://{daemon.url('listening')}"
-    _eventually(lambda: _get(f"{base}/readyz") == (200, "ready\n"))
-    assert _get(f"{base}/healthz") == (200, "ok\n")
+    _eventually(lambda: http_get(f"{base}/readyz") == (200, "ready\n"))
+    assert http_get(f"{base}/healthz") == (200, "ok\n")
     _eventually(lambda: agent.policies(node.api.get("Pod", "nginx", "web")["metadata"]["uid"]) == ["block-apt"])
     _eventually(lambda: _states(base) == ["applied"])
-    status = json.loads(_get(f"{base}/status")[1])
+    status = json.loads(http_get(f"{base}/status")[1])
     assert (status["node"], status["synced"], status["refused"]) == (NODE, True, [])
     (only,) = status["pods"]
     assert (only["namespace"], only["name"], only["sandbox"]) == ("web", "nginx", "sb-nginx")
     assert only["agent"] == f"hvsock://{node.directory}/sb-nginx.vmm:10240"
     assert only["policies"] == only["applied_policies"] == ["block-apt"]
     assert only["desired_generation"] == only["applied_generation"] == agent.applied[-1]
-    metrics = _get(f"{base}/metrics")[1]
+    metrics = http_get(f"{base}/metrics")[1]
     assert 'kadapter_sessions{state="applied"} 1.0' in metrics
     assert 'kadapter_pushes_total{outcome="applied"} 1.0' in metrics
     assert "kadapter_push_latency_seconds_count 1.0" in metrics

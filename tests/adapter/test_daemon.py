@@ -226,6 +226,24 @@ def test_a_replaced_sandbox_gets_the_set_and_the_old_session_ends(node: KataNode
     assert pod_report(daemon, "nginx")["sandbox"] == "sb-new"
 
 
+def test_a_sandbox_the_runtime_no_longer_lists_is_left_alone(node: KataNode, start: Callable[..., Daemon]) -> None:
+    """Once the runtime stops listing a sandbox its session ends: no more calls to its agent, no more shim lookups.
+
+    Its shim and agent still answer (a VM whose teardown lags), so a session left retrying would show here.
+    """
+    kata = node.api.create(pod("nginx"))
+    node.api.create(ksp("block-apt"))
+    agent = node.boot(kata, "sb-gone")
+    daemon = start()
+    eventually(holds(agent, kata, ["block-apt"]))
+    node.runtime.items = [item for item in node.runtime.items if item.id != "sb-gone"]
+    eventually(lambda: state_of(daemon, "nginx") == NO_SANDBOX)
+    time.sleep(QUIET)  # a call already under way may land
+    calls, lookups = agent.calls(), len(node.vms["sb-gone"].shim.requests)
+    time.sleep(3 * QUIET)  # many check intervals and index rounds
+    assert (agent.calls(), len(node.vms["sb-gone"].shim.requests)) == (calls, lookups)
+
+
 def test_the_newest_ready_sandbox_of_a_pod_is_the_one_served(node: KataNode, start: Callable[..., Daemon]) -> None:
     """Two sandboxes of one pod listed ready at once (a recreation in progress): only the newer one is served."""
     kata = node.api.create(pod("nginx"))

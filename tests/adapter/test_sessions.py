@@ -364,7 +364,10 @@ def test_verdict(held: int | None, guest: Guest, containers: list[str], stale: l
 
 
 def test_pod_containers_are_matched_as_the_agent_binds_them() -> None:
-    """By namespace and name (not uid), without the pause container: another pod's containers do not count."""
+    """By namespace and name, without the pause container: another pod's containers do not count.
+
+    A container of another uid counts as the pod's (the agent binds sets by name) and the session names it stale.
+    """
     status = agent_pb2.AgentStatus(
         containers=[
             container_status(POD, "pause", 0, sandbox=True),
@@ -393,6 +396,12 @@ def _one_stale(agent: FakeAgent) -> None:
     agent.containers = [container_status(POD, "app", 2), container_status(POD, "sidecar", 1)]
 
 
+def _other_uid(agent: FakeAgent) -> None:
+    """Report a container of the pod's namespace and name whose CRI annotations gave another pod uid."""
+    earlier = agent_pb2.PodRef(namespace=POD.namespace, name=POD.name, uid="u-0")
+    agent.containers = [container_status(POD, "app", 2), container_status(earlier, "sidecar", 2)]
+
+
 def _no_bpf(agent: FakeAgent) -> None:
     """Report a guest kernel without bpf in its LSM list, containers and generation otherwise fine."""
     agent.bpf_lsm_active = False
@@ -409,6 +418,7 @@ def _self_check_failed(agent: FakeAgent) -> None:
         pytest.param(_none, SessionState.NO_CONTAINERS, (), id="no-containers"),
         pytest.param(_renamed, SessionState.NO_CONTAINERS, (), id="registered-under-another-name"),
         pytest.param(_one_stale, SessionState.PARTIAL, ("sidecar",), id="partial"),
+        pytest.param(_other_uid, SessionState.PARTIAL, ("sidecar",), id="another-pod-uid"),
         pytest.param(_no_bpf, SessionState.UNPROTECTED, (), id="unprotected"),
         pytest.param(_self_check_failed, SessionState.UNPROTECTED, (), id="self-check-failed"),
     ],

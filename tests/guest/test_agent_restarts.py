@@ -77,6 +77,14 @@ def test_a_killed_agent_leaves_enforcement_in_place_and_the_next_takes_over(
     assert container["process_rules"] >= 1
     (pod,) = [p for p in reported["pods"] if p["pod"]["name"] == "nginx-1"]
     assert pod["policies"] == ["restart-no-id"]
+    # Every container still running is reported, each pod's workload containers on their pod's generation.
+    running = set(containers.running())
+    assert running <= {c["id"] for c in reported["containers"]}, reported
+    generations = {(p["pod"]["namespace"], p["pod"]["name"]): int(p.get("generation", 0)) for p in reported["pods"]}
+    for reported_container in reported["containers"]:
+        if reported_container["id"] in running and not reported_container.get("sandbox"):
+            own = (reported_container["pod"]["namespace"], reported_container["pod"]["name"])
+            assert int(reported_container.get("generation", 0)) == generations[own], reported_container
 
     # The new agent changes what the taken-over container enforces, and the old rules are gone.
     policies.apply(nginx_policy("restart-no-whoami", BLOCK.format(path="/usr/bin/whoami")))

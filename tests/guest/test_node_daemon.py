@@ -1,6 +1,7 @@
 """The node daemon end to end: policies created through the Kubernetes API, enforced in the guest's containers.
 
-The real daemon (adapter/daemon.py) runs against a node in miniature
+The real daemon (`kadapter run` as a process, or adapter/daemon.py in the test's own process where the test
+reads its report and metrics directly) runs against a node in miniature
 (tests/adapter/fakes.py): an API server speaking list/watch to the real
 kubernetes client, a CRI runtime listing the sandboxes, a shim monitor per
 sandbox answering /agent-url with hybrid vsock, and a VMM socket that does
@@ -10,10 +11,12 @@ checked is what runs in the guest's containers.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,10 +29,11 @@ from adapter.transport import parse_agent_url
 from adapter.watcher import WatchSettings
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import GuestResult, TestGuest
+from tests.adapter.daemon_process import Running, kadapter_run
 from tests.adapter.fakes import KataNode
 from tests.adapter.objects import NODE, Body, namespace, pod, runtime_class
 from tests.credentials import adapter_identity
-from tests.guest.support import DENIED, NGINX, Boot
+from tests.guest.support import DENIED, NGINX, Boot, kadapter
 
 pytestmark = pytest.mark.guest
 
@@ -83,6 +87,11 @@ def daemon(node: KataNode) -> Iterator[Daemon]:
         assert running.stop(), "a daemon thread outlived stop()"
 
 
+def _pod(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """Return one pod of the daemon's status report."""
+    return next(item for item in report["pods"] if item["name"] == name)
+
+
 def refused(result: GuestResult) -> bool:
     """Tell whether the kernel refused the program (runc reports EACCES on exec)."""
     return result.returncode != 0 and DENIED.lower() in (result.stdout + result.stderr).lower()
@@ -98,9 +107,19 @@ def until(check: Callable[[], bool], what: str) -> None:
 
 
 def test_policies_from_the_api_are_enforced_and_lifted_in_the_kata_pod(
-    node: KataNode, daemon: Daemon, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
+    node: KataNode, guest: TestGuest, containers: GuestContainers, pods: dict[str, str], tmp_path: Path
 ) -> None:
-    """Create → denied in nginx only; relabel out → runs; relabel back → denied; delete → runs; runc pod never asked."""
+    """`kadapter run` as the DaemonSet runs it: create → denied in nginx only; relabel out → runs; back → denied.
+
+    Then delete → runs; `kadapter status` shows both Kata pods and nginx's set applied; the runc pod is never asked.
+    """
+    with kadapter_run(node, tmp_path) as daemon:
+        _enforce_relabel_and_lift(node, daemon, containers, pods)
+
+
+def _enforce_relabel_and_lift(
+    node: KataNode, daemon: Running, containers: GuestContainers, pods: dict[str, str]
+) -> None:
     nginx, busybox = pods["nginx-1"], pods["busybox-1"]
 
     def id_denied(container_id: str) -> Callable[[], bool]:
@@ -114,6 +133,15 @@ def test_policies_from_the_api_are_enforced_and_lifted_in_the_kata_pod(
     node.api.create(blocking_id("KubeArmorPolicy", "no-id", {"matchLabels": {"app": "nginx"}}))
     until(id_denied(nginx), "the new policy enforced in nginx")
     assert id_runs(busybox)()
+    until(lambda: _pod(daemon.status(), "nginx-1")["applied_policies"] == ["no-id"], "the pod shown applied")
+    printed = kadapter("status", "--daemon", daemon.base, "--json")
+    assert printed.returncode == 0, printed.stderr
+    report = json.loads(printed.stdout)
+    assert sorted(item["name"] for item in report["pods"]) == ["busybox-1", "nginx-1"]  # Kata pods only
+    shown = _pod(report, "nginx-1")
+    assert (shown["state"], shown["policies"]) == ("applied", ["no-id"])
+    assert shown["applied_generation"] == shown["desired_generation"]
+    assert _pod(report, "busybox-1")["policies"] == []
 
     stored = node.api.get("Pod", "nginx-1", "default")
     node.api.replace({**stored, "metadata": {**stored["metadata"], "labels": {"app": "other"}}})
