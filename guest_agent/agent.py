@@ -29,6 +29,7 @@ from guest_agent.bpf_types import Kind
 from guest_agent.capabilities import CAPABILITY_NAMES
 from guest_agent.container_fs import ContainerView
 from guest_agent.enforcer import Enforcer
+from guest_agent.registration import namespace_ids
 from guest_agent.rules import CompiledRules, ContainerKey, InvalidPolicyError, check_policies, compile_rules
 from guest_agent.self_check import bpf_lsm_active, kernel_problems
 from guest_agent.state import SavedContainer, StateStore
@@ -107,11 +108,8 @@ class UnregisteredSighting:
 
 
 def container_key(pid: int, proc: Path = Path("/proc")) -> ContainerKey:
-    """Return the (pid ns, mnt ns) ids of a process: the inode numbers of its ns links."""
-    return ContainerKey(
-        pid_ns=os.stat(proc / str(pid) / "ns" / "pid").st_ino,
-        mnt_ns=os.stat(proc / str(pid) / "ns" / "mnt").st_ino,
-    )
+    """Return the kernel's name for the container a process is the init of: its pid and mount namespace ids."""
+    return ContainerKey(*namespace_ids(pid, proc))
 
 
 def live_pid_namespaces(proc: Path = Path("/proc")) -> set[int]:

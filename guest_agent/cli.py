@@ -19,8 +19,8 @@ from guest_agent.agent import Agent
 from guest_agent.alerts import AlertHub
 from guest_agent.enforcer import Enforcer
 from guest_agent.libbpf import BpfError
-from guest_agent.listener import HookListener
-from guest_agent.registration import DEFAULT_SOCKET
+from guest_agent.listener import HookListener, register_pending
+from guest_agent.registration import DEFAULT_SOCKET, pending_directory
 from guest_agent.relay import HOST_CID, VsockRelay
 from guest_agent.self_check import UnprotectedAgent, kernel_problems
 from guest_agent.service import MAX_MESSAGE_BYTES, MAX_STREAMS, GuestAgentService, serve
@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=relay.serve_forever, daemon=True).start()
     listener = HookListener(args.hook_socket, agent)
     threading.Thread(target=listener.serve_forever, daemon=True).start()
+    pending = register_pending(agent, pending_directory(str(args.hook_socket)))
+    if pending:
+        log.info("registered %d container(s) whose hook found no agent", pending)
     log.info("serving: hooks %s, gRPC %s, vsock port %s", args.hook_socket, args.grpc_socket, args.vsock_port)
     notify_ready()
 

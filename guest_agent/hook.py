@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from guest_agent.registration import DEFAULT_SOCKET, Registration, send
+from guest_agent.registration import DEFAULT_SOCKET, Registration, leave_pending, pending_directory, send
 
 # containerd's CRI annotations first, then CRI-O's.
 CONTAINER_NAME = ("io.kubernetes.cri.container-name", "io.kubernetes.container.name")
@@ -132,6 +132,24 @@ def _read_config(bundle: str) -> dict[str, Any]:
     return config
 
 
+def deliver(registration: Registration, socket_path: str) -> None:
+    """Send a registration; one no agent could take is left pending for the next agent, and still fails.
+
+    kata-agent starts the container whatever the hook returns: left pending, it is registered (and its
+    policy enforced) when an agent comes back, unless a fail-closed guest has refused its init's exec.
+    """
+    try:
+        send(registration, socket_path)
+    except OSError as error:
+        if registration.operation != "register":
+            raise
+        try:
+            left = leave_pending(registration, pending_directory(socket_path))
+        except (OSError, ValueError) as not_left:
+            raise OSError(f"{error}; not left for the next agent either: {not_left}") from error
+        raise OSError(f"{error}; left for the next agent in {left}") from error
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run as an OCI hook: `kadapter-hook prestart|poststop`, state on stdin; 1, and why on stderr, on failure."""
     args = sys.argv[1:] if argv is None else argv
@@ -141,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         config = _read_config(state["bundle"]) if hook_type == "prestart" else {}  # poststop needs only the id
         registration = registration_for(hook_type, state, config)
         if registration:
-            send(registration, os.environ.get("KADAPTER_HOOK_SOCKET", DEFAULT_SOCKET))
+            deliver(registration, os.environ.get("KADAPTER_HOOK_SOCKET", DEFAULT_SOCKET))
     except (HookInputError, OSError, RuntimeError, ValueError) as error:
         print(f"kadapter-hook {hook_type}: {error}", file=sys.stderr)
         return 1

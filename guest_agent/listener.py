@@ -17,7 +17,7 @@ import struct
 from pathlib import Path
 
 from guest_agent.agent import Agent, Container, PodKey, container_key
-from guest_agent.registration import Registration
+from guest_agent.registration import Registration, take_pending
 from guest_agent.self_check import UnprotectedAgent
 
 log = logging.getLogger(__name__)
@@ -55,23 +55,41 @@ class HookListener(socketserver.ThreadingUnixStreamServer):
 
     def dispatch(self, registration: Registration) -> None:
         """Apply one registration to the agent."""
-        if registration.operation == "unregister":
-            self.agent.unregister(registration.container_id)
-            log.info("container %s removed", registration.container_id)
-            return
-        container = Container(
-            id=registration.container_id,
-            name=registration.container_name,
-            pod=PodKey(registration.pod_namespace, registration.pod_name),
-            pod_uid=registration.pod_uid,
-            key=container_key(registration.pid),
-            rootfs=Path(registration.rootfs) if registration.rootfs else None,
-            pid=registration.pid,
-            sandbox=registration.sandbox,
-        )
-        rules = self.agent.register(container)
-        log.info(
-            "container %s (%s of %s/%s) registered: pid %d, key %s, %d exec rules",
-            container.id, container.name, container.pod.namespace, container.pod.name,
-            container.pid, container.key, rules,
-        )  # fmt: skip
+        dispatch(self.agent, registration)
+
+
+def dispatch(agent: Agent | UnprotectedAgent, registration: Registration) -> None:
+    """Apply one registration (from the hook, or left pending for this agent) to the agent."""
+    if registration.operation == "unregister":
+        agent.unregister(registration.container_id)
+        log.info("container %s removed", registration.container_id)
+        return
+    container = Container(
+        id=registration.container_id,
+        name=registration.container_name,
+        pod=PodKey(registration.pod_namespace, registration.pod_name),
+        pod_uid=registration.pod_uid,
+        key=container_key(registration.pid),
+        rootfs=Path(registration.rootfs) if registration.rootfs else None,
+        pid=registration.pid,
+        sandbox=registration.sandbox,
+    )
+    rules = agent.register(container)
+    log.info(
+        "container %s (%s of %s/%s) registered: pid %d, key %s, %d exec rules",
+        container.id, container.name, container.pod.namespace, container.pod.name,
+        container.pid, container.key, rules,
+    )  # fmt: skip
+
+
+def register_pending(agent: Agent | UnprotectedAgent, directory: Path) -> int:
+    """Register the containers whose hook found no agent and that still run; return how many."""
+    registered = 0
+    for registration in take_pending(directory):
+        try:
+            dispatch(agent, registration)
+        except Exception as error:  # as for the hook's own call: the next one may go through
+            log.error("container %s left pending could not be registered: %s", registration.container_id, error)
+            continue
+        registered += 1
+    return registered

@@ -17,7 +17,7 @@ from images.testguest.containers import GuestContainers, PodContainer
 from images.testguest.vm import TestGuest
 from kadapter_api import agent_pb2
 from tests.credentials import ADAPTER_DIR
-from tests.guest.support import alert_stream, kadapter
+from tests.guest.support import NGINX, PolicyApplier, alert_stream, assert_denied, kadapter, nginx_policy
 
 pytestmark = pytest.mark.guest
 
@@ -83,3 +83,62 @@ def test_a_fail_closed_agent_lets_no_unregistered_container_run(
     assert status["fail_closed"] is True
     # /bin is a link to /usr/bin in the guest: the kernel names the file itself.
     assert any(u.get("refused") and u["executable"] == "/usr/bin/sleep" for u in status["unregistered"]), status
+
+
+BLOCK_ID = "  process:\n    matchPaths:\n    - path: /usr/bin/id\n  action: Block\n"
+
+
+def test_a_container_started_while_a_fail_closed_agent_is_down_runs_only_once_registered(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """Fail-closed, agent down: a new nginx container's hook finds no agent, and its init cannot run anything.
+
+    Its hook's failure is ignored as kata-agent ignores it. The agent back, the refused exec is reported, and
+    the container started again (as the kubelet restarts it) is registered and runs under its pod's policy.
+    """
+    policies.apply(nginx_policy("late-no-id", BLOCK_ID))
+    restart_agent(guest, "--fail-closed")
+    script = str(guest.repo / "images" / "testguest" / "hook-like-kata-agent.sh")
+    like_kata = GuestContainers(guest, hooks={"prestart": script, "poststop": script})
+    try:
+        assert guest.run(["pkill", "-9", "-f", "[k]adapter-agent"]).returncode == 0
+        with pytest.raises(RuntimeError, match=r"ermission denied|is not running"):  # its init's exec refused
+            like_kata.start("nginx-late", NGINX)
+        guest.run(["sh", "-c", "runc --root /run/runc delete -f nginx-late; umount /run/bundles/nginx-late/rootfs"])
+        assert_denied(containers.exec(pods["nginx-1"], ["/usr/bin/id"]), "id in the registered container")
+        restart_agent(guest, "--fail-closed")
+        status = agent_status(guest)
+        assert any(u.get("refused") and u["executable"] == "/usr/bin/sleep" for u in status["unregistered"]), status
+        like_kata.start("nginx-late", NGINX)
+        assert_denied(containers.exec("nginx-late", ["/usr/bin/id"]), "id in the restarted container")
+        assert containers.exec("nginx-late", ["/bin/cat", "/etc/hostname"]).returncode == 0
+        (late,) = [c for c in agent_status(guest)["containers"] if c["id"] == "nginx-late"]
+        assert late["process_rules"] >= 1, late
+    finally:
+        containers.delete("nginx-late")
+        restart_agent(guest)
+
+
+def test_a_container_started_while_the_agent_is_down_is_enforced_once_it_is_back(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
+) -> None:
+    """Fail-open, agent down: a new nginx container starts and runs unprotected, its hook's failure ignored.
+
+    The hook left its registration pending; the next agent registers the container from it at start, with
+    no restart of the container, and the pod's policy holds in it.
+    """
+    policies.apply(nginx_policy("down-no-id", BLOCK_ID))
+    script = str(guest.repo / "images" / "testguest" / "hook-like-kata-agent.sh")
+    like_kata = GuestContainers(guest, hooks={"prestart": script, "poststop": script})
+    try:
+        assert guest.run(["pkill", "-9", "-f", "[k]adapter-agent"]).returncode == 0
+        like_kata.start("nginx-down", NGINX)
+        assert containers.exec("nginx-down", ["/usr/bin/id", "-u"]).stdout.strip() == "0"  # unprotected meanwhile
+        restart_agent(guest)
+        assert_denied(containers.exec("nginx-down", ["/usr/bin/id"]), "id once the agent is back")
+        status = agent_status(guest)
+        (down,) = [c for c in status["containers"] if c["id"] == "nginx-down"]
+        (pod,) = [p for p in status["pods"] if p["pod"]["name"] == "nginx-1"]
+        assert down["process_rules"] >= 1 and down["generation"] == pod["generation"], (down, pod)
+    finally:
+        containers.delete("nginx-down")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -14,8 +15,8 @@ import pytest
 from guest_agent.agent import Agent
 from guest_agent.alerts import AlertHub
 from guest_agent.hook import HookInputError, main, parse_state, registration_for
-from guest_agent.listener import HookListener
-from guest_agent.registration import Registration
+from guest_agent.listener import HookListener, register_pending
+from guest_agent.registration import Registration, leave_pending
 from tests.guest_agent.test_agent import RecordingEnforcer, container
 
 ANNOTATIONS = {
@@ -202,3 +203,42 @@ def test_poststop_unregisters_whatever_is_left_of_the_bundle(tmp_path: Path, mon
     finally:
         listener.shutdown()
     assert not agent.status().containers
+
+
+def test_a_registration_no_agent_took_is_left_for_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No agent: the hook still fails, and leaves the registration; the next agent registers the container."""
+    (tmp_path / "config.json").write_bytes(b"{}")
+    monkeypatch.setenv("KADAPTER_HOOK_SOCKET", str(tmp_path / "hook.sock"))
+    live = {**STATE, "pid": os.getpid(), "bundle": str(tmp_path)}  # an init that still runs: this process
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(live)))
+    assert main(["prestart"]) == 1
+    pending = tmp_path / "pending"
+    assert f"left for the next agent in {pending / 'ctr1.json'}" in capsys.readouterr().err
+    assert (pending.stat().st_mode & 0o777, (pending / "ctr1.json").stat().st_mode & 0o777) == (0o700, 0o600)
+    agent = Agent(RecordingEnforcer(), AlertHub())  # type: ignore[arg-type]
+    assert register_pending(agent, pending) == 1
+    (registered,) = agent.status().containers
+    assert (registered.id, registered.name, registered.pod.name) == ("ctr1", "nginx", "nginx-1")
+    assert not list(pending.iterdir())
+
+
+def test_pending_registrations_of_gone_or_garbled_containers_are_dropped(tmp_path: Path) -> None:
+    """An init now in other namespaces (its pid recycled) or an unreadable entry registers nothing, and goes."""
+    pending = tmp_path / "pending"
+    registration = Registration(operation="register", container_id="c", container_name="nginx", pid=os.getpid())
+    leave_pending(registration, pending)
+    left = json.loads((pending / "c.json").read_text())
+    (pending / "c.json").write_text(json.dumps({**left, "mnt_ns": left["mnt_ns"] + 1}))
+    (pending / "d.json").write_bytes(b"\xff")
+    agent = Agent(RecordingEnforcer(), AlertHub())  # type: ignore[arg-type]
+    assert register_pending(agent, pending) == 0
+    assert not agent.status().containers and not list(pending.iterdir())
+
+
+@pytest.mark.parametrize("container_id", ["../escape", ".hidden"])
+def test_a_container_id_that_cannot_name_a_file_is_not_left_pending(tmp_path: Path, container_id: str) -> None:
+    """The id becomes a file name under the agent's directory: nothing may climb out of it or hide in it."""
+    with pytest.raises(ValueError, match="cannot name a file"):
+        leave_pending(Registration(operation="register", container_id=container_id, pid=os.getpid()), tmp_path)
