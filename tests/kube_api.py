@@ -158,12 +158,16 @@ class _Store:
         self.requests: list[Request] = []
         self.before_answer: Callable[[Request], None] | None = None
 
-    def create(self, obj: Body) -> Body:
-        """Store a new object, stamping uid, creationTimestamp and resourceVersion; return it as stored."""
+    def create(self, obj: Body, *, uid: str | None = None) -> Body:
+        """Store a new object, stamping uid, creationTimestamp and resourceVersion; return it as stored.
+
+        uid: the one to stamp instead of a fresh one, where a test's runtime already names the object by it
+        (the test guest's containers carry their pod's uid in their CRI annotations).
+        """
         resource, key, stored = _identify(obj)
         metadata = stored["metadata"]
         metadata.pop("resourceVersion", None)
-        metadata["uid"] = str(uuid.uuid4())
+        metadata["uid"] = uid or str(uuid.uuid4())
         metadata["creationTimestamp"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self.changed:
             if key in self.objects:
@@ -329,9 +333,9 @@ class FakeKubeAPI:
         path.write_text(json.dumps(config))
         return path
 
-    def create(self, obj: Body) -> Body:
-        """Store a new object (its kind says where), stamping uid, creationTimestamp and resourceVersion."""
-        return self._store.create(obj)
+    def create(self, obj: Body, *, uid: str | None = None) -> Body:
+        """Store a new object (its kind says where): its uid (fresh unless given), timestamp, resourceVersion."""
+        return self._store.create(obj, uid=uid)
 
     def replace(self, obj: Body) -> Body:
         """Replace an object, keeping its uid and creationTimestamp."""

@@ -53,6 +53,11 @@ class PodContainer:
     name: str
     container_type: str = "container"
 
+    @property
+    def uid(self) -> str:
+        """Return the pod's uid as the container's CRI annotations give it."""
+        return f"uid-{self.namespace}-{self.pod}"
+
     def annotations(self, container_id: str) -> dict[str, str]:
         """Return the annotations containerd sets on a container of a Kata pod."""
         return {
@@ -60,7 +65,7 @@ class PodContainer:
             "io.kubernetes.cri.container-name": self.name,
             "io.kubernetes.cri.sandbox-namespace": self.namespace,
             "io.kubernetes.cri.sandbox-name": self.pod,
-            "io.kubernetes.cri.sandbox-uid": f"uid-{self.namespace}-{self.pod}",
+            "io.kubernetes.cri.sandbox-uid": self.uid,
             "io.kubernetes.cri.sandbox-id": f"sandbox-{self.namespace}-{self.pod}",
             "io.katacontainers.pkg.oci.bundle_path": str(BUNDLES / container_id),
         }
