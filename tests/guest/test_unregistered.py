@@ -67,54 +67,50 @@ def test_an_unregistered_container_runs_and_is_reported_by_default(
     assert not status.get("fail_closed", False)
 
 
-def test_a_fail_closed_agent_lets_no_unregistered_container_run(
-    guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
+BLOCK_ID = "  process:\n    matchPaths:\n    - path: /usr/bin/id\n  action: Block\n"
+
+
+def like_kata_agent(guest: TestGuest) -> GuestContainers:
+    """Drive containers whose hook's failure is ignored, as kata-agent ignores it (runc alone would stop them)."""
+    script = str(guest.repo / "images" / "testguest" / "hook-like-kata-agent.sh")
+    return GuestContainers(guest, hooks={"prestart": script, "poststop": script})
+
+
+def test_a_fail_closed_agent_lets_no_unregistered_container_run_even_while_it_is_down(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
 ) -> None:
-    """With --fail-closed the stray container cannot even start; registered ones run as before; status says so."""
+    """With --fail-closed a container never registered cannot start; registered ones run; status says so.
+
+    Then, with the agent killed, a new nginx container whose hook finds no agent cannot run its init either.
+    The agent back reports that refusal (kept in the pinned ring buffer), and the container started again,
+    as the kubelet restarts it, is registered and runs under its pod's policy.
+    """
+    policies.apply(nginx_policy("late-no-id", BLOCK_ID))
     restart_agent(guest, "--fail-closed")
     try:
         with pytest.raises(RuntimeError, match=r"ermission denied|is not running"):  # its init's exec refused
             containers.start("stray-closed", STRAY, registered=False)
-        assert containers.exec(pods["nginx-1"], ["/usr/bin/id", "-u"]).stdout.strip() == "0"
+        assert containers.exec(pods["nginx-1"], ["/bin/cat", "/etc/hostname"]).returncode == 0
         status = agent_status(guest)
-    finally:
-        guest.run(["sh", "-c", "runc --root /run/runc delete -f stray-closed; umount /run/bundles/stray-closed/rootfs"])
-        restart_agent(guest)
-    assert status["fail_closed"] is True
-    # /bin is a link to /usr/bin in the guest: the kernel names the file itself.
-    assert any(u.get("refused") and u["executable"] == "/usr/bin/sleep" for u in status["unregistered"]), status
+        assert status["fail_closed"] is True
+        # /bin is a link to /usr/bin in the guest: the kernel names the file itself.
+        assert any(u.get("refused") and u["executable"] == "/usr/bin/sleep" for u in status["unregistered"]), status
 
-
-BLOCK_ID = "  process:\n    matchPaths:\n    - path: /usr/bin/id\n  action: Block\n"
-
-
-def test_a_container_started_while_a_fail_closed_agent_is_down_runs_only_once_registered(
-    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
-) -> None:
-    """Fail-closed, agent down: a new nginx container's hook finds no agent, and its init cannot run anything.
-
-    Its hook's failure is ignored as kata-agent ignores it. The agent back, the refused exec is reported, and
-    the container started again (as the kubelet restarts it) is registered and runs under its pod's policy.
-    """
-    policies.apply(nginx_policy("late-no-id", BLOCK_ID))
-    restart_agent(guest, "--fail-closed")
-    script = str(guest.repo / "images" / "testguest" / "hook-like-kata-agent.sh")
-    like_kata = GuestContainers(guest, hooks={"prestart": script, "poststop": script})
-    try:
         assert guest.run(["pkill", "-9", "-f", "[k]adapter-agent"]).returncode == 0
-        with pytest.raises(RuntimeError, match=r"ermission denied|is not running"):  # its init's exec refused
-            like_kata.start("nginx-late", NGINX)
+        with pytest.raises(RuntimeError, match=r"ermission denied|is not running"):
+            like_kata_agent(guest).start("nginx-late", NGINX)
         guest.run(["sh", "-c", "runc --root /run/runc delete -f nginx-late; umount /run/bundles/nginx-late/rootfs"])
         assert_denied(containers.exec(pods["nginx-1"], ["/usr/bin/id"]), "id in the registered container")
         restart_agent(guest, "--fail-closed")
-        status = agent_status(guest)
+        status = agent_status(guest)  # a new agent: only what the kernel reported while none ran
         assert any(u.get("refused") and u["executable"] == "/usr/bin/sleep" for u in status["unregistered"]), status
-        like_kata.start("nginx-late", NGINX)
+        like_kata_agent(guest).start("nginx-late", NGINX)
         assert_denied(containers.exec("nginx-late", ["/usr/bin/id"]), "id in the restarted container")
         assert containers.exec("nginx-late", ["/bin/cat", "/etc/hostname"]).returncode == 0
         (late,) = [c for c in agent_status(guest)["containers"] if c["id"] == "nginx-late"]
         assert late["process_rules"] >= 1, late
     finally:
+        guest.run(["sh", "-c", "runc --root /run/runc delete -f stray-closed; umount /run/bundles/stray-closed/rootfs"])
         containers.delete("nginx-late")
         restart_agent(guest)
 
@@ -128,11 +124,9 @@ def test_a_container_started_while_the_agent_is_down_is_enforced_once_it_is_back
     no restart of the container, and the pod's policy holds in it.
     """
     policies.apply(nginx_policy("down-no-id", BLOCK_ID))
-    script = str(guest.repo / "images" / "testguest" / "hook-like-kata-agent.sh")
-    like_kata = GuestContainers(guest, hooks={"prestart": script, "poststop": script})
     try:
         assert guest.run(["pkill", "-9", "-f", "[k]adapter-agent"]).returncode == 0
-        like_kata.start("nginx-down", NGINX)
+        like_kata_agent(guest).start("nginx-down", NGINX)
         assert containers.exec("nginx-down", ["/usr/bin/id", "-u"]).stdout.strip() == "0"  # unprotected meanwhile
         restart_agent(guest)
         assert_denied(containers.exec("nginx-down", ["/usr/bin/id"]), "id once the agent is back")
