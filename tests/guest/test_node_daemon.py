@@ -172,6 +172,33 @@ def test_a_cluster_policy_selects_pods_by_namespace(
         until(lambda name=name: containers.exec(pods[name], ["/usr/bin/id"]).returncode == 0, f"runs in {name}")
 
 
+def test_a_container_the_agent_never_registered_is_shown_on_the_host(
+    node: KataNode, containers: GuestContainers, pods: dict[str, str], tmp_path: Path
+) -> None:
+    """A container whose hook never ran (fail-open: it runs) is in `kadapter status` on the host."""
+    stray = PodContainer("default", "nginx-1", "sidecar")  # started in nginx-1's VM, past its hook
+
+    def flagged(report: dict[str, Any]) -> list[dict[str, Any]]:
+        attention = report["attention"]
+        return [item for item in attention if (item["pod"], item["problem"]) == ("default/nginx-1", "unregistered")]
+
+    with kadapter_run(node, tmp_path) as daemon:
+        shown = ("nginx-1", "applied")
+        until(lambda: shown in {(p["name"], p["state"]) for p in daemon.status()["pods"]}, "the pod shown applied")
+        assert flagged(daemon.status()) == []
+        containers.start("stray-sidecar", stray, registered=False)
+        try:
+            assert containers.exec("stray-sidecar", ["/usr/bin/id", "-u"]).stdout.strip() == "0"
+            until(lambda: bool(flagged(daemon.status())), "the unregistered container shown on the host")
+            (item,) = flagged(daemon.status())
+            assert item["detail"] == "1 container(s) the agent never registered, running unprotected (fail-open)"
+            printed = kadapter("status", "--daemon", daemon.base)
+            assert printed.returncode == 0, printed.stderr
+            assert "needs attention:" in printed.stdout and item["detail"] in printed.stdout, printed.stdout
+        finally:
+            containers.delete("stray-sidecar")
+
+
 NO_BPF_LSM = Boot(kernel_args="lsm=landlock,lockdown,yama,integrity")  # as a pod annotation could set it
 
 
