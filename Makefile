@@ -45,7 +45,8 @@ guest: $(GUEST)/vmlinuz
 
 # Kadapter's Kata guest image (images/guest/build.sh): a root disk and the osbuilder tarball. The test
 # variant adds what the tests drive it with (tests/guest/test_guest_image.py).
-GUEST_IMAGE_INPUTS := $(wildcard images/guest/* images/guest/test/*) $(BPF_OBJECT) $(PROTO_OUT) \
+GUEST_IMAGE_INPUTS := $(wildcard images/guest/* images/guest/test/*) images/testguest/testctl.py \
+	images/testguest/control-network.sh $(BPF_OBJECT) $(PROTO_OUT) \
 	$(wildcard guest_agent/*.py kadapter_api/*.py)
 build/guest-image/kadapter-guest.img: $(GUEST_IMAGE_INPUTS) | deps
 	rm -rf build/guest-image

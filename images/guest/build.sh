@@ -20,7 +20,7 @@ repo=$(realpath "$here/../..")
 suite=bookworm
 mirror=http://deb.debian.org/debian
 packages=python3-minimal,libpython3.11-stdlib,libbpf1,systemd,util-linux
-[[ $variant == --test ]] && packages+=,runc
+[[ $variant == --test ]] && packages+=,runc,iproute2
 cache=$repo/build/cache
 mkdir -p "$cache/debs" "$cache/wheels"
 work=$(mktemp -d)
@@ -57,10 +57,14 @@ tar --zstd --owner=0 --group=0 -C "$stage" -cf "$out/kadapter-guest-hooks.tar.zs
 extra=$work/test
 if [[ $variant == --test ]]; then
 	mkdir -p "$extra/usr/lib/kadapter-test" "$extra/etc/default" "$extra/etc/kadapter/tls" \
-		"$extra/usr/lib/systemd/system/kata-containers.target.wants"
+		"$extra/usr/lib/systemd/system/kata-containers.target.wants" "$extra/etc/systemd/system/kadapter-agent.service.d"
 	install -m 0644 "$repo/images/testguest/testctl.py" "$extra/usr/lib/kadapter-test/testctl.py"
-	install -m 0644 "$here/test/kadapter-testctl.service" "$extra/usr/lib/systemd/system/"
-	ln -s ../kadapter-testctl.service "$extra/usr/lib/systemd/system/kata-containers.target.wants/"
+	install -m 0755 "$repo/images/testguest/control-network.sh" "$extra/usr/lib/kadapter-test/control-network.sh"
+	for unit in kadapter-testctl.service kadapter-test-network.service; do
+		install -m 0644 "$here/test/$unit" "$extra/usr/lib/systemd/system/"
+		ln -s "../$unit" "$extra/usr/lib/systemd/system/kata-containers.target.wants/"
+	done
+	install -m 0644 "$here/test/kadapter-agent-test.conf" "$extra/etc/systemd/system/kadapter-agent.service.d/test.conf"
 	install -m 0644 "$here/test/kadapter-agent.default" "$extra/etc/default/kadapter-agent"
 	install -m 0400 "$repo"/build/tls/guest/* "$extra/etc/kadapter/tls/"
 fi

@@ -13,7 +13,8 @@ log=/run/kadapter/agent.log
 mkdir -p /run/kadapter "$TMPDIR"
 : >"$log"
 rm -f /run/kadapter/hook.sock  # a killed agent's; the new one creates it once it serves
-setsid "$repo/.venv/bin/kadapter-agent" --bpf-object "$repo/bpf/lsm/.output/kadapter.bpf.o" \
+# In the control NIC's network namespace, where its test-only TCP port is out of every container's reach.
+setsid nsenter --net=/run/netns/kadapter-test "$repo/.venv/bin/kadapter-agent" --bpf-object "$repo/bpf/lsm/.output/kadapter.bpf.o" \
 	--tcp-listen 0.0.0.0:50051 --tls-dir "$repo/build/tls/guest" --alerts-per-second 20 "$@" >>"$log" 2>&1 </dev/null &
 for _ in $(seq 600); do
 	[[ -S /run/kadapter/hook.sock ]] && exit 0

@@ -5,7 +5,9 @@ The guest is what a Kata VM is to Kadapter: its own kernel (Debian's, with
 BTF and BPF-LSM), its own PID 1, containers started by an OCI runtime with
 guest hooks. The host's root is its userland (9p, read-only), so the repo's
 own Python runs inside without an image build. Host-side code reaches the
-agent and the test command service through QEMU user-mode port forwards.
+agent and the test command service through QEMU user-mode port forwards on
+a NIC of their own, which the guest keeps in a network namespace its
+containers never see (control-network.sh); the containers have the pod NIC.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 
 AGENT_GUEST_PORT = 50051
 TESTCTL_GUEST_PORT = 50052
+POD_MAC = "52:54:00:12:34:56"  # the pod network, in the guest's root network namespace (init)
+CONTROL_MAC = "52:54:00:4b:41:01"  # the tests' own, moved to the kadapter-test namespace (control-network.sh)
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,12 @@ class TestGuest:
             "-initrd", str(self.image_dir / "initramfs.cpio.gz"),
             "-append", f"console=ttyS0 loglevel=5 panic=-1 {root} {self.kernel_args}".rstrip(),
             *disks,
-            "-netdev", f"user,id=net0,{forwards}",
-            "-device", "virtio-net-pci,netdev=net0",
+            # restrict=on on both: the guest reaches neither the host nor beyond it (slirp's 10.0.2.2 would be
+            # the host's loopback, where the forwarded ports listen); only the forwards reach the guest.
+            "-netdev", "user,id=pod,net=10.0.2.0/24,restrict=on",
+            "-device", f"virtio-net-pci,netdev=pod,mac={POD_MAC}",
+            "-netdev", f"user,id=control,net=10.0.3.0/24,restrict=on,{forwards}",
+            "-device", f"virtio-net-pci,netdev=control,mac={CONTROL_MAC}",
             *(["-icount", "shift=0,align=off,sleep=off"] if self.icount else []),
         ]  # fmt: skip
 

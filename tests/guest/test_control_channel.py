@@ -2,7 +2,9 @@
 
 The attacker sends what would hurt most: an empty set (enforcement lifted) at generation 2^64-1 (the
 adapter locked out). From the host it comes over the agent's TCP port (the test guest's stand-in for
-vsock, behind the same TLS); from inside a container, over every way out of it to the agent.
+vsock, behind the same TLS); from inside a container, over every way out of it to the agent. The
+test guest's TCP ports (the agent's and its command service's) listen in a network namespace of
+their own, so a container cannot even connect to them: probed on every address it could try.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from images.testguest.containers import GuestContainers
-from images.testguest.vm import AGENT_GUEST_PORT, TestGuest
+from images.testguest.vm import AGENT_GUEST_PORT, TESTCTL_GUEST_PORT, TestGuest
 from tests.credentials import ADAPTER_DIR, guest_identity, impostor_identities
 from tests.guest.support import PolicyApplier, assert_denied, kadapter, process_policy
 
@@ -67,6 +69,17 @@ if given["inside"]:
         outcome["private socket"] = "CONNECTED"
     except OSError as error:
         outcome["private socket"] = type(error).__name__
+print(json.dumps(outcome))
+"""
+PROBE = """\
+import json, socket, sys
+outcome = {}
+for host, port in json.loads(sys.argv[1]):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        outcome[f"{host}:{port}"] = "CONNECTED"
+    except OSError as error:
+        outcome[f"{host}:{port}"] = type(error).__name__
 print(json.dumps(outcome))
 """
 REFUSED = dict.fromkeys(
@@ -130,3 +143,31 @@ def test_peers_other_than_the_adapter_are_refused(
     }
 
     assert _holds_block_apt(guest, containers, container) == before
+
+
+def test_a_container_cannot_connect_to_the_test_guests_tcp_ports(
+    guest: TestGuest, containers: GuestContainers, pods: dict[str, str], tmp_path: Path
+) -> None:
+    """Loopback, the pod address, the control address, the host's forwards: none connects from a container.
+
+    The same probe, run in the control namespace where the ports listen, connects: it can tell.
+    """
+    guest_ports = (AGENT_GUEST_PORT, TESTCTL_GUEST_PORT)
+    targets = [
+        *((address, port) for address in ("127.0.0.1", "10.0.2.15", "10.0.3.15") for port in guest_ports),
+        *(("10.0.2.2", port) for port in (guest.agent_port, guest.testctl_port)),  # slirp's way to the host
+    ]
+    (tmp_path / "probe.py").write_text(PROBE)
+    python = str(guest.repo / ".venv" / "bin" / "python")
+    probe = [python, str(tmp_path / "probe.py")]
+
+    from_container = containers.exec(pods["nginx-1"], [*probe, json.dumps(targets)])
+    assert from_container.returncode == 0, from_container
+    outcomes = json.loads(from_container.stdout)
+    assert len(outcomes) == len(targets)
+    assert "CONNECTED" not in outcomes.values(), outcomes
+
+    loopback = [("127.0.0.1", port) for port in guest_ports]
+    from_control = guest.run(["nsenter", "--net=/run/netns/kadapter-test", *probe, json.dumps(loopback)])
+    assert from_control.returncode == 0, from_control
+    assert json.loads(from_control.stdout) == {f"127.0.0.1:{port}": "CONNECTED" for port in guest_ports}
