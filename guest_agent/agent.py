@@ -388,6 +388,7 @@ class Agent:
                 unprotected_because=kernel_problems(),
                 alerts_dropped=self._alerts.dropped,
                 fail_closed=self._enforcer.fail_closed,
+                bpf_object_sha256=self._enforcer.object_sha256,
             )
             for key, seen in self._unregistered.items():
                 reply.unregistered.add(

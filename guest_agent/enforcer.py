@@ -267,6 +267,11 @@ class Enforcer:
         finally:
             ring.close()
 
+    @property
+    def object_sha256(self) -> str:
+        """The digest of the BPF object loaded: which build enforces, after an upgrade."""
+        return self._object.sha256
+
     def close(self) -> None:
         """Detach the programs; enforcement stops."""
         self._object.close()

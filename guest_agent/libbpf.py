@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import hashlib
 import logging
 import os
 import time
@@ -213,6 +214,7 @@ class BpfObject:
     ) -> None:
         """Open, size, load and attach the object; the programs named in on_demand wait for attach()."""
         self.path = path
+        self.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         self._obj = _check_pointer(_lib.bpf_object__open_file(str(path).encode(), None), f"open {path}")
         self._links: dict[str, int] = {}
         self._on_demand = on_demand

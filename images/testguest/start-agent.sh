@@ -16,8 +16,11 @@ rm -f /run/kadapter/hook.sock  # a killed agent's; the new one creates it once i
 # In the control NIC's network namespace, where its test-only TCP port is out of every container's reach.
 setsid nsenter --net=/run/netns/kadapter-test "$repo/.venv/bin/kadapter-agent" --bpf-object "$repo/bpf/lsm/.output/kadapter.bpf.o" \
 	--tcp-listen 0.0.0.0:50051 --tls-dir "$repo/build/tls/guest" --alerts-per-second 20 "$@" >>"$log" 2>&1 </dev/null &
-for _ in $(seq 600); do
+agent=$!
+deadline=$((SECONDS + 400))  # the verifier takes minutes on an emulated CPU
+while ((SECONDS < deadline)); do
 	[[ -S /run/kadapter/hook.sock ]] && exit 0
+	kill -0 "$agent" 2>/dev/null || break  # it exited: its log says why
 	sleep 0.1
 done
 echo "testguest: agent did not start"

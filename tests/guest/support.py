@@ -103,6 +103,25 @@ def kadapter(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def agent_status(guest: TestGuest) -> dict:
+    """Ask the guest's agent for its status as the adapter asks it; return it as JSON."""
+    asked = kadapter("status", "--agent", f"tcp://{guest.agent_target}", "--tls-dir", str(ADAPTER_DIR))
+    assert asked.returncode == 0, asked.stderr
+    return json.loads(asked.stdout)
+
+
+# Verifying the BPF object takes minutes on the guest's emulated CPU (more for some builds of it).
+AGENT_START_TIMEOUT = 420.0
+
+
+def start_agent(guest: TestGuest, *options: str) -> None:
+    """Start an agent the way the guest started the first one (options override its defaults); wait until it serves."""
+    started = guest.run(
+        [str(guest.repo / "images/testguest/start-agent.sh"), str(guest.repo), *options], timeout=AGENT_START_TIMEOUT
+    )
+    assert started.returncode == 0, started
+
+
 class PolicyApplier:
     """Write KubeArmor YAML into a directory and apply it with `kadapter local`."""
 

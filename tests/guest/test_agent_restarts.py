@@ -1,22 +1,26 @@
-"""Enforcement outlives the agent: kill -9 it while a container keeps trying a blocked program.
+"""Enforcement outlives the agent: upgrade its BPF object, kill -9 it, while a container keeps trying a blocked program.
 
 The agent pins its programs, links and maps in the guest's bpffs, so they
-stay attached with it dead; the next agent reuses the maps, takes over the
-running containers from its saved state and rewrites their rules, without
-a moment in which a registered container is unenforced.
+stay attached with it stopped or dead; the next agent reuses the maps,
+takes over the running containers from its saved state and rewrites their
+rules, attaching its own programs (from whichever build of the object it
+was given) before it lets the previous ones go: never a moment in which a
+registered container is unenforced.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import TestGuest
-from tests.credentials import ADAPTER_DIR
-from tests.guest.support import PolicyApplier, assert_denied, kadapter, nginx_policy
+from tests.guest.support import PolicyApplier, agent_status, assert_denied, nginx_policy, start_agent
 
 pytestmark = pytest.mark.guest
 
@@ -26,12 +30,11 @@ BLOCK = """\
     - path: {path}
   action: Block
 """
-# Inside the container: try id every few milliseconds for `seconds`, then record tries and successes.
+# Inside the container: try id every few milliseconds until /tmp/stop-trying appears, then record tries and successes.
 TRY_ID = textwrap.dedent("""\
-    import subprocess, sys, time
+    import os, subprocess, time
     tries = ran = 0
-    end = time.monotonic() + float(sys.argv[1])
-    while time.monotonic() < end:
+    while not os.path.exists("/tmp/stop-trying"):
         tries += 1
         try:
             ran += subprocess.run(["/usr/bin/id", "-u"], capture_output=True).returncode == 0
@@ -42,37 +45,97 @@ TRY_ID = textwrap.dedent("""\
 """)
 
 
-def restart_agent(guest: TestGuest) -> None:
-    """Start a new agent the way the guest started the first one."""
-    started = guest.run([str(guest.repo / "images/testguest/start-agent.sh"), str(guest.repo)])
-    assert started.returncode == 0, started
+def stop_agent(guest: TestGuest, signal: str) -> None:
+    """Send the agent the signal (TERM as systemd stops it, KILL as a crash) and wait until it is gone."""
+    assert guest.run(["pkill", f"-{signal}", "-f", "[k]adapter-agent"]).returncode == 0
+    gone = guest.run(
+        ["sh", "-c", "for i in $(seq 150); do pgrep -f '[k]adapter-agent' || exit 0; sleep 0.2; done; exit 1"]
+    )
+    assert gone.returncode == 0, gone
 
 
-def test_a_killed_agent_leaves_enforcement_in_place_and_the_next_takes_over(
-    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str]
+def start_trying_id(containers: GuestContainers, container: str) -> None:
+    """Start TRY_ID in the container, in the background."""
+    containers.exec(container, ["/usr/bin/python3", "-c", "open('/tmp/try-id.py', 'w').write(" + repr(TRY_ID) + ")"])
+    loop = "rm -f /tmp/restart-loop /tmp/stop-trying; nohup /usr/bin/python3 /tmp/try-id.py >/dev/null 2>&1 &"
+    assert containers.shell(container, loop).returncode == 0
+
+
+def tries_of_id(guest: TestGuest, containers: GuestContainers, container: str) -> tuple[int, int]:
+    """Stop TRY_ID; return how often it tried id and how often id ran."""
+    assert containers.shell(container, "touch /tmp/stop-trying").returncode == 0
+    for _ in range(60):
+        result = containers.shell(container, "cat /tmp/restart-loop 2>/dev/null")
+        if result.stdout:
+            tries, ran = map(int, result.stdout.split())
+            return tries, ran
+        guest.run(["sleep", "1"])
+    raise AssertionError(f"the loop in {container} never finished")
+
+
+def attached_programs(guest: TestGuest) -> dict[int, str]:
+    """Return the id and name of every program an attached BPF link holds, from the kernel (bpftool)."""
+    links = guest.run(["bpftool", "--json", "link", "show"])
+    programs = guest.run(["bpftool", "--json", "prog", "show"])
+    assert links.returncode == programs.returncode == 0, (links, programs)
+    names = {program["id"]: program.get("name", "") for program in json.loads(programs.stdout)}
+    return {link["prog_id"]: names[link["prog_id"]] for link in json.loads(links.stdout)}
+
+
+def swap_agent(guest: TestGuest, containers: GuestContainers, container: str, signal: str, bpf_object: Path) -> None:
+    """Stop the agent with the signal and start one on bpf_object while the container tries id: it never runs.
+
+    Afterwards the kernel holds the new agent's programs only: the same ones, each attached once, none of the
+    previous ones left (they are freed), and the agent reports the object it loaded.
+    """
+    before = attached_programs(guest)
+    start_trying_id(containers, container)
+    guest.run(["sleep", "3"])
+    stop_agent(guest, signal)
+    guest.run(["sleep", "3"])  # no agent at all for a while
+    assert_denied(containers.exec(container, ["/usr/bin/id", "-u"]), f"id with the agent stopped by SIG{signal}")
+    start_agent(guest, "--bpf-object", str(bpf_object))
+    tries, ran = tries_of_id(guest, containers, container)
+    assert (ran, tries > 100) == (0, True)
+
+    after = attached_programs(guest)
+    assert sorted(after.values()) == sorted(before.values())
+    assert not after.keys() & before.keys()
+    left = guest.run(["bpftool", "--json", "prog", "show"])
+    assert not {program["id"] for program in json.loads(left.stdout)} & before.keys()
+    assert agent_status(guest)["bpf_object_sha256"] == hashlib.sha256(bpf_object.read_bytes()).hexdigest()
+
+
+def build_variant_object(repo: Path, output: Path) -> Path:
+    """Build the BPF object as another toolchain setting would (-mcpu=v2: other instructions, same maps)."""
+    built = subprocess.run(
+        ["make", "-s", "-C", str(repo / "bpf/lsm"), f"OUTPUT={output}", "EXTRA_CFLAGS=-mcpu=v2"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    return output / "kadapter.bpf.o"
+
+
+def test_upgraded_then_killed_the_agent_never_leaves_a_container_unenforced(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str], tmp_path: Path
 ) -> None:
-    """Zero runs of a blocked id across kill -9 and restart; the new agent reports and re-enforces the container."""
+    """Upgrade to another build of the object (SIGTERM), then kill -9 and restart on the shipped one.
+
+    Zero runs of a blocked id throughout both; the last agent reports and re-enforces every running container.
+    """
+    shipped = guest.repo / "bpf/lsm/.output/kadapter.bpf.o"
+    variant = build_variant_object(guest.repo, tmp_path)
+    assert variant.read_bytes() != shipped.read_bytes()
     policies.apply(nginx_policy("restart-no-id", BLOCK.format(path="/usr/bin/id")))
     nginx = pods["nginx-1"]
-    containers.exec(nginx, ["/usr/bin/python3", "-c", "open('/tmp/try-id.py', 'w').write(" + repr(TRY_ID) + ")"])
-    loop = "rm -f /tmp/restart-loop; nohup /usr/bin/python3 /tmp/try-id.py 45 >/dev/null 2>&1 &"
-    assert containers.shell(nginx, loop).returncode == 0
-    guest.run(["sleep", "3"])
-    assert guest.run(["pkill", "-9", "-f", "[k]adapter-agent"]).returncode == 0
-    guest.run(["sleep", "5"])  # no agent at all for a while
-    assert_denied(containers.exec(nginx, ["/usr/bin/id", "-u"]), "id with the agent dead")
-    restart_agent(guest)
-    for _ in range(120):
-        result = containers.shell(nginx, "cat /tmp/restart-loop 2>/dev/null")
-        if result.stdout:
-            break
-        guest.run(["sleep", "1"])
-    tries, ran = map(int, result.stdout.split())
-    assert (ran, tries > 100) == (0, True), result
+    assert agent_status(guest)["bpf_object_sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
 
-    status = kadapter("status", "--agent", f"tcp://{guest.agent_target}", "--tls-dir", str(ADAPTER_DIR))
-    assert status.returncode == 0, status.stderr
-    reported = json.loads(status.stdout)
+    swap_agent(guest, containers, nginx, "TERM", variant)
+    policies.apply(nginx_policy("restart-no-id", BLOCK.format(path="/usr/bin/id\n    - path: /usr/bin/uname")))
+    assert_denied(containers.exec(nginx, ["/usr/bin/uname"]), "uname, blocked by the upgraded agent")
+
+    swap_agent(guest, containers, nginx, "KILL", shipped)
+    reported = agent_status(guest)
     (container,) = [c for c in reported["containers"] if c["id"] == nginx]
     assert container["process_rules"] >= 1
     (pod,) = [p for p in reported["pods"] if p["pod"]["name"] == "nginx-1"]

@@ -18,8 +18,8 @@ import pytest
 
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import AGENT_GUEST_PORT, TESTCTL_GUEST_PORT, TestGuest
-from tests.credentials import ADAPTER_DIR, guest_identity, impostor_identities
-from tests.guest.support import PolicyApplier, assert_denied, kadapter, process_policy
+from tests.credentials import guest_identity, impostor_identities
+from tests.guest.support import PolicyApplier, agent_status, assert_denied, process_policy
 
 pytestmark = pytest.mark.guest
 
@@ -104,9 +104,7 @@ def _attempt(path: Path, *, target: str, inside: bool) -> Path:
 
 def _holds_block_apt(guest: TestGuest, containers: GuestContainers, container: str) -> int:
     """Check the adapter's set is still in force: its generation reported, apt still denied; return the generation."""
-    asked = kadapter("status", "--agent", f"tcp://{guest.agent_target}", "--tls-dir", str(ADAPTER_DIR))
-    assert asked.returncode == 0, asked
-    status = json.loads(asked.stdout)
+    status = agent_status(guest)
     assert_denied(containers.exec(container, ["/usr/bin/apt", "--version"]), "apt after the attempts")
     (pod,) = [item for item in status["pods"] if item["pod"]["name"] == "nginx-1"]
     return int(pod["generation"])

@@ -16,8 +16,15 @@ import pytest
 from images.testguest.containers import GuestContainers, PodContainer
 from images.testguest.vm import TestGuest
 from kadapter_api import agent_pb2
-from tests.credentials import ADAPTER_DIR
-from tests.guest.support import NGINX, PolicyApplier, alert_stream, assert_denied, kadapter, nginx_policy
+from tests.guest.support import (
+    NGINX,
+    PolicyApplier,
+    agent_status,
+    alert_stream,
+    assert_denied,
+    nginx_policy,
+    start_agent,
+)
 
 pytestmark = pytest.mark.guest
 
@@ -27,15 +34,7 @@ STRAY = PodContainer("default", "stray-1", "stray")
 def restart_agent(guest: TestGuest, *options: str) -> None:
     """Replace the running agent with one started with these options (it takes over the containers)."""
     guest.run(["pkill", "-9", "-f", "[k]adapter-agent"])
-    started = guest.run([str(guest.repo / "images/testguest/start-agent.sh"), str(guest.repo), *options])
-    assert started.returncode == 0, started
-
-
-def agent_status(guest: TestGuest) -> dict:
-    """Return the agent's status as JSON."""
-    done = kadapter("status", "--agent", f"tcp://{guest.agent_target}", "--tls-dir", str(ADAPTER_DIR))
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    start_agent(guest, *options)
 
 
 def init_namespaces(guest: TestGuest, container_id: str) -> tuple[int, int]:

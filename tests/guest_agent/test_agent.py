@@ -40,6 +40,7 @@ class RecordingEnforcer:
         self.forgotten: list[int] = []
         self.collections = 0
         self.fail_closed = False
+        self.object_sha256 = "00" * 32
 
     def enforce(self, container_id: str, rules: CompiledRules, *, key: ContainerKey, init_pid: int) -> dict[Kind, int]:
         """Record, or raise ENOSPC for the chosen container."""
