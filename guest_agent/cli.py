@@ -18,7 +18,7 @@ from typing import TextIO
 from guest_agent.agent import Agent
 from guest_agent.alerts import AlertHub
 from guest_agent.enforcer import Enforcer
-from guest_agent.libbpf import BpfError
+from guest_agent.libbpf import PINNED_LINKS, BpfError
 from guest_agent.listener import HookListener, register_pending
 from guest_agent.registration import DEFAULT_SOCKET, pending_directory
 from guest_agent.relay import HOST_CID, VsockRelay
@@ -174,17 +174,21 @@ def notify_ready(environ: Mapping[str, str] = os.environ) -> None:
 
 def _load_enforcer(args: argparse.Namespace, problems: list[str]) -> Enforcer | None:
     """Load and attach the BPF programs; None, with the reason added to problems, when they do not load."""
+    pin_dir = args.pin_dir if str(args.pin_dir) not in ("", ".") else None
     try:
         return Enforcer(
             args.bpf_object,
             max_containers=args.max_containers,
             max_rules=args.max_rules,
             alerts_per_second=args.alerts_per_second,
-            pin_dir=args.pin_dir if str(args.pin_dir) not in ("", ".") else None,
+            pin_dir=pin_dir,
             fail_closed=args.fail_closed,
         )
     except BpfError as error:
-        problems.append(f"the enforcer did not load: {error}")
+        problem = f"the enforcer did not load: {error}"
+        if pin_dir and any((pin_dir / PINNED_LINKS).glob("*")):
+            problem += "; the previous agent's programs stay attached with their rules, which this agent cannot change"
+        problems.append(problem)
         return None
 
 

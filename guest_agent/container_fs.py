@@ -24,12 +24,14 @@ import mmap
 import os
 import stat
 from collections import deque
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
 MAX_SYMLINKS = 40  # the kernel's own limit for one lookup
 _MINOR_BITS = 20  # the kernel's dev_t: major << 20 | minor
+_MAPPINGS_PER_READ = 1024  # files mapped at once for one read of /proc/self/maps (the map count limit is 65530)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -54,6 +56,7 @@ class ContainerView:
         # What each path below root is, as first seen: a symlink's target, or None. A view lives for one
         # compilation; thousands of rules under one directory then cost one readlink each, not one per component.
         self._links: dict[str, str | None] = {}
+        self._identities: dict[str, tuple[FileIdentity, ...]] = {}
 
     @classmethod
     def of_process(cls, pid: int, rootfs: Path | None) -> ContainerView:
@@ -119,23 +122,58 @@ class ContainerView:
         file the inode holding its data, which overlayfs keeps underneath
         (for exec and mmap; bpf/lsm/realfile.bpf.h). Often both are one.
         """
+        if resolved_path not in self._identities:
+            self.read_identities((resolved_path,))
+        return self._identities[resolved_path]
+
+    def read_identities(self, resolved_paths: Iterable[str]) -> None:
+        """Read the identities of many files at once, for identities() to return.
+
+        A file's data inode is found in /proc/self/maps, as long as the
+        agent's address space: read once per batch of files mapped, not once
+        per file, it no longer dominates compiling thousands of file rules.
+        """
+        unread = [path for path in dict.fromkeys(resolved_paths) if path not in self._identities]
+        for start in range(0, len(unread), _MAPPINGS_PER_READ):
+            self._read_batch(unread[start : start + _MAPPINGS_PER_READ])
+
+    def _read_batch(self, paths: Sequence[str]) -> None:
+        """Record the identities of up to _MAPPINGS_PER_READ files, each mapped for one page until they are read."""
+        own: dict[str, tuple[FileIdentity, ...] | None] = {}
+        mapped: dict[str, int] = {}  # a regular file's path -> where one page of it is mapped
         try:
-            fd = os.open(self.root / resolved_path.lstrip("/"), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            for path in paths:
+                own[path] = self._own_identity(path, mapped)
+            data = _mapped_identities(mapped.values()) if mapped else {}
+        finally:
+            for address in mapped.values():
+                _libc.munmap(ctypes.c_void_p(address), 1)
+        for path, inode in own.items():
+            data_inode = (data.get(mapped[path]),) if path in mapped else ()
+            if inode is None or None in data_inode:  # unreadable, or its mapping went missing
+                self._identities[path] = ()
+            else:
+                self._identities[path] = tuple(dict.fromkeys((*inode, *data_inode)))
+
+    def _own_identity(self, path: str, mapped: dict[str, int]) -> tuple[FileIdentity, ...] | None:
+        """Return the identity of the inode a path leads to (if its mount is known); None if it cannot be read.
+
+        A regular file is also mapped (its address recorded in mapped) for its data's identity.
+        """
+        try:
+            fd = os.open(self.root / path.lstrip("/"), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
-            return ()
-        found = []
+            return None
         try:
             info = _fdinfo(fd)
             dev = self._mount_devices.get(info.get("mnt_id", -1))
-            if dev is not None and "ino" in info:
-                found.append(FileIdentity(dev, info["ino"]))
             if stat.S_ISREG(os.fstat(fd).st_mode):  # never open a device or a FIFO for real
-                found.append(_mapped_identity(fd))
+                mapped[path] = _map_page(fd)
         except OSError:
-            return ()
+            return None
         finally:
             os.close(fd)
-        return tuple(dict.fromkeys(found))
+        return (FileIdentity(dev, info["ino"]),) if dev is not None and "ino" in info else ()
 
     @cached_property
     def _mount_devices(self) -> dict[int, int]:
@@ -152,11 +190,11 @@ class ContainerView:
         return devices
 
 
-def _mapped_identity(path_fd: int) -> FileIdentity:
-    """Map one page of a file and read the identity the kernel gives the mapping in /proc/self/maps.
+def _map_page(path_fd: int) -> int:
+    """Map one page of a file (through its O_PATH handle); return the address.
 
-    overlayfs hands a mapping the real upper or lower file, so this names
-    the inode that holds the data, which no stat() call reports.
+    overlayfs hands a mapping the real upper or lower file, so the mapping
+    names the inode that holds the data, which no stat() call reports.
     """
     data_fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)  # reopen the O_PATH handle
     try:
@@ -165,16 +203,20 @@ def _mapped_identity(path_fd: int) -> FileIdentity:
         os.close(data_fd)
     if address == _MAP_FAILED:
         raise OSError(ctypes.get_errno(), "mmap for the file's identity failed")
-    try:
-        prefix = f"{address:x}-"
-        for line in Path("/proc/self/maps").read_text().splitlines():
-            if line.startswith(prefix):
-                device, inode = line.split()[3:5]
-                major, minor = (int(part, 16) for part in device.split(":"))
-                return FileIdentity(major << _MINOR_BITS | minor, int(inode))
-    finally:
-        _libc.munmap(ctypes.c_void_p(address), 1)
-    raise OSError(errno.ENOENT, "the mapping is missing from /proc/self/maps")
+    return address
+
+
+def _mapped_identities(addresses: Iterable[int]) -> dict[int, FileIdentity]:
+    """Return the identity of the file mapped at each address, as the kernel lists it in /proc/self/maps."""
+    wanted = set(addresses)
+    found = {}
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        address = int(line.partition("-")[0], 16)
+        if address in wanted:
+            device, inode = line.split()[3:5]
+            major, minor = (int(part, 16) for part in device.split(":"))
+            found[address] = FileIdentity(major << _MINOR_BITS | minor, int(inode))
+    return found
 
 
 def _fdinfo(fd: int) -> dict[str, int]:

@@ -26,7 +26,7 @@ from typing import Generic, NamedTuple, TypeVar
 from guest_agent import bpf_types
 from guest_agent.bpf_types import Kind
 from guest_agent.container_fs import FileIdentity
-from guest_agent.libbpf import BpfError, BpfObject, CValue, RingBuffer
+from guest_agent.libbpf import BpfError, BpfMap, BpfObject, CValue, RingBuffer
 from guest_agent.rules import CompiledRules, ContainerKey, DirEntry, KindRules, RuleEntry
 from kadapter_api.syscalls import NUMBERS as SYSCALL_NUMBERS
 from kadapter_api.syscalls import PATH_ARGUMENTS
@@ -67,6 +67,27 @@ class _Table(Generic[RuleName, Entry]):
     make_key: Callable[[int, RuleName], ctypes.Structure]
     make_value: Callable[[Entry], CValue]
     key_type: type[ctypes.Structure]  # every key type starts with the ruleset id
+
+
+class _Writes:
+    """The elements of a container's new rulesets, gathered per rule map for one batch (system call) per map.
+
+    A container with ten thousand fromSource rulesets would otherwise cost a system call for each of them.
+    """
+
+    def __init__(self) -> None:
+        self._elements: dict[str, tuple[list[ctypes.Structure], list[CValue]]] = {}
+
+    def add(self, table: _Table, ruleset: int, entries: Mapping[RuleName, Entry]) -> None:
+        """Add one table of a ruleset."""
+        keys, values = self._elements.setdefault(table.map_name, ([], []))
+        keys.extend(table.make_key(ruleset, name) for name in entries)
+        values.extend(table.make_value(entry) for entry in entries.values())
+
+    def flush(self, maps: Mapping[str, BpfMap]) -> None:
+        """Write every map's elements, each map all or nothing; the caller deletes the rest if one fails."""
+        for map_name, (keys, values) in self._elements.items():
+            maps[map_name].update_batch(keys, values)
 
 
 @dataclass
@@ -172,7 +193,11 @@ class Enforcer:
             try:
                 if installed.audits_syscalls:
                     self._object.attach(SYSCALLS_PROGRAM)
-                rulesets = {kind: self._write_kind(installed, rules.kinds[kind]) for kind in Kind if rules.active(kind)}
+                writes = _Writes()
+                rulesets = {
+                    kind: self._write_kind(installed, rules.kinds[kind], writes) for kind in Kind if rules.active(kind)
+                }
+                writes.flush(self._rule_maps)
                 self._containers.update(ctypes.c_uint32(installed.kernel_id), _container_policy(rulesets, rules))
                 if not previous:
                     self._join(installed, init_pid)
@@ -187,16 +212,21 @@ class Enforcer:
             self._detach_unused()
             return tuple(installed.written)
 
-    def _write_kind(self, installed: _Installed, rules: KindRules) -> int:
-        """Write one kind's tables, and its nested ones under rulesets of their own, under a new ruleset id."""
+    def _write_kind(self, installed: _Installed, rules: KindRules, writes: _Writes) -> int:
+        """Add one kind's tables, and its nested ones under rulesets of their own, to writes under a new ruleset id.
+
+        What is added is recorded in installed first, so that a failed write is deleted whole.
+        """
         ruleset = next(self._ruleset_ids)
         written = installed.written.setdefault(ruleset, {})
         nested = _Nested(
-            sources={name: self._write_kind(installed, source) for name, source in rules.sources.items()},
-            scopes={number: self._write_kind(installed, scope) for number, scope in rules.scopes.items()},
+            sources={name: self._write_kind(installed, source, writes) for name, source in rules.sources.items()},
+            scopes={number: self._write_kind(installed, scope, writes) for number, scope in rules.scopes.items()},
         )
         for table in _TABLES:
-            written[table.map_name] = self._write(table, ruleset, table.entries(rules, nested))
+            entries = table.entries(rules, nested)
+            written[table.map_name] = tuple(entries)
+            writes.add(table, ruleset, entries)
         return ruleset
 
     def _detach_unused(self) -> None:
@@ -243,17 +273,14 @@ class Enforcer:
                 return budget.dropped
             return 0
 
-    def _write(self, table: _Table, ruleset: int, entries: Mapping[RuleName, Entry]) -> tuple[object, ...]:
-        """Write one table of a new ruleset in one batch, all or nothing; the caller deletes it if a later one fails."""
-        keys = [table.make_key(ruleset, name) for name in entries]
-        self._rule_maps[table.map_name].update_batch(keys, [table.make_value(entry) for entry in entries.values()])
-        return tuple(entries)
-
     def _delete_rules(self, installed: _Installed) -> None:
-        for ruleset, tables in installed.written.items():
-            for table in _TABLES:
-                names = tables.get(table.map_name, ())
-                self._rule_maps[table.map_name].delete_batch([table.make_key(ruleset, name) for name in names])
+        for table in _TABLES:
+            keys = [
+                table.make_key(ruleset, name)
+                for ruleset, tables in installed.written.items()
+                for name in tables.get(table.map_name, ())
+            ]
+            self._rule_maps[table.map_name].delete_batch(keys)
 
     def watch_events(self, on_event: Callable[[bpf_types.AlertEvent], None], stop: threading.Event) -> None:
         """Deliver kernel events to on_event until stop is set (runs in the caller's thread)."""

@@ -21,6 +21,8 @@ from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
+PINNED_LINKS = "links"  # where, under a pin directory, the attached programs' links are pinned
+
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 _LIBBPF_WARN = 0  # enum libbpf_print_level
@@ -218,7 +220,7 @@ class BpfObject:
         self._obj = _check_pointer(_lib.bpf_object__open_file(str(path).encode(), None), f"open {path}")
         self._links: dict[str, int] = {}
         self._on_demand = on_demand
-        self._link_dir = pin_dir / "links" if pin_dir else None
+        self._link_dir = pin_dir / PINNED_LINKS if pin_dir else None
         try:
             for name, entries in (max_entries or {}).items():
                 _check(_lib.bpf_map__set_max_entries(self._map_pointer(name), entries), f"resize map {name}")
@@ -230,6 +232,8 @@ class BpfObject:
             for pin in previous:  # ours run now: the previous instance's programs may go
                 pin.unlink()
         except BpfError:
+            for name in list(self._links):  # what of ours attached goes; the previous instance's stays in force
+                self.detach(name)
             self.close()
             raise
 

@@ -487,10 +487,10 @@ class _TableBuilder:
             self.patterns[pattern] = _with(self.patterns.get(pattern, RuleEntry()), rule, rule_id)
         elif rule.execname:
             self.names[rule.execname] = _with(self.names.get(rule.execname, RuleEntry()), rule, rule_id)
-        elif rule.path.endswith("/"):
-            self._add_directory(rule, rule_id)
-        else:
+        elif _names_a_file(rule):
             self._add_file(rule, rule_id)
+        else:
+            self._add_directory(rule, rule_id)
 
     def _add_file(self, rule: agent_pb2.PathRule, rule_id: int) -> None:
         """Add a file rule under its written path, the path it resolves to, and the identities of that file."""
@@ -547,6 +547,11 @@ class _TableBuilder:
         )
 
 
+def _names_a_file(rule: agent_pb2.PathRule) -> bool:
+    """Tell whether a process or file rule names one file (rather than a pattern, an execname or a directory)."""
+    return not rule.pattern and not rule.execname and not rule.path.endswith("/")
+
+
 def compile_rules(
     policies: Iterable[agent_pb2.Policy],
     *,
@@ -572,9 +577,15 @@ def compile_rules(
         )
         return len(rules)
 
+    policies = [policy for policy in policies if not policy.containers or container_name in policy.containers]
+    if view:
+        view.read_identities(
+            resolved
+            for policy in policies
+            for rule in (*policy.process_rules, *policy.file_rules)
+            if _names_a_file(rule) and (resolved := view.resolve(rule.path))
+        )
     for policy in policies:
-        if policy.containers and container_name not in policy.containers:
-            continue
         for path_rule in policy.process_rules:
             tables[Kind.PROCESS].add_path_rule(path_rule, remember(policy, path_rule))
         for path_rule in policy.file_rules:

@@ -59,7 +59,7 @@ def unprotected_alerts(problems: list[str]) -> list[agent_pb2.Alert]:
             operation=UNPROTECTED_OPERATION,
             policy_name=UNPROTECTED_POLICY,
             severity=10,
-            message=f"nothing in this VM is enforced: {problem}",
+            message=f"this VM cannot enforce its policies: {problem}",
             resource=os.uname().release,
             action=agent_pb2.ACTION_AUDIT,
             result="Unprotected",

@@ -5,13 +5,15 @@ stay attached with it stopped or dead; the next agent reuses the maps,
 takes over the running containers from its saved state and rewrites their
 rules, attaching its own programs (from whichever build of the object it
 was given) before it lets the previous ones go: never a moment in which a
-registered container is unenforced.
+registered container is unenforced. An agent given an object the kernel
+refuses leaves the previous programs in force and says it cannot enforce.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import subprocess
 import textwrap
 from pathlib import Path
@@ -21,6 +23,11 @@ import pytest
 from images.testguest.containers import GuestContainers
 from images.testguest.vm import TestGuest
 from tests.guest.support import PolicyApplier, agent_status, assert_denied, nginx_policy, start_agent
+
+# The first program libbpf loads from the object (its sections' order), and what the verifier says of it made unsafe.
+FIRST_PROGRAM = b"lsm/task_alloc"
+UNSAFE_READ = bytes.fromhex("7920000000000000")  # r0 = *(u64 *)(r2 + 0), r2 never set
+VERIFIER_REFUSAL = "R2 !read_ok"
 
 pytestmark = pytest.mark.guest
 
@@ -116,12 +123,62 @@ def build_variant_object(repo: Path, output: Path) -> Path:
     return output / "kadapter.bpf.o"
 
 
-def test_upgraded_then_killed_the_agent_never_leaves_a_container_unenforced(
+def build_refused_object(shipped: Path, output: Path) -> Path:
+    """Copy the object with its first program opening on a read through an unset register.
+
+    The kernel's verifier refuses it as it refuses a build past its limits (a -mcpu=v3 build: E2BIG), only at
+    once instead of after minutes of emulated verification; libbpf finds nothing wrong with it first.
+    """
+    elf = bytearray(shipped.read_bytes())
+    (section_headers,) = struct.unpack_from("<Q", elf, 0x28)
+    entry_size, count, names_index = struct.unpack_from("<HHH", elf, 0x3A)
+
+    def section(index: int) -> tuple[int, int]:
+        name, _type, _flags, _address, offset = struct.unpack_from("<IIQQQ", elf, section_headers + index * entry_size)
+        return name, offset
+
+    names = section(names_index)[1]
+    for index in range(count):
+        name, offset = section(index)
+        if elf[names + name : names + name + len(FIRST_PROGRAM) + 1] == FIRST_PROGRAM + b"\0":
+            elf[offset : offset + len(UNSAFE_READ)] = UNSAFE_READ
+            refused = output / "refused.bpf.o"
+            refused.write_bytes(elf)
+            return refused
+    raise AssertionError(f"no section {FIRST_PROGRAM.decode()} in {shipped}")
+
+
+def refuse_agent(
+    policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, container: str, refused: Path
+) -> None:
+    """Stop the agent and start one on an object the kernel refuses while the container tries id: it never runs.
+
+    The previous programs stay attached, unchanged; the agent serves, says why it cannot enforce, and refuses
+    policies, so the host shows the pod unprotected rather than enforced by rules it could not write.
+    """
+    before = attached_programs(guest)
+    start_trying_id(containers, container)
+    guest.run(["sleep", "3"])
+    stop_agent(guest, "TERM")
+    start_agent(guest, "--bpf-object", str(refused))
+    assert VERIFIER_REFUSAL in guest.run(["cat", "/run/kadapter/agent.log"]).stdout
+    (problem,) = agent_status(guest)["unprotected_because"]
+    assert problem.startswith("the enforcer did not load") and "previous agent's programs stay attached" in problem
+    no_whoami = nginx_policy("restart-no-whoami", BLOCK.format(path="/usr/bin/whoami"))
+    applied = policies.apply(no_whoami, expect_success=False)
+    assert applied.returncode != 0 and "cannot enforce" in applied.stdout + applied.stderr, applied
+    assert attached_programs(guest) == before
+    assert containers.exec(container, ["/usr/bin/whoami"]).stdout.strip() == "root"  # the refused set is not in force
+    tries, ran = tries_of_id(guest, containers, container)
+    assert (ran, tries > 100) == (0, True)
+
+
+def test_upgraded_refused_then_killed_the_agent_never_leaves_a_container_unenforced(
     policies: PolicyApplier, guest: TestGuest, containers: GuestContainers, pods: dict[str, str], tmp_path: Path
 ) -> None:
-    """Upgrade to another build of the object (SIGTERM), then kill -9 and restart on the shipped one.
+    """Upgrade to another build (SIGTERM), to one the kernel refuses, then kill -9 and restart on the shipped one.
 
-    Zero runs of a blocked id throughout both; the last agent reports and re-enforces every running container.
+    Zero runs of a blocked id throughout all three; the last agent reports and re-enforces every running container.
     """
     shipped = guest.repo / "bpf/lsm/.output/kadapter.bpf.o"
     variant = build_variant_object(guest.repo, tmp_path)
@@ -134,6 +191,7 @@ def test_upgraded_then_killed_the_agent_never_leaves_a_container_unenforced(
     policies.apply(nginx_policy("restart-no-id", BLOCK.format(path="/usr/bin/id\n    - path: /usr/bin/uname")))
     assert_denied(containers.exec(nginx, ["/usr/bin/uname"]), "uname, blocked by the upgraded agent")
 
+    refuse_agent(policies, guest, containers, nginx, build_refused_object(shipped, tmp_path))
     swap_agent(guest, containers, nginx, "KILL", shipped)
     reported = agent_status(guest)
     (container,) = [c for c in reported["containers"] if c["id"] == nginx]

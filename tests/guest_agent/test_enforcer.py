@@ -31,6 +31,7 @@ class FakeMap:
         self.name = name
         self.entries: dict[bytes, bytes] = {}
         self.fail = False
+        self.batches = 0  # update_batch calls that wrote something: one system call each in the kernel
 
     def update(self, key: CValue, value: CValue) -> None:
         """Insert or replace one element."""
@@ -47,6 +48,7 @@ class FakeMap:
         """Write all or, when told to fail, nothing."""
         if self.fail and keys:
             raise BpfError(errno.ENOSPC, f"update map {self.name}: No space left on device")
+        self.batches += bool(keys)
         for key, value in zip(keys, values, strict=True):
             self.update(key, value)
 
@@ -282,3 +284,23 @@ def test_a_container_gone_while_no_agent_ran_is_forgotten(loaded: Loaded) -> Non
     assert list(loaded.maps["alert_budgets"].entries) == [
         bytes(ctypes.c_uint32(0))
     ]  # no container's: unregistered ones'
+
+
+def test_thousands_of_source_rulesets_are_written_in_one_batch_per_map(loaded: Loaded) -> None:
+    """Every ruleset of a container goes to each rule map in one batch: map writes, not rulesets, bound the cost."""
+    made, maps = loaded.enforcer, loaded.maps
+    network = [
+        agent_pb2.NetworkRule(protocol="tcp", action=agent_pb2.ACTION_BLOCK, from_source=[f"/opt/source-{n}"])
+        for n in range(2000)
+    ]
+    file_rules = [agent_pb2.PathRule(path=f"/opt/file-{n}", action=agent_pb2.ACTION_BLOCK) for n in range(2000)]
+    policy = agent_pb2.Policy(name="p", network_rules=network, file_rules=file_rules)
+    rulesets = enforce(made, compile_rules([policy], container_name="c", postures={}, view=None))
+    assert len(rulesets) == 2002  # file, network, and a network ruleset per source
+    assert len(maps["id_rules"].entries) == 2000 and len(maps["source_rules"].entries) == 2000
+    assert len(maps["name_rules"].entries) == 2000
+    assert {name: maps[name].batches for name in ("id_rules", "source_rules", "name_rules")} == dict.fromkeys(
+        ("id_rules", "source_rules", "name_rules"), 1
+    )
+    made.release("c1")
+    assert not any(maps[name].entries for name in RULE_MAPS)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from guest_agent import container_fs
 from guest_agent.bpf_types import (
     ACTION_ALLOW,
     ACTION_BLOCK,
@@ -189,6 +190,25 @@ def test_hard_links_share_the_rule_by_identity(tmp_path: Path) -> None:
     )
     (link_identity,) = view_of(tmp_path).identities("/pkg")
     assert process(compiled).inodes == {link_identity: RuleEntry(block=1, block_rule=1)}
+
+
+def test_many_files_are_identified_with_one_read_of_the_maps_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of file rules must not read /proc/self/maps once per file; batching must not change any identity."""
+    names = [f"/tool{index}" for index in range(1500)]
+    for name in names:
+        (tmp_path / name.lstrip("/")).write_bytes(name.encode())
+    one_at_a_time = {name: view_of(tmp_path).identities(name) for name in names[:50]}
+    reads = []
+    real_read = container_fs._mapped_identities
+    monkeypatch.setattr(container_fs, "_mapped_identities", lambda addresses: reads.append(1) or real_read(addresses))
+    view = view_of(tmp_path)
+    view.read_identities([*names, *names[:10]])
+    assert len(reads) == 2  # 1500 files in batches of 1024
+    assert {name: view.identities(name) for name in names[:50]} == one_at_a_time
+    assert all(len(view.identities(name)) == 1 for name in names)
+    assert len(reads) == 2  # identities() answered from what was read
 
 
 def test_missing_files_and_devices_are_identified_without_being_opened(tmp_path: Path) -> None:

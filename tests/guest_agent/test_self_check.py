@@ -100,8 +100,8 @@ def test_every_alert_stream_opens_with_one_alert_per_reason(unprotected_channel:
             ("Unprotected", "Agent", "Unprotected", 10)
         ] * 2
         assert [alert.message for alert in opening] == [
-            f"nothing in this VM is enforced: {NO_BTF}",
-            "nothing in this VM is enforced: the enforcer did not load: load kadapter.bpf.o",
+            f"this VM cannot enforce its policies: {NO_BTF}",
+            "this VM cannot enforce its policies: the enforcer did not load: load kadapter.bpf.o",
         ]
 
 
