@@ -78,6 +78,7 @@ def _policy(item: PodPolicy) -> agent_pb2.Policy:
             agent_pb2.CapabilityRule(capability=rule.capability, **_matching(rule)) for rule in policy.capability_rules
         ],
         syscall_rules=[_syscall_rule(rule) for rule in policy.syscall_rules],
+        dns_rules=[agent_pb2.DnsRule(domain=rule.domain, **_matching(rule)) for rule in policy.dns_rules],
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from adapter.schema import validate
 from adapter.yaml_reader import Field, read_documents, read_text, yaml_files
+from kadapter_api.domains import DOMAIN_MAX, is_domain
 from kadapter_api.syscalls import PATH_ARGUMENTS
 
 API_VERSION = "security.kubearmor.com/v1"
@@ -47,7 +48,7 @@ RULE_FIELDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "matchDirectories": ("dir", "recursive", "readOnly", "ownerOnly", "pts", "fromSource"),
         "matchPatterns": ("pattern", "readOnly", "ownerOnly"),
     },
-    "network": {"matchProtocols": ("protocol", "pts", "fromSource")},
+    "network": {"matchProtocols": ("protocol", "pts", "fromSource"), "matchDNSQueries": ("domain", "fromSource")},
     "capabilities": {"matchCapabilities": ("capability", "fromSource")},
     "syscalls": {
         "matchSyscalls": ("syscall", "fromSource"),
@@ -189,6 +190,13 @@ class NetworkRule(MatchRule):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DnsRule(MatchRule):
+    """Asking a DNS server (port 53) for a domain or any name in it (network.matchDNSQueries)."""
+
+    domain: str  # lower case, without leading or trailing dots
+
+
+@dataclass(frozen=True, kw_only=True)
 class CapabilityRule(MatchRule):
     """Using one capability (capabilities.matchCapabilities), one of CAPABILITIES."""
 
@@ -255,6 +263,7 @@ class Policy:
     network_rules: tuple[NetworkRule, ...] = ()
     capability_rules: tuple[CapabilityRule, ...] = ()
     syscall_rules: tuple[SyscallRule, ...] = ()
+    dns_rules: tuple[DnsRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -349,12 +358,14 @@ def _policy(doc: Field, source: str) -> Policy:
         source=source,
         presets=_presets(spec.child("presets"), inherited),
         file_rules=_section_rules(spec.child("file"), inherited, _path_rule),
-        network_rules=_section_rules(spec.child("network"), inherited, _protocol_rules),
+        network_rules=_section_rules(spec.child("network"), inherited, _protocol_rules, only="matchProtocols"),
         capability_rules=_section_rules(spec.child("capabilities"), inherited, _capability_rules),
         syscall_rules=_section_rules(spec.child("syscalls"), inherited, _syscall_rules),
+        dns_rules=_section_rules(spec.child("network"), inherited, _dns_rules, only="matchDNSQueries"),
     )
     rules = (
-        policy.process_rules, policy.file_rules, policy.network_rules, policy.capability_rules, policy.syscall_rules
+        policy.process_rules, policy.file_rules, policy.network_rules, policy.capability_rules, policy.syscall_rules,
+        policy.dns_rules,
     )  # fmt: skip
     if not any(rules) and not policy.presets:
         enforced = ", ".join(f"spec.{section} ({', '.join(lists)})" for section, lists in RULE_FIELDS.items())
@@ -425,14 +436,15 @@ def _expressions(field: Field) -> tuple[LabelExpression, ...]:
 
 
 def _section_rules(
-    section: Field, inherited: _Inherited, read: Callable[[Field, _Inherited], Iterable[_M]]
+    section: Field, inherited: _Inherited, read: Callable[[Field, _Inherited], Iterable[_M]], *, only: str = ""
 ) -> tuple[_M, ...]:
     """Read spec.process, file, network, capabilities or syscalls into rules, each entry with ``read``.
 
     Each entry's action, severity, tags and message default to the section's, and those to the
     spec's; its fromSource, read here for every kind, narrows each rule ``read`` makes of it. A
     missing section has no rules (the others or the presets may hold some); a section with none
-    of its rule lists is refused, since whatever else it sets would apply to nothing.
+    of its rule lists is refused, since whatever else it sets would apply to nothing. ``only``
+    names the one list to read where a section's lists make rules of different kinds (network).
     """
     if section.missing:
         return ()
@@ -443,7 +455,7 @@ def _section_rules(
         raise section.error(f"no rules: this section has no {' or '.join(names)}, where Kadapter reads its rules")
     rules: list[_M] = []
     for field in lists:
-        if field.missing:
+        if field.missing or (only and field.path[-1] != only):
             continue
         items = field.items()
         if not items:
@@ -514,6 +526,24 @@ def _protocol_rules(item: Field, verdict: _Inherited) -> tuple[NetworkRule, ...]
     """Read one matchProtocols entry: a rule for each protocol it names."""
     protocols = _names(item.child("protocol"), PROTOCOLS, what="protocol")
     return tuple(verdict.rule(NetworkRule, protocol=protocol) for protocol in protocols)
+
+
+def _dns_rules(item: Field, verdict: _Inherited) -> tuple[DnsRule, ...]:
+    """Read one matchDNSQueries entry: a rule for each domain it names (KubeArmor splits at commas too)."""
+    field = item.child("domain")
+    text = field.string()
+    domains = []
+    for piece in text.split(","):
+        domain = piece.strip().strip(".").lower()  # as KubeArmor trims them; DNS compares names without case
+        if not is_domain(domain):
+            within = f" in {text!r}" if piece != text else ""
+            raise field.error(
+                f"expected a domain name (labels of 1 to 63 letters, digits, '-' or '_', separated by dots, "
+                f"{DOMAIN_MAX} characters at most; no wildcards: a domain covers every name below it), "
+                f"got {piece.strip()!r}{within}"
+            )
+        domains.append(domain)
+    return tuple(verdict.rule(DnsRule, domain=domain) for domain in dict.fromkeys(domains))
 
 
 def _capability_rules(item: Field, verdict: _Inherited) -> tuple[CapabilityRule, ...]:

@@ -60,6 +60,7 @@ _OPERATIONS = {
     bpf_types.OP_SOCKET: ("Network", "socket"),
     bpf_types.OP_CAPABLE: ("Capabilities", "capable"),
     bpf_types.OP_SYSCALL: ("Syscall", "syscall"),
+    bpf_types.OP_DNS_QUERY: ("Network", "lsm=SOCKET_SENDMSG"),
 }
 _SYSCALL_NAMES = {number: name for name, number in SYSCALL_NUMBERS.items()}
 # The posture each kind follows (KubeArmor: process rules follow the file posture).
@@ -67,6 +68,7 @@ _POSTURE_FIELDS = {
     Kind.PROCESS: "file_posture",
     Kind.FILE: "file_posture",
     Kind.NETWORK: "network_posture",
+    Kind.DNS: "network_posture",
     Kind.CAPABILITIES: "capabilities_posture",
 }
 
@@ -424,7 +426,7 @@ def _rule_count(policy: agent_pb2.Policy) -> int:
     """Count a policy's rules of every kind, presets included."""
     lists = (
         policy.process_rules, policy.file_rules, policy.network_rules, policy.capability_rules,
-        policy.syscall_rules, policy.presets,
+        policy.syscall_rules, policy.dns_rules, policy.presets,
     )  # fmt: skip
     return sum(len(rules) for rules in lists)
 
@@ -442,6 +444,8 @@ def _rule_counts(compiled: CompiledRules) -> dict[str, int | bool]:
         "capability_rules": kinds[Kind.CAPABILITIES].size,
         "capabilities_allowlist": kinds[Kind.CAPABILITIES].allowlist,
         "syscall_rules": kinds[Kind.SYSCALLS].size,
+        "dns_rules": kinds[Kind.DNS].size,
+        "dns_allowlist": kinds[Kind.DNS].allowlist,
     }
 
 
@@ -469,12 +473,21 @@ def _enum_name(kind: type[enum.IntEnum], value: int) -> str:
         return str(value)
 
 
+def _operation_data(event: bpf_types.AlertEvent, data: str) -> str:
+    """Say what was attempted: the operation, with what it was about where the resource does not say it."""
+    if event.operation == bpf_types.OP_OPEN:
+        return data + (" for write" if event.access & bpf_types.ACCESS_WRITE else " for read")
+    if event.operation == bpf_types.OP_SYSCALL:
+        return f"syscall=SYS_{_SYSCALL_NAMES.get(event.args[0], str(event.args[0])).upper()}"
+    if event.operation == bpf_types.OP_DNS_QUERY:
+        unread = ", not read as one query" if event.name_flags & bpf_types.NAME_DNS_UNREAD else ""
+        return f"{data} domain={event.path.decode(errors='replace')}{unread}"
+    return data
+
+
 def _data(event: bpf_types.AlertEvent, data: str) -> str:
     """Say what was attempted, with what the kernel noted about the file's name."""
-    if event.operation == bpf_types.OP_OPEN:
-        data += " for write" if event.access & bpf_types.ACCESS_WRITE else " for read"
-    if event.operation == bpf_types.OP_SYSCALL:
-        data = f"syscall=SYS_{_SYSCALL_NAMES.get(event.args[0], str(event.args[0])).upper()}"
+    data = _operation_data(event, data)
     if event.name_flags & bpf_types.NAME_FILELESS:
         data += ", fileless"
     if event.name_flags & bpf_types.NAME_OUTSIDE:

@@ -21,6 +21,7 @@ class Kind(enum.IntEnum):
     NETWORK = 2
     CAPABILITIES = 3
     SYSCALLS = 4  # audited only, as in KubeArmor
+    DNS = 5  # network.matchDNSQueries: its own allow list, under the network posture
 
 
 ACTION_BLOCK = 1
@@ -39,6 +40,7 @@ EXECNAMES = 8
 SOURCES = 16
 PATTERNS = 32
 SOURCE_DIRS = 64
+BLOCKS = 128
 
 PATTERNS_MAX = 256  # pattern rules one ruleset may hold (KADAPTER_PATTERNS_MAX)
 ARGS_MAX = 20  # arguments an allowedArgs rule judges (KADAPTER_ARGS_MAX)
@@ -71,6 +73,7 @@ OP_TRUNCATE = 9
 OP_SOCKET = 10
 OP_CAPABLE = 11
 OP_SYSCALL = 12
+OP_DNS_QUERY = 13
 
 NO_ARG = 0xFF  # SyscallScope.dirfd_arg: the path is relative to the working directory
 
@@ -87,6 +90,7 @@ NAME_PATTERN_BOUND = 32
 NAME_UNREGISTERED = 64
 NAME_ARGS = 128
 NAME_ARGS_CHANGED = 256
+NAME_DNS_UNREAD = 512
 
 # network.matchProtocols names as the kernel side numbers them (kadapter.h KADAPTER_NET_*).
 NETWORK_PROTOCOLS = {

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 MAX_SYMLINKS = 40  # the kernel's own limit for one lookup
 _MINOR_BITS = 20  # the kernel's dev_t: major << 20 | minor
+_RESOLV_CONF_MAX = 65536  # bytes of a container's resolv.conf read
 _MAPPINGS_PER_READ = 1024  # files mapped at once for one read of /proc/self/maps (the map count limit is 65530)
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -103,6 +104,23 @@ class ContainerView:
                 resolved.clear()
             pending.extendleft(reversed([piece for piece in target.split("/") if piece]))
         return "/" + "/".join(resolved)
+
+    def search_domains(self) -> tuple[str, ...]:
+        """Return the search domains of the container's resolver (resolv.conf's last search line), in lower case.
+
+        A resolver asks for a short name followed by each of them first (Kubernetes writes the
+        pod's namespace.svc.cluster.local, svc.cluster.local and cluster.local), so a DNS rule
+        covers those names too.
+        """
+        resolved = self.resolve("/etc/resolv.conf")
+        text = _read_regular_file(self.root / resolved.lstrip("/"), _RESOLV_CONF_MAX) if resolved else None
+        lines = text.splitlines() if text else []
+        domains: list[str] = []
+        for line in lines:
+            words = line.split()
+            if words and words[0] in ("search", "domain"):
+                domains = [word.strip(".").lower() for word in words[1:] if word.strip(".")]
+        return tuple(dict.fromkeys(domains))
 
     def _readlink(self, relative: str) -> str | None:
         """Return the target of the symlink at root/relative, None if it is not one or does not exist."""
@@ -217,6 +235,20 @@ def _mapped_identities(addresses: Iterable[int]) -> dict[int, FileIdentity]:
             major, minor = (int(part, 16) for part in device.split(":"))
             found[address] = FileIdentity(major << _MINOR_BITS | minor, int(inode))
     return found
+
+
+def _read_regular_file(path: Path, limit: int) -> str | None:
+    """Read the start of a file the container controls: None unless it is a regular file (a FIFO would block)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, limit).decode(errors="replace") if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _fdinfo(fd: int) -> dict[str, int]:

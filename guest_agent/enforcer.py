@@ -329,6 +329,8 @@ def _kind_flags(rules: KindRules) -> int:
         flags |= bpf_types.SOURCE_DIRS
     if rules.patterns:
         flags |= bpf_types.PATTERNS
+    if rules.blocks:
+        flags |= bpf_types.BLOCKS
     return flags
 
 

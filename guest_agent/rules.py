@@ -37,6 +37,7 @@ from guest_agent.bpf_types import (
 from guest_agent.capabilities import CAPABILITIES
 from guest_agent.container_fs import ContainerView, FileIdentity
 from kadapter_api import agent_pb2
+from kadapter_api.domains import is_domain
 from kadapter_api.syscalls import NUMBERS as SYSCALL_NUMBERS
 from kadapter_api.syscalls import PATH_ARGUMENTS
 
@@ -114,6 +115,15 @@ class KindRules:
         return any(not name.startswith("/") for name in self.names)
 
     @property
+    def blocks(self) -> bool:
+        """Tell whether a Block rule is in the table or its sources' (what cannot be judged is then refused)."""
+        entries = (*self.names.values(), *self.inodes.values(), *self.patterns.values(), *self.ids.values())
+        directories = (part for entry in self.dirs.values() for part in (entry.any_depth, entry.direct))
+        return any(entry.block for entry in (*entries, *directories)) or any(
+            table.blocks for table in self.sources.values()
+        )
+
+    @property
     def size(self) -> int:
         """Return how many kernel map entries the table takes, its sources' included."""
         own = len(self.names) + len(self.inodes) + len(self.dirs) + len(self.patterns) + len(self.ids)
@@ -187,7 +197,9 @@ _PRESET_KINDS = {  # the enforcer whose hooks judge each preset
 PATTERN_UNSUPPORTED = "[]{}\\"
 _Key = TypeVar("_Key", str, FileIdentity, int)
 IdRule = agent_pb2.NetworkRule | agent_pb2.CapabilityRule
-SourcedRule = agent_pb2.PathRule | agent_pb2.NetworkRule | agent_pb2.CapabilityRule | agent_pb2.SyscallRule
+SourcedRule = (
+    agent_pb2.PathRule | agent_pb2.NetworkRule | agent_pb2.CapabilityRule | agent_pb2.SyscallRule | agent_pb2.DnsRule
+)
 WireRule = SourcedRule | agent_pb2.PresetRule
 
 
@@ -217,16 +229,7 @@ def _check_policy_rules(where: str, policy: agent_pb2.Policy, patterns: Mapping[
             _check_path_rule(f"{where}.{section}[{number}]", rule, file_rule=file_rule)
             if rule.pattern:
                 patterns[section].add(canonical_pattern(rule.pattern))
-    for number, network in enumerate(policy.network_rules):
-        _check_rule(f"{where}.network_rules[{number}]", network)
-        if network.protocol not in NETWORK_PROTOCOLS:
-            raise InvalidPolicyError(f"{where}.network_rules[{number}].protocol: {network.protocol!r} is unknown")
-    for number, capability in enumerate(policy.capability_rules):
-        _check_rule(f"{where}.capability_rules[{number}]", capability)
-        if capability.capability not in CAPABILITIES:
-            raise InvalidPolicyError(
-                f"{where}.capability_rules[{number}].capability: {capability.capability!r} is unknown"
-            )
+    _check_named_rules(where, policy)
     for number, syscall in enumerate(policy.syscall_rules):
         _check_syscall_rule(f"{where}.syscall_rules[{number}]", syscall)
     for number, preset in enumerate(policy.presets):
@@ -234,6 +237,24 @@ def _check_policy_rules(where: str, policy: agent_pb2.Policy, patterns: Mapping[
             raise InvalidPolicyError(f"{where}.presets[{number}].preset: not one this agent enforces")
         if preset.action not in _PRESET_ACTIONS:
             raise InvalidPolicyError(f"{where}.presets[{number}].action: must be Block or Audit")
+
+
+def _check_named_rules(where: str, policy: agent_pb2.Policy) -> None:
+    """Refuse a network, DNS or capabilities rule whose protocol, domain or capability the kernel cannot match."""
+    for number, network in enumerate(policy.network_rules):
+        _check_rule(f"{where}.network_rules[{number}]", network)
+        if network.protocol not in NETWORK_PROTOCOLS:
+            raise InvalidPolicyError(f"{where}.network_rules[{number}].protocol: {network.protocol!r} is unknown")
+    for number, dns in enumerate(policy.dns_rules):
+        _check_rule(f"{where}.dns_rules[{number}]", dns)
+        if not is_domain(dns.domain):
+            raise InvalidPolicyError(f"{where}.dns_rules[{number}].domain: {dns.domain!r} is not a DNS name")
+    for number, capability in enumerate(policy.capability_rules):
+        _check_rule(f"{where}.capability_rules[{number}]", capability)
+        if capability.capability not in CAPABILITIES:
+            raise InvalidPolicyError(
+                f"{where}.capability_rules[{number}].capability: {capability.capability!r} is unknown"
+            )
 
 
 def _check_rule(where: str, rule: WireRule) -> None:
@@ -473,6 +494,14 @@ class _TableBuilder:
         for table in self._tables_for(rule):
             table._add_path_rule(rule, rule_id)
 
+    def add_dns_rule(self, rule: agent_pb2.DnsRule, rule_id: int, search: Iterable[str]) -> None:
+        """Add a DNS rule for its domain, and for it followed by each search domain (the names resolvers try first)."""
+        for table in self._tables_for(rule):
+            table.allowlist |= rule.action == agent_pb2.ACTION_ALLOW
+            for name in (rule.domain, *(f"{rule.domain}.{domain}" for domain in search)):
+                if is_domain(name):
+                    table.names[name] = _with(table.names.get(name, RuleEntry()), rule, rule_id)
+
     def add_id_rule(self, identifier: int, rule: IdRule, rule_id: int) -> None:
         """Add a network protocol or capability rule."""
         for table in self._tables_for(rule):
@@ -578,6 +607,7 @@ def compile_rules(
         return len(rules)
 
     policies = [policy for policy in policies if not policy.containers or container_name in policy.containers]
+    search = view.search_domains() if view and any(policy.dns_rules for policy in policies) else ()
     if view:
         view.read_identities(
             resolved
@@ -598,6 +628,8 @@ def compile_rules(
             )
         for syscall in policy.syscall_rules:
             tables[Kind.SYSCALLS].add_syscall_rule(syscall, remember(policy, syscall))
+        for dns in policy.dns_rules:
+            tables[Kind.DNS].add_dns_rule(dns, remember(policy, dns), search)
         for preset in policy.presets:
             kernel_preset = _PRESETS[preset.preset]
             presets[kernel_preset] = _with(presets.get(kernel_preset, RuleEntry()), preset, remember(policy, preset))

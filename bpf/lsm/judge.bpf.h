@@ -81,6 +81,21 @@ struct {
 	__type(value, struct alert_budget);
 } alert_budgets SEC(".maps");
 
+/*
+ * A DNS question's name being decoded, and what its domains' rules say
+ * (dns.bpf.h). Kept here rather than on the stack: a verifier that walks
+ * a bpf_loop() callback once (Linux 6.1) would take the first step's
+ * values for constants and drop the branches the later steps take.
+ */
+struct dns_state {
+	__u32 at; /* the next byte of the message */
+	__u32 read; /* bytes of the message read */
+	__u32 label_left; /* bytes left of the current label; 0 before a length byte */
+	__u32 length; /* bytes of the name written */
+	__s32 done; /* 1: the name ended; -1: it cannot be read */
+	struct rule_entry rule; /* the rules of the domains matched so far, merged */
+};
+
 /* Per-CPU room for the name and the lookup keys, too large for the 512-byte BPF stack. */
 struct scratch_space {
 	struct name_rule_key key; /* zeroed past the NUL: hash keys compare every byte */
@@ -89,6 +104,7 @@ struct scratch_space {
 	struct allowed_arg_key arg_key; /* one argument of an exec, for allowedArgs */
 	struct name_buffer name;
 	struct pattern_state patterns;
+	struct dns_state dns;
 };
 
 struct {

@@ -6,11 +6,13 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "process.bpf.h"
 #include "file.bpf.h"
 #include "network.bpf.h"
+#include "dns.bpf.h"
 #include "capabilities.bpf.h"
 #include "syscalls.bpf.h"
 

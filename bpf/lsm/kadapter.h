@@ -17,7 +17,8 @@
 #define KADAPTER_KIND_NETWORK 2
 #define KADAPTER_KIND_CAPABILITIES 3
 #define KADAPTER_KIND_SYSCALLS 4 /* audited only, as in KubeArmor */
-#define KADAPTER_KINDS 5
+#define KADAPTER_KIND_DNS 5 /* network.matchDNSQueries: its own allow list, under the network posture */
+#define KADAPTER_KINDS 6
 
 /* Actions, as reported in events. */
 #define KADAPTER_ACTION_BLOCK 1
@@ -45,6 +46,7 @@
 #define KADAPTER_SOURCES 16 /* fromSource rules exist: look up the caller's executable */
 #define KADAPTER_PATTERNS 32 /* matchPatterns rules exist: match the name against each (patterns.bpf.h) */
 #define KADAPTER_SOURCE_DIRS 64 /* fromSource directories exist: look up each directory above the caller's executable */
+#define KADAPTER_BLOCKS 128 /* a Block rule exists: what cannot be judged (a DNS query not read whole) is refused */
 
 /* The most pattern rules one ruleset may hold: every judged name is matched against each. */
 #define KADAPTER_PATTERNS_MAX 256
@@ -75,6 +77,7 @@
 #define KADAPTER_OP_SOCKET 10 /* socket(2): args are family, type, protocol */
 #define KADAPTER_OP_CAPABLE 11 /* using a capability: args[0] is its number */
 #define KADAPTER_OP_SYSCALL 12 /* a system call returned: args[0] is its number, args[1] its return value */
+#define KADAPTER_OP_DNS_QUERY 13 /* a message to port 53: path is its question's name, args its family and type */
 
 /* alert_event.access */
 #define KADAPTER_ACCESS_WRITE 1 /* the operation changes the file */
@@ -91,6 +94,7 @@
 #define KADAPTER_NAME_UNREGISTERED 64 /* exec in a container never registered: args are its pid and mnt ns ids */
 #define KADAPTER_NAME_ARGS 128 /* an allowedArgs rule was judged against the exec's arguments */
 #define KADAPTER_NAME_ARGS_CHANGED 256 /* the arguments changed while the exec was judged: the new program is killed */
+#define KADAPTER_NAME_DNS_UNREAD 512 /* a message to port 53 not read as one whole query: refused if any rule blocks */
 
 /*
  * network.matchProtocols names, as rule ids: a socket is looked up under

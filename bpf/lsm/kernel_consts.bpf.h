@@ -27,5 +27,6 @@
 #define SOCK_RDM 4
 #define SOCK_SEQPACKET 5
 #define SOCK_PACKET 10
+#define DNS_PORT 53
 
 #endif /* KADAPTER_KERNEL_CONSTS_BPF_H */

@@ -119,6 +119,12 @@ spec:
     matchProtocols:
     - protocol: TCP,udp
       message: web traffic only
+    matchDNSQueries:
+    - domain: API.Example.com.
+      fromSource: [{path: /usr/bin/curl}]
+    - domain: "evil.example, .tracker.example"
+      action: Block
+      severity: 9
   capabilities:
     matchCapabilities:
     - capability: cap_net_raw
@@ -151,6 +157,11 @@ def test_apply_request_carries_file_network_and_capability_rules() -> None:
                 for name in ("tcp", "udp")
             ],
             capability_rules=[agent_pb2.CapabilityRule(capability="net_raw", action=block, severity=3)],
+            dns_rules=[
+                agent_pb2.DnsRule(domain="api.example.com", action=allow, severity=3, from_source=["/usr/bin/curl"]),
+                agent_pb2.DnsRule(domain="evil.example", action=block, severity=9),
+                agent_pb2.DnsRule(domain="tracker.example", action=block, severity=9),
+            ],
         )
     ]
 

@@ -844,8 +844,9 @@ REJECTIONS = [
         ksp(SELECT_NGINX),
         "spec",
         "no rules: Kadapter enforces spec.process (matchPaths, matchDirectories, matchPatterns), spec.file "
-        "(matchPaths, matchDirectories, matchPatterns), spec.network (matchProtocols), spec.capabilities "
-        "(matchCapabilities), spec.syscalls (matchSyscalls, matchPaths) and spec.presets, and this policy has none",
+        "(matchPaths, matchDirectories, matchPatterns), spec.network (matchProtocols, matchDNSQueries), "
+        "spec.capabilities (matchCapabilities), spec.syscalls (matchSyscalls, matchPaths) and spec.presets, "
+        "and this policy has none",
         id="no-rules",
     ),
     pytest.param(ksp(SELECT_NGINX + "presets: []\n"), "spec", "this policy has none", id="empty-presets-only"),
@@ -1130,17 +1131,29 @@ REJECTIONS = [
         "unknown field",
         id="allowed-args-on-a-file-rule",
     ),
-    pytest.param(
-        ksp(SELECT_NGINX + BLOCK_APT + "network:\n  matchDNSQueries:\n  - domain: example.com\n"),
-        "spec.network.matchDNSQueries",
-        NOT_ENFORCED,
-        id="dns-queries",
+    *(
+        pytest.param(
+            ksp(SELECT_NGINX + f"network:\n  matchDNSQueries:\n  - domain: '{domain}'\n"),
+            "spec.network.matchDNSQueries[0].domain",
+            f"expected a domain name (labels of 1 to 63 letters, digits, '-' or '_', separated by dots, 253 "
+            f"characters at most; no wildcards: a domain covers every name below it), got {shown!r}",
+            id=id_,
+        )
+        for domain, shown, id_ in (
+            ("*.example.com", "*.example.com", "dns-wildcard"),
+            ("", "", "dns-empty"),
+            ("example..com", "example..com", "dns-empty-label"),
+            ("exa mple.com", "exa mple.com", "dns-space"),
+            ("x" * 64 + ".io", "x" * 64 + ".io", "dns-long-label"),
+            ("a." * 127 + "io", "a." * 127 + "io", "dns-long-name"),
+            ("ok.io, b@d.io", "b@d.io", "dns-second-of-a-list"),
+        )
     ),
     pytest.param(
-        ksp(SELECT_NGINX + "network:\n  matchProtocols:\n  - protocol: tcp\n  matchDNSQueries:\n  - domain: x.io\n"),
-        "spec.network.matchDNSQueries",
-        NOT_ENFORCED,
-        id="dns-queries-beside-protocols",
+        ksp(SELECT_NGINX + "network:\n  matchDNSQueries:\n  - domain: x.io\n    pts: false\n"),
+        "spec.network.matchDNSQueries[0].pts",
+        "unknown field",
+        id="dns-with-pts",
     ),
     pytest.param(
         ksp(SELECT_NGINX + "process:\n  matchPatterns: []\n  matchPaths:\n  - path: /bin/sh\n"),
@@ -1291,7 +1304,7 @@ REJECTIONS = [
         )
         for section, lists, id_ in (
             ("file", "matchPaths or matchDirectories", "empty-file"),
-            ("network", "matchProtocols,", "empty-network"),
+            ("network", "matchProtocols or matchDNSQueries,", "empty-network"),
             ("capabilities", "matchCapabilities,", "empty-capabilities"),
         )
     ),

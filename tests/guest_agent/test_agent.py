@@ -213,6 +213,40 @@ def test_an_alert_from_a_pattern_names_its_policy_and_an_unfinished_match(enforc
     assert alert.data == "open for read, name cut to 255 bytes, patterns unfinished"
 
 
+def test_a_dns_alert_says_what_kubearmor_says_and_when_the_query_went_unread(enforcer: RecordingEnforcer) -> None:
+    """A refused query: Network, the name asked for as resource, KubeArmor's Data; an unread one says so."""
+    published: list[agent_pb2.Alert] = []
+    hub = AlertHub()
+    hub.publish = published.append  # type: ignore[method-assign]
+    agent = Agent(enforcer, hub)  # type: ignore[arg-type]
+    policy = agent_pb2.Policy(
+        name="no-example",
+        namespace="default",
+        dns_rules=[agent_pb2.DnsRule(domain="example.com", action=agent_pb2.ACTION_BLOCK, severity=7)],
+    )
+    agent.register(container(1))
+    agent.apply(agent_pb2.ApplyPoliciesRequest(pod=request(1).pod, generation=1, policies=[policy]))
+    for rule, flags, name in ((1, 0, b"www.example.com"), (0, bpf_types.NAME_DNS_UNREAD, b"")):
+        agent.on_event(
+            bpf_types.AlertEvent(
+                ruleset=enforcer.last_ruleset,
+                rule=rule,
+                action=bpf_types.ACTION_BLOCK,
+                retval=-errno.EACCES,
+                kind=Kind.DNS,
+                operation=bpf_types.OP_DNS_QUERY,
+                name_flags=flags,
+                path=name,
+            )
+        )
+    named, unread = published
+    assert (named.operation, named.resource, named.policy_name, named.severity) == (
+        "Network", "www.example.com", "no-example", 7,
+    )  # fmt: skip
+    assert (named.data, named.result) == ("lsm=SOCKET_SENDMSG domain=www.example.com", "Permission denied")
+    assert (unread.policy_name, unread.data) == ("DefaultPosture", "lsm=SOCKET_SENDMSG domain=, not read as one query")
+
+
 def running_container(container_id: str, pid: int) -> Container:
     """Return a container of the nginx pod whose init is process pid, in that process's namespaces."""
     return Container(

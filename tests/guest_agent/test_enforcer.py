@@ -165,7 +165,7 @@ def test_patterns_are_written_by_index_and_counted_in_the_kind(
     )
     kind = container_policy(maps).kinds[Kind.FILE]
     assert kind.patterns == 2
-    assert kind.flags == bpf_types.PATTERNS | bpf_types.ALLOWLIST
+    assert kind.flags == bpf_types.PATTERNS | bpf_types.ALLOWLIST | bpf_types.BLOCKS
     written = {key: (pattern, entry(rule)) for key, (pattern, rule) in patterns(maps).items()}
     assert written == {
         (kind.ruleset, 0): (b"/etc/*hado?", (1, 0, 0, 1, 0, 0)),
@@ -230,10 +230,10 @@ def test_a_sources_patterns_are_counted_in_its_own_kind_policy(
     made, maps = loaded.enforcer, loaded.maps
     enforce(made, compiled(block("/tmp/*", from_source=["/bin/sh"]), block("/etc/*")))
     kind = container_policy(maps).kinds[Kind.FILE]
-    assert (kind.patterns, kind.flags) == (1, bpf_types.PATTERNS | bpf_types.SOURCES)
+    assert (kind.patterns, kind.flags) == (1, bpf_types.PATTERNS | bpf_types.SOURCES | bpf_types.BLOCKS)
     (value,) = maps["source_rules"].entries.values()
     source = bpf_types.KindPolicy.from_buffer_copy(value)
-    assert (source.patterns, source.flags) == (1, bpf_types.PATTERNS)
+    assert (source.patterns, source.flags) == (1, bpf_types.PATTERNS | bpf_types.BLOCKS)
     assert {key: pattern for key, (pattern, _) in patterns(maps).items()} == {
         (kind.ruleset, 0): b"/etc/*",
         (source.ruleset, 0): b"/tmp/*",

@@ -309,10 +309,15 @@ def test_each_kind_gets_its_own_table_allow_list_and_posture() -> None:
             network_rules=[agent_pb2.NetworkRule(protocol="udp", action=agent_pb2.ACTION_AUDIT)],
             capability_rules=[agent_pb2.CapabilityRule(capability="net_raw", action=agent_pb2.ACTION_ALLOW)],
             syscall_rules=[agent_pb2.SyscallRule(syscall="unlink", action=agent_pb2.ACTION_AUDIT)],
+            dns_rules=[agent_pb2.DnsRule(domain="example.com", action=agent_pb2.ACTION_ALLOW)],
         )
     ]
     check_policies(policies)
-    postures = {Kind.FILE: agent_pb2.POSTURE_AUDIT, Kind.CAPABILITIES: agent_pb2.POSTURE_BLOCK}
+    postures = {
+        Kind.FILE: agent_pb2.POSTURE_AUDIT,
+        Kind.CAPABILITIES: agent_pb2.POSTURE_BLOCK,
+        Kind.DNS: agent_pb2.POSTURE_AUDIT,
+    }
     compiled = compile_rules(policies, container_name="c", postures=postures, view=None)
     kinds = compiled.kinds
     assert process(compiled).names == {"/usr/bin/apt": RuleEntry(block=1, block_rule=1)}
@@ -320,8 +325,9 @@ def test_each_kind_gets_its_own_table_allow_list_and_posture() -> None:
     assert kinds[Kind.NETWORK].ids == {NETWORK_PROTOCOLS["udp"]: RuleEntry(audit=1, audit_rule=3)}
     assert kinds[Kind.CAPABILITIES].ids == {13: RuleEntry(allow=1, allow_rule=4)}  # CAP_NET_RAW
     assert kinds[Kind.SYSCALLS].ids == {87: RuleEntry(audit=1, audit_rule=5)}  # x86_64 unlink
-    assert [kinds[kind].allowlist for kind in Kind] == [False, True, False, True, False]
-    assert [kinds[kind].posture_audit for kind in Kind] == [False, True, False, False, False]
+    assert kinds[Kind.DNS].names == {"example.com": RuleEntry(allow=1, allow_rule=6)}
+    assert [kinds[kind].allowlist for kind in Kind] == [False, True, False, True, False, True]
+    assert [kinds[kind].posture_audit for kind in Kind] == [False, True, False, False, False, True]
     assert all(compiled.active(kind) for kind in Kind)
 
 
@@ -347,7 +353,7 @@ def test_a_kind_without_rules_is_not_judged() -> None:
     """Only kinds with rules (or the process kind with a preset) get a ruleset: the others cost one lookup."""
     preset = agent_pb2.PresetRule(preset=agent_pb2.PRESET_FILELESS_EXEC, action=agent_pb2.ACTION_BLOCK)
     compiled = compile_rules([agent_pb2.Policy(name="p", presets=[preset])], container_name="c", postures={}, view=None)
-    assert [compiled.active(kind) for kind in Kind] == [True, False, False, False, False]
+    assert [compiled.active(kind) for kind in Kind] == [True, False, False, False, False, False]
 
 
 @pytest.mark.parametrize(
@@ -619,7 +625,7 @@ def test_the_exec_preset_is_judged_by_the_process_enforcer() -> None:
     """The exec preset needs the process kind's hooks even with no process rule."""
     preset = agent_pb2.PresetRule(preset=agent_pb2.PRESET_EXEC, action=agent_pb2.ACTION_AUDIT)
     compiled = compile_rules([agent_pb2.Policy(name="p", presets=[preset])], container_name="c", postures={}, view=None)
-    assert [compiled.active(kind) for kind in Kind] == [True, False, False, False, False]
+    assert [compiled.active(kind) for kind in Kind] == [True, False, False, False, False, False]
     assert compiled.preset_bits == preset_bits(Preset.EXEC, block=False, audit=True)
     assert compiled.preset_rule(Preset.EXEC) == 1
 
@@ -733,3 +739,60 @@ def test_agent_refuses_allowed_args_the_kernel_cannot_judge(
     """allowedArgs belong to process rules for one file or execname, at most 20 arguments of 1 to 254 bytes."""
     with pytest.raises(InvalidPolicyError, match=message):
         check_policies([agent_pb2.Policy(name="p", **{section: [rule]})])
+
+
+def dns_policy(*rules: agent_pb2.DnsRule) -> list[agent_pb2.Policy]:
+    """Build a checked wire policy of DNS rules."""
+    policies = [agent_pb2.Policy(name="dns", dns_rules=rules)]
+    check_policies(policies)
+    return policies
+
+
+def test_a_domain_is_written_with_the_containers_search_domains(tmp_path: Path) -> None:
+    """Resolvers ask for a name followed by each search domain first; the rule covers those names too."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "resolv.conf").write_text(
+        "nameserver 10.0.0.10\nsearch old.example\nsearch Team.svc.cluster.local. svc.cluster.local\noptions ndots:5\n"
+    )
+    block_rule = agent_pb2.DnsRule(domain="example.com", action=agent_pb2.ACTION_BLOCK)
+    compiled = compile_rules(dns_policy(block_rule), container_name="c", postures={}, view=view_of(tmp_path))
+    entry = RuleEntry(block=1, block_rule=1)
+    assert compiled.kinds[Kind.DNS].names == {
+        "example.com": entry,
+        "example.com.team.svc.cluster.local": entry,
+        "example.com.svc.cluster.local": entry,
+    }
+    assert compiled.kinds[Kind.DNS].blocks and not compiled.kinds[Kind.DNS].allowlist
+
+
+def test_a_resolv_conf_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None:
+    """The container owns its resolv.conf: a FIFO there must not hang the agent, a symlink stays inside."""
+    (tmp_path / "etc").mkdir()
+    os.mkfifo(tmp_path / "etc" / "resolv.conf")
+    assert view_of(tmp_path).search_domains() == ()
+    os.unlink(tmp_path / "etc" / "resolv.conf")
+    (tmp_path / "etc" / "resolv.conf").symlink_to("/run/resolv.conf")  # resolved inside the container's root
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "resolv.conf").write_text("search inside.example\n")
+    assert view_of(tmp_path).search_domains() == ("inside.example",)
+
+
+def test_an_allowed_domain_from_one_source_makes_an_allow_list_for_it_alone() -> None:
+    """fromSource DNS rules go to the source's table: only that executable's queries meet its allow list."""
+    rule = agent_pb2.DnsRule(domain="api.example.com", action=agent_pb2.ACTION_ALLOW, from_source=["/usr/bin/curl"])
+    compiled = compile_rules(dns_policy(rule), container_name="c", postures={}, view=None)
+    table = compiled.kinds[Kind.DNS]
+    assert table.names == {} and not table.allowlist
+    assert table.sources["/usr/bin/curl"].names == {"api.example.com": RuleEntry(allow=1, allow_rule=1)}
+    assert table.sources["/usr/bin/curl"].allowlist and not table.blocks
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["", "Example.com", "example.com.", ".example.com", "a..b", "*.example.com", "ex ample.com", "x" * 64 + ".io"],
+)
+def test_the_agent_refuses_a_domain_the_kernel_could_not_compare(domain: str) -> None:
+    """The host sends domains in lower case without end dots; anything else never matches a query, so it is refused."""
+    policy = agent_pb2.Policy(name="p", dns_rules=[agent_pb2.DnsRule(domain=domain, action=agent_pb2.ACTION_BLOCK)])
+    with pytest.raises(InvalidPolicyError, match=r"policies\[0\]\.dns_rules\[0\]\.domain: .* is not a DNS name"):
+        check_policies([policy])
