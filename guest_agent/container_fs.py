@@ -238,17 +238,27 @@ def _mapped_identities(addresses: Iterable[int]) -> dict[int, FileIdentity]:
 
 
 def _read_regular_file(path: Path, limit: int) -> str | None:
-    """Read the start of a file the container controls: None unless it is a regular file (a FIFO would block)."""
+    """Read the start of a file the container controls: None unless it is a regular file.
+
+    The file is checked through an O_PATH handle before it is opened for reading, so a FIFO (which
+    would block) or a device (whose open may do something) swapped in for it is never opened.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        handle = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        return os.read(fd, limit).decode(errors="replace") if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            return None
+        fd = os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_CLOEXEC)  # the very file checked
+        try:
+            return os.read(fd, limit).decode(errors="replace")
+        finally:
+            os.close(fd)
     except OSError:
         return None
     finally:
-        os.close(fd)
+        os.close(handle)
 
 
 def _fdinfo(fd: int) -> dict[str, int]:
