@@ -72,8 +72,9 @@ static __always_inline __u32 current_tag(void)
 	tag = bpf_task_storage_get(&task_container, task, 0, 0);
 	if (tag)
 		return *tag;
-	ns.pid_ns = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
-	ns.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	/* Direct BTF loads (a task with no nsproxy any more reads 0): every task in the guest passes here. */
+	ns.pid_ns = task->nsproxy->pid_ns_for_children->ns.inum;
+	ns.mnt_ns = task->nsproxy->mnt_ns->ns.inum;
 	found = bpf_map_lookup_elem(&container_ns, &ns);
 	if (!found)
 		return 0;

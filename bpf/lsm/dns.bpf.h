@@ -30,19 +30,23 @@
 #define DNS_NAME_WIRE_MAX 255 /* the longest name on the wire, its length bytes and final zero included */
 #define DNS_LABEL_MAX 63
 
-/* Whether a message from this socket goes to port 53 over UDP or TCP, IPv4 or IPv6. */
+/*
+ * Whether a message from this socket goes to port 53 over UDP or TCP, IPv4
+ * or IPv6. Every send in the guest passes here, so the socket is read with
+ * direct BTF loads, not helper calls.
+ */
 static __always_inline int to_dns_port(struct socket *sock, struct msghdr *msg)
 {
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	struct sockaddr_in *to = BPF_CORE_READ(msg, msg_name); /* the syscall's kernel copy */
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family), type = BPF_CORE_READ(sk, sk_type), port = 0;
+	struct sock *sk = sock->sk;
+	struct sockaddr_in *to = msg->msg_name; /* the syscall's kernel copy */
+	__u16 family = sk->__sk_common.skc_family, type = sk->sk_type, port = 0;
 
 	if ((family != AF_INET && family != AF_INET6) || (type != SOCK_DGRAM && type != SOCK_STREAM))
 		return 0;
 	/* sin_port and sin6_port are at one offset; either the address given or the connected one counts */
-	if (to && BPF_CORE_READ(msg, msg_namelen) >= (int)sizeof(struct sockaddr_in))
+	if (to && msg->msg_namelen >= (int)sizeof(struct sockaddr_in))
 		bpf_probe_read_kernel(&port, sizeof(port), &to->sin_port);
-	return port == bpf_htons(DNS_PORT) || BPF_CORE_READ(sk, __sk_common.skc_dport) == bpf_htons(DNS_PORT);
+	return port == bpf_htons(DNS_PORT) || sk->__sk_common.skc_dport == bpf_htons(DNS_PORT);
 }
 
 /* Copy the first DNS_READ_MAX bytes of the message into buf; return how many, or -1 if they cannot be read. */

@@ -76,20 +76,20 @@ static __always_inline int refuse_new_names(struct vfsmount *mnt, struct dentry 
 SEC("lsm/file_open")
 int BPF_PROG(kadapter_file_open, struct file *file, int ret)
 {
-	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct dentry *dentry = file->f_path.dentry; /* direct BTF loads: every open in the guest passes here */
 	struct judgement j;
 
 	if (ret)
 		return ret;
 	/* Overlayfs opening the real file under the overlay file's name: the overlay file was judged. */
-	if (BPF_CORE_READ(file, f_inode) != BPF_CORE_READ(dentry, d_inode))
+	if (file->f_inode != dentry->d_inode)
 		return 0;
 	if (!judge_start(&j, KADAPTER_KIND_FILE, KADAPTER_OP_OPEN))
 		return 0;
 	match_file(&j, BPF_CORE_READ(file, f_path.mnt), dentry, file);
 	if (enter_source(&j))
 		match_file(&j, BPF_CORE_READ(file, f_path.mnt), dentry, file);
-	if (BPF_CORE_READ(file, f_mode) & FMODE_WRITE)
+	if (file->f_mode & FMODE_WRITE)
 		j.access |= KADAPTER_ACCESS_WRITE;
 	ret = decide(&j);
 	return ret ? ret : judge_proc_file(&j, dentry, BPF_CORE_READ(file, f_inode));
