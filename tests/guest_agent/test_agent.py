@@ -183,19 +183,25 @@ def test_request_without_a_pod_name_is_refused(agent: Agent, enforcer: Recording
     assert not enforcer.rules["bare"].kinds[Kind.PROCESS].names
 
 
-def test_an_alert_from_a_pattern_names_its_policy_and_an_unfinished_match(enforcer: RecordingEnforcer) -> None:
-    """A Block pattern that fired at the work bound is reported as its policy's, saying the patterns went unfinished."""
+def publishing_agent(enforcer: RecordingEnforcer, policy: agent_pb2.Policy) -> tuple[Agent, list[agent_pb2.Alert]]:
+    """Return an agent enforcing policy on container 1 of the nginx pod, and the list its alerts go to."""
     published: list[agent_pb2.Alert] = []
     hub = AlertHub()
     hub.publish = published.append  # type: ignore[method-assign]
     agent = Agent(enforcer, hub)  # type: ignore[arg-type]
+    agent.register(container(1))
+    agent.apply(agent_pb2.ApplyPoliciesRequest(pod=request(1).pod, generation=1, policies=[policy]))
+    return agent, published
+
+
+def test_an_alert_from_a_pattern_names_its_policy_and_an_unfinished_match(enforcer: RecordingEnforcer) -> None:
+    """A Block pattern that fired at the work bound is reported as its policy's, saying the patterns went unfinished."""
     policy = agent_pb2.Policy(
         name="no-conf",
         namespace="default",
         file_rules=[agent_pb2.PathRule(pattern="/**/*.conf", action=agent_pb2.ACTION_BLOCK, severity=4)],
     )
-    agent.register(container(1))
-    agent.apply(agent_pb2.ApplyPoliciesRequest(pod=request(1).pod, generation=1, policies=[policy]))
+    agent, published = publishing_agent(enforcer, policy)
     agent.on_event(
         bpf_types.AlertEvent(
             ruleset=enforcer.last_ruleset,
@@ -215,17 +221,12 @@ def test_an_alert_from_a_pattern_names_its_policy_and_an_unfinished_match(enforc
 
 def test_a_dns_alert_says_what_kubearmor_says_and_when_the_query_went_unread(enforcer: RecordingEnforcer) -> None:
     """A refused query: Network, the name asked for as resource, KubeArmor's Data; an unread one says so."""
-    published: list[agent_pb2.Alert] = []
-    hub = AlertHub()
-    hub.publish = published.append  # type: ignore[method-assign]
-    agent = Agent(enforcer, hub)  # type: ignore[arg-type]
     policy = agent_pb2.Policy(
         name="no-example",
         namespace="default",
         dns_rules=[agent_pb2.DnsRule(domain="example.com", action=agent_pb2.ACTION_BLOCK, severity=7)],
     )
-    agent.register(container(1))
-    agent.apply(agent_pb2.ApplyPoliciesRequest(pod=request(1).pod, generation=1, policies=[policy]))
+    agent, published = publishing_agent(enforcer, policy)
     for rule, flags, name in ((1, 0, b"www.example.com"), (0, bpf_types.NAME_DNS_UNREAD, b"")):
         agent.on_event(
             bpf_types.AlertEvent(
