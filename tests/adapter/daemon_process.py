@@ -68,6 +68,14 @@ class Running:
         return json.loads(http_get(f"{self.base}/status")[1])
 
 
+def _log_record(line: str) -> dict[str, Any]:
+    """Parse one stderr line: a JSON log record, or (a traceback, faulthandler's thread dump) its text."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return {"event": "stderr", "text": line.rstrip("\n")}
+
+
 def _lines(stream: Any, into: queue.Queue[Any], parse: Callable[[str], Any]) -> None:
     """Copy a process's lines into a queue as they come."""
     for line in stream:
@@ -88,10 +96,15 @@ def kadapter_run(node: KataNode, directory: Path, *options: str) -> Iterator[Run
     ]  # fmt: skip
     env = {key: value for key, value in os.environ.items() if key != "KUBERNETES_SERVICE_HOST"}
     process = subprocess.Popen(
-        argv, cwd=REPO, env={**env, "NODE_NAME": NODE}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        cwd=REPO,
+        env={**env, "NODE_NAME": NODE, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     running = Running(process, queue.Queue(), queue.Queue(), [])
-    threading.Thread(target=_lines, args=(process.stderr, running.records, json.loads), daemon=True).start()
+    threading.Thread(target=_lines, args=(process.stderr, running.records, _log_record), daemon=True).start()
     threading.Thread(target=_lines, args=(process.stdout, running.printed, str.strip), daemon=True).start()
     try:
         yield running

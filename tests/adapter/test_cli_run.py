@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -147,7 +148,15 @@ def test_sigterm_stops_the_daemon_within_seconds(agent: FakeAgent, daemon: Runni
     daemon.record(lambda record: record.get("event") == "push")
     started = time.monotonic()
     daemon.process.send_signal(signal.SIGTERM)
-    assert daemon.process.wait(timeout=STOP_WITHIN) == 0
+    try:
+        returned = daemon.process.wait(timeout=STOP_WITHIN)
+    except subprocess.TimeoutExpired:
+        daemon.process.send_signal(signal.SIGABRT)  # faulthandler prints where each thread is stuck
+        daemon.process.wait()
+        time.sleep(0.5)
+        dump = [daemon.records.get().get("text") for _ in range(daemon.records.qsize())]
+        pytest.fail(f"still running {STOP_WITHIN} s after SIGTERM; its threads then:\n" + "\n".join(filter(None, dump)))
+    assert returned == 0
     assert time.monotonic() - started < STOP_WITHIN
     daemon.record(lambda record: record.get("event") == "stop")
     time.sleep(0.2)  # a call already on its way through the VMM socket may still land
